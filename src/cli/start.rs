@@ -1,0 +1,50 @@
+//! `start`: launches `backupctl daemon` and returns once the daemon runs and
+//! holds its pidfile, or says why it could not start.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Context;
+use crate::daemon::pidfile::DaemonState;
+use crate::daemon::{self, DaemonError};
+use crate::error::Error;
+
+/// How long a daemon may take to write its pidfile.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
+    if let DaemonState::Running { pid, .. } = daemon::state(&ctx.home)? {
+        return Err(DaemonError::AlreadyRunning {
+            pid: pid.to_string(),
+        }
+        .into());
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io("find", "the backupctl executable", e))?;
+    // The child forks the daemon and exits; errors before that reach our stderr.
+    let status = Command::new(&exe)
+        .arg("--home")
+        .arg(ctx.home.root())
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| Error::io("run", &exe, e))?;
+    if !status.success() {
+        return Err(DaemonError::StartFailed(format!("the daemon exited with {status}")).into());
+    }
+    let started = Instant::now();
+    while started.elapsed() < START_TIMEOUT {
+        if let DaemonState::Running { pid, .. } = daemon::state(&ctx.home)? {
+            log::info!("backup_service started (pid {pid})");
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(DaemonError::StartFailed(format!(
+        "no pidfile after {} s; see {}",
+        START_TIMEOUT.as_secs(),
+        ctx.home.display_path(&ctx.home.service_log())
+    ))
+    .into())
+}

@@ -1,0 +1,53 @@
+//! `stop`: sends SIGTERM to the daemon named by the locked pidfile and waits
+//! until it has finished its backups in progress and exited.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::Context;
+use crate::daemon::pidfile::{self, DaemonState};
+use crate::daemon::{self, DaemonError};
+use crate::error::Error;
+
+/// After this long, say what we are waiting for.
+const PATIENCE: Duration = Duration::from_secs(3);
+
+pub fn run(ctx: &Context, timeout: Option<u64>) -> Result<ExitCode, Error> {
+    let pid = match daemon::state(&ctx.home)? {
+        DaemonState::Running { pid, .. } => pid,
+        DaemonState::NotRunning { stale } => {
+            if stale {
+                log::warn!("removed a stale pidfile");
+            }
+            return Err(DaemonError::NotRunning.into());
+        }
+    };
+    // Only a daemon holding the pidfile lock gets here: never a stranger.
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
+        .map_err(|source| DaemonError::Signal { pid, source })?;
+    let path = ctx.home.pidfile();
+    let wait = |limit: Option<Duration>| {
+        pidfile::wait_until_released(&path, limit).map_err(|e| Error::io("read pidfile", &path, e))
+    };
+    let limit = timeout.map(Duration::from_secs);
+    let mut stopped = wait(Some(limit.map_or(PATIENCE, |l| l.min(PATIENCE))))?;
+    if !stopped && limit.is_none_or(|l| l > PATIENCE) {
+        eprintln!(
+            "{}: waiting for backup_service (pid {pid}) to finish the backups in progress...",
+            ctx.program
+        );
+        stopped = wait(limit.map(|l| l - PATIENCE))?;
+    }
+    if !stopped {
+        return Err(DaemonError::StopTimeout {
+            pid,
+            seconds: timeout.unwrap_or_default(),
+        }
+        .into());
+    }
+    log::info!("backup_service stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,125 @@
+//! The backup service: detaching, the pidfile, signals and the loop, plus the
+//! single-schedule runner that `run` shares with it.
+
+pub mod pidfile;
+pub mod runner;
+pub mod scheduler;
+pub mod service;
+pub mod signals;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use daemonize::{Daemonize, Outcome};
+
+use crate::clock::Clock;
+use crate::home::Home;
+use crate::logging::{self, LogTarget};
+use pidfile::{AcquireError, DaemonState, PidFile};
+use signals::{FirstSignal, Shutdown};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("backup_service is already running (pid {pid})")]
+    AlreadyRunning { pid: String },
+    #[error("backup_service is not running")]
+    NotRunning,
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot detach the daemon: {0}")]
+    Detach(String),
+    #[error("backup_service did not start: {0}")]
+    StartFailed(String),
+    #[error("backup_service (pid {pid}) did not stop within {seconds} s; it is still running")]
+    StopTimeout { pid: i32, seconds: u64 },
+    #[error("cannot send SIGTERM to backup_service (pid {pid}): {source}")]
+    Signal {
+        pid: i32,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+impl DaemonError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Reads the daemon's state from the pidfile (removing a stale one).
+pub fn state(home: &Home) -> Result<DaemonState, DaemonError> {
+    let path = home.pidfile();
+    pidfile::probe(&path).map_err(|e| DaemonError::io("read pidfile", path, e))
+}
+
+/// Runs the service: detached into the background unless `foreground`. In the
+/// background case this returns in the calling process once the daemon is
+/// forked, and runs the loop in the detached one.
+pub fn run_daemon(home: &Home, clock: Arc<dyn Clock>, foreground: bool) -> Result<(), DaemonError> {
+    home.ensure_layout()
+        .map_err(|e| DaemonError::io("create", home.root(), e))?;
+    // Refuse here, where the caller still sees our stderr.
+    if let DaemonState::Running { pid, .. } = state(home)? {
+        return Err(DaemonError::AlreadyRunning {
+            pid: pid.to_string(),
+        });
+    }
+    if !foreground {
+        let detach = Daemonize::new()
+            .working_directory(home.root())
+            .umask(0o077u32);
+        match detach.execute() {
+            Outcome::Parent(Ok(_)) => return Ok(()),
+            Outcome::Parent(Err(e)) | Outcome::Child(Err(e)) => {
+                return Err(DaemonError::Detach(e.to_string()));
+            }
+            Outcome::Child(Ok(_)) => {}
+        }
+    }
+    let log = home.service_log();
+    logging::init(
+        LogTarget {
+            file: &log,
+            echo_to_stderr: foreground,
+        },
+        clock.clone(),
+    )
+    .map_err(|e| DaemonError::io("open log file", &log, e))?;
+    let result = serve_with_pidfile(home, clock.as_ref());
+    if let Err(error) = &result {
+        log::error!("{error}");
+    }
+    result
+}
+
+fn serve_with_pidfile(home: &Home, clock: &dyn Clock) -> Result<(), DaemonError> {
+    // Signals first: once the pidfile exists, `stop` may signal us.
+    let shutdown = Shutdown::install(FirstSignal::Graceful)
+        .map_err(|e| DaemonError::io("install signal handlers for", home.root(), e))?;
+    let pid_path = home.pidfile();
+    let pidfile = PidFile::acquire(&pid_path).map_err(|e| match e {
+        AcquireError::AlreadyRunning { pid } => DaemonError::AlreadyRunning {
+            pid: pid.map_or_else(|| "unknown".into(), |p| p.to_string()),
+        },
+        AcquireError::Io(e) => DaemonError::io("write pidfile", &pid_path, e),
+    })?;
+    log::info!(
+        "backup_service started (pid {}, home {})",
+        std::process::id(),
+        home.root().display()
+    );
+    service::serve(home, clock, &chrono::Local, &shutdown);
+    log::info!("backup_service stopped (pid {})", std::process::id());
+    drop(pidfile);
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Which schedules are due: the service checks minute by minute, but never
+//! trusts that it woke on time. It remembers the last minute it checked and, at
+//! each wake-up, covers every minute since, so a late wake-up or a long backup
+//! never drops a run, and each minute is checked once, so nothing fires twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
+
+use crate::store::Timing;
+
+/// The minutes a check covers: those after `after`, up to and including `upto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub after: DateTime<Utc>,
+    pub upto: DateTime<Utc>,
+}
+
+/// Remembers the last minute that was checked.
+#[derive(Debug, Clone)]
+pub struct MinuteTracker {
+    last_checked: DateTime<Utc>,
+}
+
+impl MinuteTracker {
+    /// A tracker whose first window is the current minute, so a schedule for
+    /// the minute the service starts in runs at once.
+    pub fn starting_at(now: DateTime<Utc>) -> Self {
+        Self {
+            last_checked: minute_floor(now) - TimeDelta::minutes(1),
+        }
+    }
+
+    /// The minutes not yet checked, up to `now`'s minute; `None` when this
+    /// minute was checked already, or the clock went back (minutes already
+    /// checked are not checked again).
+    pub fn advance(&mut self, now: DateTime<Utc>) -> Option<Window> {
+        let upto = minute_floor(now);
+        if upto <= self.last_checked {
+            return None;
+        }
+        let window = Window {
+            after: self.last_checked,
+            upto,
+        };
+        self.last_checked = upto;
+        Some(window)
+    }
+}
+
+/// True when `timing` has a run in `window`, judged on `zone`'s wall clock.
+/// Several runs in one window (a long outage) still give one backup.
+pub fn is_due<Tz: TimeZone>(timing: &Timing, window: &Window, zone: &Tz) -> bool
+where
+    Tz::Offset: Copy,
+{
+    let after = window.after.with_timezone(zone);
+    timing
+        .next_after(&after)
+        .is_some_and(|next| next.with_timezone(&Utc) <= window.upto)
+}
+
+/// How long to sleep so as to wake just after the next minute starts.
+pub fn until_next_minute(now: DateTime<Utc>) -> Duration {
+    let next = minute_floor(now) + TimeDelta::minutes(1);
+    (next - now + TimeDelta::milliseconds(20))
+        .to_std()
+        .unwrap_or(Duration::from_millis(20))
+}
+
+fn minute_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Schedule;
+    use chrono_tz::Europe::Berlin;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 3, 5, h, m, s).unwrap()
+    }
+
+    fn timing(hhmm: &str) -> Timing {
+        Schedule::parse(&format!("src;{hhmm};n")).unwrap().timing
+    }
+
+    /// Runs the tracker over wake-up times and returns the minutes at which
+    /// `hhmm` fired.
+    fn fired(hhmm: &str, wakes: &[DateTime<Utc>]) -> Vec<DateTime<Utc>> {
+        let t = timing(hhmm);
+        let mut tracker = MinuteTracker::starting_at(wakes[0]);
+        wakes
+            .iter()
+            .filter_map(|&now| {
+                tracker
+                    .advance(now)
+                    .filter(|w| is_due(&t, w, &Utc))
+                    .map(|w| w.upto)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_schedule_for_the_start_minute_runs_at_start() {
+        assert_eq!(fired("16:07", &[at(16, 7, 42)]), [at(16, 7, 0)]);
+    }
+
+    #[test]
+    fn each_minute_fires_once_however_often_we_wake() {
+        let wakes = [
+            at(16, 6, 50),
+            at(16, 7, 0),
+            at(16, 7, 1),
+            at(16, 7, 59),
+            at(16, 8, 0),
+        ];
+        assert_eq!(fired("16:07", &wakes), [at(16, 7, 0)]);
+    }
+
+    #[test]
+    fn a_late_wake_up_covers_the_minutes_it_slept_through() {
+        // Asleep from 16:05 to 16:09 (a long backup, a suspend): 16:07 still runs.
+        assert_eq!(
+            fired("16:07", &[at(16, 5, 0), at(16, 9, 30)]),
+            [at(16, 9, 0)]
+        );
+    }
+
+    #[test]
+    fn the_clock_going_back_does_not_fire_twice() {
+        let wakes = [at(16, 7, 5), at(16, 6, 30), at(16, 7, 10), at(16, 8, 0)];
+        assert_eq!(fired("16:07", &wakes), [at(16, 7, 0)]);
+    }
+
+    #[test]
+    fn day_rollover() {
+        let t = timing("00:00");
+        let mut tracker =
+            MinuteTracker::starting_at(Utc.with_ymd_and_hms(2024, 12, 31, 23, 59, 30).unwrap());
+        assert!(
+            tracker
+                .advance(Utc.with_ymd_and_hms(2024, 12, 31, 23, 59, 30).unwrap())
+                .is_some_and(|w| !is_due(&t, &w, &Utc))
+        );
+        let w = tracker
+            .advance(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap())
+            .unwrap();
+        assert!(is_due(&t, &w, &Utc));
+    }
+
+    #[test]
+    fn wall_clock_times_are_local_to_the_zone() {
+        // 16:07 in Berlin (winter, UTC+1) is 15:07 UTC.
+        let t = timing("16:07");
+        let mut tracker = MinuteTracker::starting_at(at(15, 7, 0));
+        let w = tracker.advance(at(15, 7, 0)).unwrap();
+        assert!(is_due(&t, &w, &Berlin));
+        assert!(!is_due(&t, &w, &Utc));
+    }
+
+    #[test]
+    fn spring_forward_gap_runs_once_just_after() {
+        // 2024-03-31 in Berlin: 02:00 jumps to 03:00 (01:00 UTC).
+        let t = timing("02:30");
+        let night: Vec<DateTime<Utc>> = (0..180)
+            .map(|m| Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap() + TimeDelta::minutes(m))
+            .collect();
+        let mut tracker = MinuteTracker::starting_at(night[0]);
+        let runs: Vec<_> = night
+            .iter()
+            .filter_map(|&n| {
+                tracker
+                    .advance(n)
+                    .filter(|w| is_due(&t, w, &Berlin))
+                    .map(|w| w.upto)
+            })
+            .collect();
+        assert_eq!(runs, [Utc.with_ymd_and_hms(2024, 3, 31, 1, 0, 0).unwrap()]);
+    }
+
+    #[test]
+    fn fall_back_hour_runs_once() {
+        // 2024-10-27 in Berlin: 03:00 goes back to 02:00, so 02:30 happens twice.
+        let t = timing("02:30");
+        let night: Vec<DateTime<Utc>> = (0..240)
+            .map(|m| Utc.with_ymd_and_hms(2024, 10, 26, 23, 0, 0).unwrap() + TimeDelta::minutes(m))
+            .collect();
+        let mut tracker = MinuteTracker::starting_at(night[0]);
+        let runs = night
+            .iter()
+            .filter(|&&n| tracker.advance(n).is_some_and(|w| is_due(&t, &w, &Berlin)))
+            .count();
+        assert_eq!(runs, 1);
+    }
+
+    #[test]
+    fn sleeps_until_just_after_the_minute() {
+        let d = until_next_minute(at(16, 7, 45));
+        assert!(d > Duration::from_secs(15) && d < Duration::from_secs(16));
+    }
+}

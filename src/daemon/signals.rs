@@ -1,0 +1,91 @@
+//! Signals, turned into flags and wake-ups. A first SIGTERM or SIGINT asks for a
+//! graceful stop; a second one aborts the backup in progress. SIGHUP wakes the
+//! loop (the store is re-read at every cycle anyway).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// How the first stop signal is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstSignal {
+    /// Finish the current work, then stop (the daemon).
+    Graceful,
+    /// Abort at once (a single `run`: there is nothing to finish first).
+    Abort,
+}
+
+/// What the signal thread reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Stop,
+    Hangup,
+    Timeout,
+}
+
+/// Flags set by signals, and a channel that wakes a sleeping loop.
+pub struct Shutdown {
+    stop: Arc<AtomicBool>,
+    abort: Arc<AtomicBool>,
+    wakes: Receiver<Wake>,
+}
+
+impl Shutdown {
+    /// Starts the signal thread. Call after forking, never before.
+    pub fn install(first: FirstSignal) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let abort = Arc::new(AtomicBool::new(false));
+        let (tx, wakes) = mpsc::channel();
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let (thread_stop, thread_abort) = (stop.clone(), abort.clone());
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let wake = if signal == SIGHUP {
+                        Wake::Hangup
+                    } else {
+                        let again = thread_stop.swap(true, Ordering::SeqCst);
+                        if again || first == FirstSignal::Abort {
+                            thread_abort.store(true, Ordering::SeqCst);
+                            log::warn!(
+                                "signal {signal} received again: aborting the backup in progress"
+                            );
+                        } else {
+                            log::info!(
+                                "signal {signal} received: stopping after the backups in progress"
+                            );
+                        }
+                        Wake::Stop
+                    };
+                    if tx.send(wake).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self { stop, abort, wakes })
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The flag archive writers poll.
+    pub fn abort_flag(&self) -> &AtomicBool {
+        &self.abort
+    }
+
+    /// Sleeps up to `timeout`, waking early for a signal.
+    pub fn wait(&self, timeout: Duration) -> Wake {
+        match self.wakes.recv_timeout(timeout) {
+            Ok(wake) => wake,
+            Err(RecvTimeoutError::Timeout) => Wake::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Wake::Stop,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The top-level error and the exit codes, in one table:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success |
+//! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
+//! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::daemon::DaemonError;
+use crate::daemon::runner::RunError;
+use crate::store::StoreError;
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error (see the table above).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Store(e) if e.is_input_error() => EXIT_INVALID_INPUT,
+            Error::Invalid(_) => EXIT_INVALID_INPUT,
+            _ => EXIT_FAILURE,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! backupctl: a scheduled-backup manager. The binary in `main.rs` is a thin door
+//! into these modules, which integration tests and examples use as well.
+//!
+//! Dependencies point one way: `cli` → `daemon` → `store` / `archive` → the leaf
+//! modules (`clock`, `home`, `logging`, `error`).
+
+pub mod archive;
+pub mod cli;
+pub mod clock;
+pub mod daemon;
+pub mod error;
+pub mod home;
+pub mod logging;
+pub mod store;

@@ -1,0 +1,326 @@
+//! The schedule store, `backup_schedules.txt`: one schedule per line.
+//!
+//! Reading needs no lock: writers never modify the file in place, they write a
+//! temporary copy, sync it and rename it over the original, so a reader sees
+//! either the old or the new file, whole. Writers take an exclusive lock on a
+//! separate lock file for the whole read-modify-write, so concurrent `create`s
+//! never lose a schedule. Lines that do not parse (edited by hand) are kept
+//! byte for byte and reported, never dropped.
+
+pub mod schedule;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use schedule::{Schedule, ScheduleError, Timing};
+
+/// Errors of the schedule store. Input errors name the bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("malformed schedule: {input} ({reason})")]
+    Malformed {
+        input: String,
+        reason: ScheduleError,
+    },
+    #[error("a schedule named {name:?} already exists at index {index}")]
+    DuplicateName { name: String, index: usize },
+    #[error("invalid index {text:?}: expected a schedule number from `list`, such as 0")]
+    BadIndex { text: String },
+    #[error("no schedule at index {index}: {}", count_phrase(*count))]
+    IndexOutOfRange { index: usize, count: usize },
+    #[error("no schedule with index or name {text:?}")]
+    UnknownSchedule { text: String },
+    #[error("schedule {index} is not valid ({reason}); fix or delete it first")]
+    InvalidEntry { index: usize, reason: String },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn count_phrase(count: usize) -> String {
+    match count {
+        0 => "there are no schedules".to_string(),
+        1 => "the only schedule is 0".to_string(),
+        n => format!("schedules are numbered 0 to {}", n - 1),
+    }
+}
+
+impl StoreError {
+    /// True when the user's input was refused (as opposed to an I/O failure).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(self, StoreError::Io { .. })
+    }
+}
+
+/// One line of the store, valid or not.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The line exactly as stored, without its newline.
+    pub raw: Vec<u8>,
+    /// The parsed schedule, or why the line is not one.
+    pub parsed: Result<Schedule, String>,
+}
+
+impl Entry {
+    fn from_raw(raw: Vec<u8>) -> Self {
+        let parsed = match std::str::from_utf8(&raw) {
+            Ok(text) => Schedule::parse(text).map_err(|e| e.to_string()),
+            Err(_) => Err("the line is not valid UTF-8".to_string()),
+        };
+        Self { raw, parsed }
+    }
+
+    /// The line for display; invalid UTF-8 shows as U+FFFD.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+}
+
+/// The schedule file and its lock.
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl Store {
+    pub fn new(path: PathBuf, lock_path: PathBuf) -> Self {
+        Self { path, lock_path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every non-blank line, in order; the position is the schedule's index.
+    /// A missing file is an empty store.
+    pub fn load(&self) -> Result<Vec<Entry>, StoreError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(self.io_error("read schedule file", source)),
+        };
+        Ok(bytes
+            .split(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|line| Entry::from_raw(line.to_vec()))
+            .collect())
+    }
+
+    /// Finds a valid schedule by index or by name.
+    pub fn find(&self, key: &str) -> Result<(usize, Schedule), StoreError> {
+        let entries = self.load()?;
+        let by_index = key.parse::<usize>().ok().filter(|&i| i < entries.len());
+        let position = by_index.or_else(|| {
+            entries
+                .iter()
+                .position(|e| matches!(&e.parsed, Ok(s) if s.name == key))
+        });
+        let Some(index) = position else {
+            return Err(StoreError::UnknownSchedule {
+                text: key.to_string(),
+            });
+        };
+        match &entries[index].parsed {
+            Ok(schedule) => Ok((index, schedule.clone())),
+            Err(reason) => Err(StoreError::InvalidEntry {
+                index,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Validates `line` and appends it. Refused lines leave the store untouched.
+    pub fn add(&self, line: &str) -> Result<Schedule, StoreError> {
+        let schedule = Schedule::parse(line).map_err(|reason| StoreError::Malformed {
+            input: line.to_string(),
+            reason,
+        })?;
+        self.edit(|entries| {
+            let duplicate = entries
+                .iter()
+                .position(|e| matches!(&e.parsed, Ok(s) if s.name == schedule.name));
+            if let Some(index) = duplicate {
+                return Err(StoreError::DuplicateName {
+                    name: schedule.name.clone(),
+                    index,
+                });
+            }
+            entries.push(Entry::from_raw(line.as_bytes().to_vec()));
+            Ok(())
+        })?;
+        Ok(schedule)
+    }
+
+    /// Removes the line at `index_text` (0-based, as `list` shows it).
+    pub fn remove(&self, index_text: &str) -> Result<Entry, StoreError> {
+        let index = parse_index(index_text)?;
+        self.edit(|entries| {
+            if index >= entries.len() {
+                return Err(StoreError::IndexOutOfRange {
+                    index,
+                    count: entries.len(),
+                });
+            }
+            Ok(entries.remove(index))
+        })
+    }
+
+    /// Runs `change` on the current lines under the exclusive lock, then writes
+    /// the result atomically. When `change` fails nothing is written.
+    fn edit<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<Entry>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|source| StoreError::Io {
+                action: "open lock file",
+                path: self.lock_path.clone(),
+                source,
+            })?;
+        lock.lock().map_err(|source| StoreError::Io {
+            action: "lock",
+            path: self.lock_path.clone(),
+            source,
+        })?;
+        let mut entries = self.load()?;
+        let outcome = change(&mut entries)?;
+        self.write_atomically(&entries)?;
+        // The lock is released when `lock` is dropped, after the rename.
+        Ok(outcome)
+    }
+
+    fn write_atomically(&self, entries: &[Entry]) -> Result<(), StoreError> {
+        let mut text = Vec::new();
+        for entry in entries {
+            text.extend_from_slice(&entry.raw);
+            text.push(b'\n');
+        }
+        let tmp = tmp_path(&self.path);
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            sync_parent_dir(&self.path)
+        };
+        write().map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            self.io_error("write schedule file", source)
+        })
+    }
+
+    fn io_error(&self, action: &'static str, source: io::Error) -> StoreError {
+        StoreError::Io {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn parse_index(text: &str) -> Result<usize, StoreError> {
+    let bad = || StoreError::BadIndex {
+        text: text.to_string(),
+    };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    text.parse().map_err(|_| bad())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Makes a rename in `path`'s directory durable.
+pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?
+        .sync_all(),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_in(dir: &Path) -> Store {
+        Store::new(dir.join("s.txt"), dir.join(".s.lock"))
+    }
+
+    #[test]
+    fn add_list_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        store.add("a;10:00;one").unwrap();
+        store.add("b;11:00;two").unwrap();
+        let removed = store.remove("0").unwrap();
+        assert_eq!(removed.text(), "a;10:00;one");
+        let left: Vec<String> = store.load().unwrap().iter().map(Entry::text).collect();
+        assert_eq!(left, ["b;11:00;two"]);
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        store.add("a;10:00;one").unwrap();
+        let err = store.add("b;11:00;one").unwrap_err();
+        assert!(matches!(err, StoreError::DuplicateName { index: 0, .. }));
+    }
+
+    #[test]
+    fn indexes_must_be_plain_numbers_in_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        store.add("a;10:00;one").unwrap();
+        for bad in ["-1", "+0", "one", "", " 0", "99999999999999999999999"] {
+            assert!(
+                matches!(store.remove(bad), Err(StoreError::BadIndex { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            store.remove("1"),
+            Err(StoreError::IndexOutOfRange { index: 1, count: 1 })
+        ));
+        assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn hand_edited_lines_survive_edits_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        fs::write(store.path(), b"garbage\xff\n\nx;10:00;ok\n").unwrap();
+        store.add("y;11:00;other").unwrap();
+        let bytes = fs::read(store.path()).unwrap();
+        assert_eq!(bytes, b"garbage\xff\nx;10:00;ok\ny;11:00;other\n");
+        let entries = store.load().unwrap();
+        assert!(entries[0].parsed.is_err());
+        assert!(matches!(
+            store.find("0"),
+            Err(StoreError::InvalidEntry { index: 0, .. })
+        ));
+        assert_eq!(store.find("ok").unwrap().0, 1);
+    }
+}

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         }
     };
     match cli::run(invocation) {
-        Ok(code) => code.into(),
+        Ok(code) => code,
         Err(error) => {
             cli::report_error(personality, &error);
             ExitCode::from(error.exit_code())

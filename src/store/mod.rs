@@ -7,18 +7,20 @@
 //! never lose a schedule. Lines that do not parse (edited by hand) are kept
 //! byte for byte and reported, never dropped.
 
+pub mod options;
 pub mod schedule;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+pub use options::{Format, Options};
 pub use schedule::{Schedule, ScheduleError, Timing};
 
 /// Errors of the schedule store. Input errors name the bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("malformed schedule: {input} ({reason})")]
+    #[error("malformed schedule: {} ({reason})", printable(input))]
     Malformed {
         input: String,
         reason: ScheduleError,
@@ -40,6 +42,20 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `text` with control characters escaped, so a message stays on one line.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 fn count_phrase(count: usize) -> String {

@@ -7,6 +7,8 @@ use chrono::{DateTime, TimeZone};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
+use super::options::{OptionError, Options};
+
 /// Longest schedule name accepted, in bytes. Archive names add a timestamp and
 /// an extension to it and must stay under the 255-byte file-name limit.
 pub const MAX_NAME_LEN: usize = 200;
@@ -14,7 +16,7 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Why a schedule line was refused. Each reason names the offending part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("expected 3 fields path;hh:mm;name, found {found}")]
+    #[error("expected path;hh:mm;name or path;hh:mm;name;options, found {found} fields")]
     FieldCount { found: usize },
     #[error("the path is empty")]
     EmptyPath,
@@ -26,6 +28,8 @@ pub enum ScheduleError {
     EmptyName,
     #[error("backup name {name:?} {why}")]
     BadName { name: String, why: &'static str },
+    #[error(transparent)]
+    BadOption(#[from] OptionError),
 }
 
 /// When a schedule runs.
@@ -84,27 +88,29 @@ pub struct Schedule {
     pub timing: Timing,
     /// The backup name; also the archive's file name stem.
     pub name: String,
+    /// The optional fourth field.
+    pub options: Options,
 }
 
 impl Schedule {
     /// Parses and validates one line, as typed by a user or read from the store.
     pub fn parse(line: &str) -> Result<Self, ScheduleError> {
         let fields: Vec<&str> = line.split(';').collect();
-        let [source, time, name] = fields[..] else {
-            return Err(ScheduleError::FieldCount {
-                found: fields.len(),
-            });
+        let (source, time, name, options) = match fields[..] {
+            [source, time, name] => (source, time, name, None),
+            [source, time, name, options] => (source, time, name, Some(options)),
+            _ => {
+                return Err(ScheduleError::FieldCount {
+                    found: fields.len(),
+                });
+            }
         };
         Ok(Self {
             source: validate_source(source)?.to_string(),
             timing: parse_time(time)?,
             name: validate_name(name)?.to_string(),
+            options: options.map(Options::parse).transpose()?.unwrap_or_default(),
         })
-    }
-
-    /// The line as it is stored.
-    pub fn to_line(&self) -> String {
-        format!("{};{};{}", self.source, self.timing, self.name)
     }
 }
 
@@ -170,7 +176,7 @@ mod tests {
         let s = Schedule::parse("test;16:07;backup_test").unwrap();
         assert_eq!(s.source, "test");
         assert_eq!(s.name, "backup_test");
-        assert_eq!(s.to_line(), "test;16:07;backup_test");
+        assert_eq!(s.options, Options::default());
     }
 
     #[test]
@@ -178,6 +184,13 @@ mod tests {
         let cases = [
             ("test;", ScheduleError::FieldCount { found: 2 }),
             ("a;b;c;d;e", ScheduleError::FieldCount { found: 5 }),
+            (
+                "p;07:05;n;colour",
+                ScheduleError::BadOption(OptionError {
+                    option: "colour".into(),
+                    why: "is not a known option".into(),
+                }),
+            ),
             (";16:07;n", ScheduleError::EmptyPath),
             ("p;16:07;", ScheduleError::EmptyName),
             ("p;24:00;n", ScheduleError::BadTime("24:00".into())),

@@ -1,0 +1,300 @@
+//! The optional fourth field of a schedule line: `opt,opt=value,…`.
+//!
+//! Every option is parsed and validated here, once; the code that acts on an
+//! option trusts the value it gets. An unknown or malformed option refuses the
+//! whole line, naming the option. Option values cannot contain `,` or `;` (the
+//! separators); a hook that needs them belongs in a script.
+
+use chrono::TimeDelta;
+
+/// Why the options field was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("option {option:?} {why}")]
+pub struct OptionError {
+    pub option: String,
+    pub why: String,
+}
+
+fn refuse(option: &str, why: impl Into<String>) -> OptionError {
+    OptionError {
+        option: option.to_string(),
+        why: why.into(),
+    }
+}
+
+/// Archive format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Tar,
+    TarGz,
+    TarZst,
+}
+
+impl Format {
+    /// The file-name extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Tar => "tar",
+            Format::TarGz => "tar.gz",
+            Format::TarZst => "tar.zst",
+        }
+    }
+
+    pub fn from_extension(text: &str) -> Option<Self> {
+        [Format::Tar, Format::TarGz, Format::TarZst]
+            .into_iter()
+            .find(|f| f.extension() == text)
+    }
+
+    /// The compression levels this format accepts, and its default.
+    pub fn levels(self) -> Option<(std::ops::RangeInclusive<i32>, i32)> {
+        match self {
+            Format::Tar => None,
+            Format::TarGz => Some((0..=9, 6)),
+            Format::TarZst => Some((1..=22, 3)),
+        }
+    }
+}
+
+/// Retention rules. Setting any of them keeps a timestamped archive per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_within: Option<TimeDelta>,
+    pub min_keep: Option<u32>,
+}
+
+impl Retention {
+    /// True when any rule is set, which switches the schedule to history mode.
+    pub fn is_set(&self) -> bool {
+        *self != Retention::default()
+    }
+}
+
+/// Commands run around a backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+/// All options of one schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    pub format: Format,
+    /// Compression level; `None` means the format's default.
+    pub level: Option<i32>,
+    pub retention: Retention,
+    /// Skip the run when the tree is unchanged since the last archive.
+    pub if_changed: bool,
+    /// Run once at start-up when a run was missed while the daemon was down.
+    pub catch_up: bool,
+    pub hooks: Hooks,
+}
+
+impl Options {
+    /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
+    pub fn keeps_history(&self) -> bool {
+        self.retention.is_set()
+    }
+
+    /// The compression level to use, if the format compresses.
+    pub fn effective_level(&self) -> Option<i32> {
+        self.format
+            .levels()
+            .map(|(_, default)| self.level.unwrap_or(default))
+    }
+
+    /// Parses `opt,opt=value,…`.
+    pub fn parse(field: &str) -> Result<Self, OptionError> {
+        let mut options = Options::default();
+        let mut seen: Vec<&str> = Vec::new();
+        if field.is_empty() {
+            return Err(refuse(
+                "",
+                "list is empty (leave out the fourth field instead)",
+            ));
+        }
+        for item in field.split(',') {
+            let (key, value) = match item.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (item, None),
+            };
+            if seen.contains(&key) {
+                return Err(refuse(item, "is given twice"));
+            }
+            seen.push(key);
+            options.apply(item, key, value)?;
+        }
+        options.check_level()?;
+        Ok(options)
+    }
+
+    fn apply(&mut self, item: &str, key: &str, value: Option<&str>) -> Result<(), OptionError> {
+        let r = &mut self.retention;
+        match key {
+            "format" => {
+                let text = need(item, value)?;
+                self.format = Format::from_extension(text)
+                    .ok_or_else(|| refuse(item, "must be tar, tar.gz or tar.zst"))?;
+            }
+            "level" => {
+                let text = need(item, value)?;
+                self.level = Some(
+                    text.parse()
+                        .map_err(|_| refuse(item, "must be a whole number"))?,
+                );
+            }
+            "keep-last" => r.keep_last = Some(count(item, value)?),
+            "keep-hourly" => r.keep_hourly = Some(count(item, value)?),
+            "keep-daily" => r.keep_daily = Some(count(item, value)?),
+            "keep-weekly" => r.keep_weekly = Some(count(item, value)?),
+            "keep-monthly" => r.keep_monthly = Some(count(item, value)?),
+            "min-keep" => r.min_keep = Some(count(item, value)?),
+            "keep-within" => {
+                let text = need(item, value)?;
+                r.keep_within = Some(parse_duration(text).map_err(|why| refuse(item, why))?);
+            }
+            "if-changed" => self.if_changed = flag(item, value)?,
+            "catch-up" => self.catch_up = flag(item, value)?,
+            "before" => self.hooks.before = Some(command(item, value)?),
+            "after" => self.hooks.after = Some(command(item, value)?),
+            "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
+            _ => return Err(refuse(item, "is not a known option")),
+        }
+        Ok(())
+    }
+
+    fn check_level(&self) -> Result<(), OptionError> {
+        let Some(level) = self.level else {
+            return Ok(());
+        };
+        let item = format!("level={level}");
+        match self.format.levels() {
+            None => Err(refuse(&item, "needs format=tar.gz or format=tar.zst")),
+            Some((range, _)) if !range.contains(&level) => Err(refuse(
+                &item,
+                format!(
+                    "is out of range for {}: {} to {}",
+                    self.format.extension(),
+                    range.start(),
+                    range.end()
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn need<'a>(item: &str, value: Option<&'a str>) -> Result<&'a str, OptionError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(refuse(item, "needs a value")),
+    }
+}
+
+fn count(item: &str, value: Option<&str>) -> Result<u32, OptionError> {
+    let text = need(item, value)?;
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(refuse(item, "must be a whole number of at least 1")),
+    }
+}
+
+fn flag(item: &str, value: Option<&str>) -> Result<bool, OptionError> {
+    match value {
+        None => Ok(true),
+        Some(_) => Err(refuse(item, "takes no value")),
+    }
+}
+
+fn command(item: &str, value: Option<&str>) -> Result<String, OptionError> {
+    Ok(need(item, value)?.to_string())
+}
+
+/// A duration such as `90m`, `36h`, `7d` or `4w` (also `s` for seconds).
+pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
+    let bad = || format!("{text:?} is not a duration such as 90m, 36h, 7d or 4w");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(seconds)
+        .filter(|&s| s > 0)
+        .and_then(TimeDelta::try_seconds)
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_options_parse() {
+        let o = Options::parse(
+            "format=tar.zst,level=19,keep-last=3,keep-daily=7,keep-within=36h,min-keep=2,if-changed,catch-up,before=echo hi,after=true,on-failure=logger x",
+        )
+        .unwrap();
+        assert_eq!(o.format, Format::TarZst);
+        assert_eq!(o.effective_level(), Some(19));
+        assert_eq!(o.retention.keep_last, Some(3));
+        assert_eq!(o.retention.keep_within, Some(TimeDelta::hours(36)));
+        assert!(o.keeps_history() && o.if_changed && o.catch_up);
+        assert_eq!(o.hooks.before.as_deref(), Some("echo hi"));
+    }
+
+    #[test]
+    fn defaults_are_the_spec_behaviour() {
+        let o = Options::default();
+        assert_eq!(o.format, Format::Tar);
+        assert!(!o.keeps_history());
+        assert_eq!(
+            Options::parse("format=tar.gz").unwrap().effective_level(),
+            Some(6)
+        );
+    }
+
+    #[test]
+    fn bad_options_name_the_option() {
+        let cases = [
+            ("colour=blue", "colour=blue"),
+            ("format=zip", "format=zip"),
+            ("level=3", "level=3"),
+            ("format=tar.gz,level=12", "level=12"),
+            ("keep-last=0", "keep-last=0"),
+            ("keep-last=-1", "keep-last=-1"),
+            ("keep-last", "keep-last"),
+            ("keep-within=7y", "keep-within=7y"),
+            ("if-changed=yes", "if-changed=yes"),
+            ("before=", "before="),
+            ("keep-last=1,keep-last=2", "keep-last=2"),
+            ("", ""),
+        ];
+        for (field, option) in cases {
+            let err = Options::parse(field).unwrap_err();
+            assert_eq!(err.option, option, "{field}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90m").unwrap(), TimeDelta::minutes(90));
+        assert_eq!(parse_duration("4w").unwrap(), TimeDelta::weeks(4));
+        for bad in ["", "7", "d", "0d", "1.5h", "-3d", "99999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

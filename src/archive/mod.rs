@@ -2,6 +2,7 @@
 //! into a tar file that appears under its final name only once it is complete
 //! and synced.
 
+pub mod manifest;
 mod reader;
 mod tree;
 

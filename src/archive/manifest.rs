@@ -1,0 +1,119 @@
+//! The JSON manifest written next to each archive, `<archive>.json`: what the
+//! archive holds and its SHA-256, so it can be verified later. It is written
+//! atomically, after the archive is in place; an archive without a manifest
+//! counts as not verified.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A file left out of the archive, or archived inconsistently, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// The manifest. Field names are part of the documented `--json` shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Schedule name.
+    pub schedule: String,
+    /// Source path as written in the schedule.
+    pub source: String,
+    /// Archive file name (no directory).
+    pub archive: String,
+    /// Creation time, RFC 3339 with offset.
+    pub created: String,
+    /// `tar`, `tar.gz` or `tar.zst`.
+    pub format: String,
+    /// Compression level, when the format compresses.
+    pub level: Option<i32>,
+    pub archive_size: u64,
+    /// SHA-256 of the archive file, lower-case hex, computed while writing.
+    pub sha256: String,
+    pub entries: u64,
+    pub bytes_read: u64,
+    pub skipped: Vec<SkippedFile>,
+    /// `ok` or `partial` (some files skipped).
+    pub state: String,
+    pub duration_seconds: f64,
+    pub backupctl_version: String,
+    /// Fingerprint of the source tree's metadata (paths, sizes, mtimes,
+    /// modes, link targets), for `if-changed`.
+    pub fingerprint: String,
+}
+
+/// `<archive>.json`.
+pub fn manifest_path(archive: &Path) -> PathBuf {
+    let mut name = archive.file_name().unwrap_or_default().to_os_string();
+    name.push(".json");
+    archive.with_file_name(name)
+}
+
+/// Writes the manifest for `archive` atomically (temp file, fsync, rename).
+pub fn write_manifest(archive: &Path, manifest: &Manifest) -> io::Result<()> {
+    let path = manifest_path(archive);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        serde_json::to_writer_pretty(&mut file, manifest).map_err(io::Error::other)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        crate::store::sync_parent_dir(&path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads the manifest of `archive`; `NotFound` when there is none.
+pub fn read_manifest(archive: &Path) -> io::Result<Manifest> {
+    let file = File::open(manifest_path(archive))?;
+    serde_json::from_reader(io::BufReader::new(file))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_round_trip_next_to_their_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("docs_20250101_020000.tar.gz");
+        let manifest = Manifest {
+            schedule: "docs".into(),
+            source: "/home/me/docs".into(),
+            archive: "docs_20250101_020000.tar.gz".into(),
+            created: "2025-01-01T02:00:00+01:00".into(),
+            format: "tar.gz".into(),
+            level: Some(6),
+            archive_size: 10,
+            sha256: "00".repeat(32),
+            entries: 3,
+            bytes_read: 100,
+            skipped: vec![],
+            state: "ok".into(),
+            duration_seconds: 0.5,
+            backupctl_version: "0.1.0".into(),
+            fingerprint: "ab".into(),
+        };
+        write_manifest(&archive, &manifest).unwrap();
+        assert!(dir.path().join("docs_20250101_020000.tar.gz.json").exists());
+        assert_eq!(read_manifest(&archive).unwrap(), manifest);
+    }
+}

@@ -1,4 +1,5 @@
 //! `TestEnv`: a temporary home with the `backup_manager` and `backup_service`
+#![allow(dead_code)] // helpers serve many test modules; not all use every one
 //! symlinks, running the real binary and returning what a user would see.
 
 use std::fs;

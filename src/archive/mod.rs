@@ -3,7 +3,9 @@
 //! and synced.
 
 pub mod manifest;
+pub mod naming;
 mod reader;
+pub mod retention;
 mod tree;
 
 use std::fs::{self, OpenOptions};

@@ -97,7 +97,18 @@ impl TestEnv {
             "backupctl" => PathBuf::from(BIN),
             name => self.path(name),
         };
-        let mut cmd = Command::new(exe);
+        self.prepare(Command::new(exe))
+    }
+
+    /// `bash SCRIPT`, run from the home like the other commands.
+    pub fn bash(&self, script: &str) -> Command {
+        let mut cmd = self.prepare(Command::new("bash"));
+        cmd.arg(script);
+        cmd
+    }
+
+    /// The home as working directory, no stdin, no inherited home or clock.
+    fn prepare(&self, mut cmd: Command) -> Command {
         cmd.current_dir(self.home())
             .env_remove("BACKUPCTL_HOME")
             .env_remove("BACKUPCTL_FAKE_NOW")

@@ -25,7 +25,8 @@ where
         if let Some(window) = tracker.advance(clock.now()) {
             run_due(home, &store, &window, zone, shutdown, &mut reported_invalid);
         }
-        if shutdown.stop_requested() {
+        if let Some(signal) = shutdown.stop_signal() {
+            log::info!("{signal} received: stopping");
             break;
         }
         match shutdown.wait(scheduler::until_next_minute(clock.now())) {

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -30,7 +30,8 @@ pub enum Wake {
 
 /// Flags set by signals, and a channel that wakes a sleeping loop.
 pub struct Shutdown {
-    stop: Arc<AtomicBool>,
+    /// The first stop signal received, 0 before any.
+    stop: Arc<AtomicI32>,
     abort: Arc<AtomicBool>,
     wakes: Receiver<Wake>,
 }
@@ -38,7 +39,7 @@ pub struct Shutdown {
 impl Shutdown {
     /// Starts the signal thread. Call after forking, never before.
     pub fn install(first: FirstSignal) -> io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicI32::new(0));
         let abort = Arc::new(AtomicBool::new(false));
         let (tx, wakes) = mpsc::channel();
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -50,16 +51,13 @@ impl Shutdown {
                     let wake = if signal == SIGHUP {
                         Wake::Hangup
                     } else {
-                        let again = thread_stop.swap(true, Ordering::SeqCst);
+                        // Not logged here: the loop logs the stop in order
+                        // with the backups it finishes first.
+                        let again = thread_stop
+                            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_err();
                         if again || first == FirstSignal::Abort {
                             thread_abort.store(true, Ordering::SeqCst);
-                            log::warn!(
-                                "signal {signal} received again: aborting the backup in progress"
-                            );
-                        } else {
-                            log::info!(
-                                "signal {signal} received: stopping after the backups in progress"
-                            );
                         }
                         Wake::Stop
                     };
@@ -72,7 +70,20 @@ impl Shutdown {
     }
 
     pub fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.stop_signal().is_some()
+    }
+
+    /// The name of the first stop signal received (`SIGTERM`, `SIGINT`).
+    pub fn stop_signal(&self) -> Option<&'static str> {
+        match self.stop.load(Ordering::SeqCst) {
+            0 => None,
+            SIGINT => Some("SIGINT"),
+            _ => Some("SIGTERM"),
+        }
+    }
+
+    pub fn aborting(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
     }
 
     /// The flag archive writers poll.

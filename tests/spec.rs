@@ -1,0 +1,66 @@
+//! The acceptance test: the spec's usage script, through the symlinked names,
+//! compared line by line with the spec's expected output (with the clock set to
+//! the spec's 08/02/2023 16:07). Where our output differs from the spec's on
+//! purpose, `examples/spec_usage.expected` says so by its content:
+//! `backups` is sorted by name, `ls` is not a terminal (one name a line, C
+//! locale), log lines carry pids and sizes (normalised here).
+
+use crate::support::TestEnv;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/spec_usage.sh");
+const EXPECTED: &str = include_str!("../examples/spec_usage.expected");
+
+/// Replaces what legitimately varies from run to run: pids, the home path,
+/// and the sizes and durations after `Backup done for … in …`.
+fn normalise(output: &str, home: &str) -> String {
+    output
+        .lines()
+        .map(|line| {
+            let line = line.replace(home, "HOME");
+            let line = replace_number_after(&line, "pid ");
+            match line
+                .find(" (")
+                .filter(|_| line.contains("] Backup done for "))
+            {
+                Some(at) => format!("{} (DETAILS)", &line[..at]),
+                None => line,
+            }
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+fn replace_number_after(line: &str, marker: &str) -> String {
+    let Some(at) = line.find(marker) else {
+        return line.to_string();
+    };
+    let start = at + marker.len();
+    let digits = line[start..].bytes().take_while(u8::is_ascii_digit).count();
+    format!("{}PID{}", &line[..start], &line[start + digits..])
+}
+
+#[test]
+fn the_spec_usage_script_produces_the_spec_output() {
+    let env = TestEnv::new().with_clock("2023-02-08T16:07:00");
+    let mut cmd = env.bash(SCRIPT);
+    cmd.env("SPEC_TIME", "16:07").env("LC_ALL", "C");
+    let run = env.run_cmd(cmd);
+    run.success();
+    let home = env.home().to_str().unwrap();
+    assert_eq!(normalise(&run.stdout, home), EXPECTED);
+    // The malformed schedule is refused on stderr, in one line.
+    assert_eq!(
+        run.stderr,
+        "backup_manager: malformed schedule: test; (expected path;hh:mm;name or path;hh:mm;name;options, found 2 fields)\n"
+    );
+    // The archives hold the spec's directories, readable by GNU tar.
+    assert_eq!(
+        env.tar_list("backups/backup_test.tar"),
+        ["test", "test/notes.txt"]
+    );
+    assert_eq!(
+        env.tar_list("backups/office_docs.tar"),
+        ["test2", "test2/notes.txt"]
+    );
+    assert!(!env.path("backup_service.pid").exists());
+}

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod daemon;
 mod manager;
 mod spec;

@@ -48,6 +48,24 @@ pub fn run(ctx: &Context, timeout: Option<u64>) -> Result<ExitCode, Error> {
         }
         .into());
     }
+    wait_for_exit(pid);
     log::info!("backup_service stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lock goes a moment before the process: wait (briefly) for the process
+/// itself to be gone, so that "stopped" means exited. A zombie has exited.
+fn wait_for_exit(pid: i32) {
+    for _ in 0..200 {
+        let gone = kill(Pid::from_raw(pid), None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            });
+        if gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

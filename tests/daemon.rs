@@ -149,7 +149,7 @@ fn backup_service_runs_in_the_foreground_and_stops_on_sigterm() {
     env.write("docs/a.txt", b"alpha");
     env.manager(&["create", "docs;09:30;docs"]).success();
     let mut service = env.command("backup_service");
-    let mut child = service
+    let child = service
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod archive;
 mod daemon;
 mod manager;
 mod spec;

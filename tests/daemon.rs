@@ -248,3 +248,33 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
         &"Warning: removed backups/.data.partial left by an interrupted run".to_string()
     ));
 }
+
+#[test]
+fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
+    let env = TestEnv::new();
+    make_big_source(&env, "big");
+    env.manager(&["create", "big;09:30;big"]).success();
+    let child = env
+        .command("backup_manager")
+        .args(["run", "big"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.eventually("the partial archive", || {
+        env.path("backups/.big.partial").exists()
+    });
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("backup of big failed: stopped before"),
+        "{stderr}"
+    );
+    assert!(!env.path("backups/.big.partial").exists());
+    assert!(!env.path("backups/big.tar").exists());
+}

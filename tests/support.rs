@@ -1,6 +1,6 @@
 //! `TestEnv`: a temporary home with the `backup_manager` and `backup_service`
-#![allow(dead_code)] // helpers serve many test modules; not all use every one
 //! symlinks, running the real binary and returning what a user would see.
+#![allow(dead_code)] // helpers serve many test modules; not all use every one
 
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -318,7 +318,8 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
     manifest_for(&env, resealed, "docs");
 
     let run = env.manager(&["verify", "--all"]);
-    run.code(1);
+    run.code(1)
+        .stderr_has("backup_manager: 4 of 4 archives failed verification");
     let lines = run.stdout_lines();
     assert_eq!(lines.len(), 4, "{run:?}");
     assert!(lines[0].starts_with(&format!("FAILED backups/{flipped}: SHA-256 is ")));
@@ -372,8 +373,8 @@ fn verify_refuses_unknown_targets() {
     env.manager(&["create", "src;02:00;empty;keep-last=2"])
         .success();
     env.manager(&["verify", "empty"])
-        .code(1)
-        .stderr_has("schedule \"empty\" has no archives");
+        .code(2)
+        .stderr_has("schedule \"empty\" has no archives in backups/ to verify");
 }
 
 // ---------------------------------------------------------------- restore

@@ -71,6 +71,9 @@ pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<E
         }))?;
     }
     Ok(if failed > 0 {
+        let summary = format!("{failed} of {} archives failed verification", results.len());
+        eprintln!("{}: {summary}", ctx.program);
+        log::error!("{summary}");
         ExitCode::from(EXIT_FAILURE)
     } else {
         ExitCode::SUCCESS
@@ -134,11 +137,9 @@ fn resolve(ctx: &Context, target: &str) -> Result<Vec<PathBuf>, Error> {
         return Ok(archives.into_iter().map(|a| a.path).collect());
     }
     if is_schedule {
-        return Err(Error::Io {
-            action: "verify",
-            path: dir,
-            source: std::io::Error::other(format!("schedule {target:?} has no archives here")),
-        });
+        return Err(Error::Invalid(format!(
+            "schedule {target:?} has no archives in backups/ to verify"
+        )));
     }
     let path = Path::new(target);
     if path.is_file() {

@@ -473,6 +473,13 @@ fn restore_keeps_existing_files_unless_forced() {
         .stderr_has("it is a symlink, and restore never writes through one");
     assert_eq!(fs::read_dir(env.path("elsewhere")).unwrap().count(), 0);
 
+    env.write("a-file", b"");
+    env.manager(&["restore", "plain.tar", "--to", "a-file"])
+        .code(1)
+        .stderr_has("refusing to restore into a-file: it is not a directory");
+    env.manager(&["restore", "plain.tar", "--to", ""])
+        .code(2)
+        .stderr_has("a value is required for '--to <DIR>'");
     env.manager(&["restore", "missing.tar", "--to", "out"])
         .code(2)
         .stderr_has("no archive \"missing.tar\" in backups/ or at that path");

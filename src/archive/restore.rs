@@ -114,8 +114,14 @@ pub fn restore(
     let format = format_of(job.archive).ok_or_else(|| RestoreError::UnknownFormat {
         path: job.archive.to_path_buf(),
     })?;
+    let exists = destination_exists(job.destination)?;
     let manifest = validate(job, format)?;
-    prepare_destination(job.destination)?;
+    if !exists {
+        fs::create_dir_all(job.destination).map_err(|source| RestoreError::Write {
+            path: job.destination.to_path_buf(),
+            source,
+        })?;
+    }
     let mut report = extract(job, format, on_restored)?;
     report.manifest = manifest;
     Ok(report)
@@ -176,21 +182,19 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
     })
 }
 
-fn prepare_destination(destination: &Path) -> Result<(), RestoreError> {
-    let write_error = |source| RestoreError::Write {
-        path: destination.to_path_buf(),
-        source,
-    };
+/// Whether the destination is an existing directory (`false`: to be created).
+fn destination_exists(destination: &Path) -> Result<bool, RestoreError> {
     match fs::metadata(destination) {
-        Ok(m) if m.is_dir() => Ok(()),
+        Ok(m) if m.is_dir() => Ok(true),
         Ok(_) => Err(RestoreError::UnsafeDestination {
             path: destination.to_path_buf(),
             why: "it is not a directory",
         }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(destination).map_err(write_error)
-        }
-        Err(e) => Err(write_error(e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(RestoreError::Write {
+            path: destination.to_path_buf(),
+            source,
+        }),
     }
 }
 

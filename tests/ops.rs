@@ -702,3 +702,36 @@ fn list_json_shows_every_line_valid_or_not() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn restore_reads_back_what_run_writes() {
+    let env = TestEnv::new();
+    make_source(&env);
+    let status = Command::new("mkfifo")
+        .arg(env.path("src/pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.manager(&["create", "src;02:00;plain"]).success();
+    env.ctl(&["run", "plain"]).success();
+    let run = env.manager(&["restore", "plain.tar", "--to", "out"]);
+    run.success()
+        .stderr_has("out/src/pipe not restored: FIFOs are not restored");
+    assert_eq!(
+        run.stdout_lines(),
+        [
+            "out/src",
+            "out/src/a.txt",
+            "out/src/link",
+            "out/src/sub",
+            "out/src/sub/b.txt"
+        ]
+    );
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference", "src/sub", "out/src/sub"])
+        .current_dir(env.home())
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{diff:?}");
+    assert_eq!(env.read("out/src/a.txt"), "hello\n");
+}

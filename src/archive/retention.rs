@@ -397,6 +397,83 @@ mod tests {
     }
 
     #[test]
+    fn equal_stamps_in_two_formats_are_two_archives() {
+        // The format changed between two runs in the same second.
+        let t = at("2025-01-01 02:00");
+        let a = vec![
+            (PathBuf::from("a_20250101_020000.tar"), t),
+            (PathBuf::from("a_20250101_020000.tar.gz"), t),
+        ];
+        let rules = Retention {
+            keep_daily: Some(1),
+            ..Default::default()
+        };
+        let d = plan(&a, &rules);
+        assert_eq!(d.iter().filter(|d| d.keep).count(), 1);
+        assert!(d[1].keep, "the later name sorts as the newer one");
+    }
+
+    /// The safety rules hold for many archive sets and rule combinations
+    /// (a small deterministic generator stands in for a property test).
+    #[test]
+    fn safety_rules_always_hold() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let pick = |n: u64| (n > 0).then_some(n as u32);
+        for _ in 0..500 {
+            let start = at("2024-01-01 00:00");
+            let count = next(40) as usize;
+            let archives: Vec<(PathBuf, NaiveDateTime)> = (0..count)
+                .map(|i| {
+                    let t = start + TimeDelta::minutes(next(60 * 24 * 120) as i64);
+                    (PathBuf::from(format!("a_{i}.tar")), t)
+                })
+                .collect();
+            let rules = Retention {
+                keep_last: pick(next(4)),
+                keep_hourly: pick(next(3)),
+                keep_daily: pick(next(5)),
+                keep_weekly: pick(next(3)),
+                keep_monthly: pick(next(3)),
+                keep_within: (next(3) == 0).then(|| TimeDelta::hours(next(200) as i64 + 1)),
+                min_keep: pick(next(6)),
+            };
+            let d = plan(&archives, &rules);
+            assert_eq!(d.len(), count);
+            assert!(
+                d.windows(2).all(|w| w[0].stamp <= w[1].stamp),
+                "oldest first"
+            );
+            assert!(d.iter().all(|d| d.keep != d.reasons.is_empty()));
+            if let Some(newest) = d.last() {
+                assert!(newest.keep && newest.reasons[0] == "newest", "{rules:?}");
+            }
+            let min_keep = rules.min_keep.unwrap_or(0) as usize;
+            assert!(d.iter().rev().take(min_keep).all(|d| d.keep), "{rules:?}");
+            let kept = d.iter().filter(|d| d.keep).count();
+            let bound = 1 + [rules.keep_last, rules.keep_hourly, rules.keep_daily]
+                .iter()
+                .chain([rules.keep_weekly, rules.keep_monthly, rules.min_keep].iter())
+                .map(|n| n.unwrap_or(0) as usize)
+                .sum::<usize>();
+            if rules.keep_within.is_none()
+                && rules
+                    != (Retention {
+                        min_keep: rules.min_keep,
+                        ..Default::default()
+                    })
+            {
+                assert!(kept <= bound, "kept {kept} > {bound} with {rules:?}");
+            }
+        }
+    }
+
+    #[test]
     fn apply_deletes_archive_then_manifest_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let a = archives(&["2025-01-01 02:00", "2025-01-02 02:00"]);

@@ -704,7 +704,7 @@ fn list_json_shows_every_line_valid_or_not() {
 }
 
 #[test]
-fn restore_reads_back_what_run_writes() {
+fn restore_reads_back_what_run_writes_fifos_and_symlink_times_included() {
     let env = TestEnv::new();
     make_source(&env);
     let status = Command::new("mkfifo")
@@ -715,17 +715,27 @@ fn restore_reads_back_what_run_writes() {
     env.manager(&["create", "src;02:00;plain"]).success();
     env.ctl(&["run", "plain"]).success();
     let run = env.manager(&["restore", "plain.tar", "--to", "out"]);
-    run.success()
-        .stderr_has("out/src/pipe not restored: FIFOs are not restored");
+    run.success();
     assert_eq!(
         run.stdout_lines(),
         [
             "out/src",
             "out/src/a.txt",
             "out/src/link",
+            "out/src/pipe",
             "out/src/sub",
             "out/src/sub/b.txt"
         ]
+    );
+    for name in ["pipe", "link"] {
+        let original = fs::symlink_metadata(env.path("src").join(name)).unwrap();
+        let copy = fs::symlink_metadata(env.path("out/src").join(name)).unwrap();
+        assert_eq!(copy.file_type(), original.file_type(), "{name}");
+        assert_eq!(copy.mtime(), original.mtime(), "{name}");
+    }
+    assert_eq!(
+        fs::metadata(env.path("out/src/pipe")).unwrap().mode() & 0o777,
+        fs::metadata(env.path("src/pipe")).unwrap().mode() & 0o777
     );
     let diff = Command::new("diff")
         .args(["-r", "--no-dereference", "src/sub", "out/src/sub"])

@@ -19,8 +19,9 @@
 //!    use, files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is
 //!    ever written through a symlink. Modes (permission bits, without
 //!    set-uid/set-gid/sticky) and mtimes are restored; directories get theirs
-//!    last, so a read-only directory can still be filled. FIFOs and devices are
-//!    reported and skipped. Ownership is not restored.
+//!    last, so a read-only directory can still be filled; symlinks and FIFOs
+//!    get their mtime without being followed or opened. Devices are reported
+//!    and skipped. Ownership is not restored.
 //!
 //! Passes 1 and 2 assume nobody else is changing the destination meanwhile.
 
@@ -31,6 +32,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use nix::sys::stat::{Mode, lutimes};
+use nix::sys::time::TimeVal;
 use tar::EntryType;
 
 use super::manifest;
@@ -205,7 +208,9 @@ enum Item {
     Symlink(PathBuf),
     /// A hard link to this earlier entry (relative path).
     HardLink(PathBuf),
-    Special(&'static str),
+    Fifo,
+    /// A device: reported, not restored.
+    Device(&'static str),
 }
 
 /// A checked entry: where it goes, relative to the destination.
@@ -266,7 +271,7 @@ impl<'a> Checker<'a> {
             Item::Dir => &mut self.dirs,
             Item::File => &mut self.files,
             Item::Symlink(_) => &mut self.symlinks,
-            Item::HardLink(_) | Item::Special(_) => &mut self.others,
+            Item::HardLink(_) | Item::Fifo | Item::Device(_) => &mut self.others,
         };
         set.insert(relative.clone());
         // Parents are created as directories even without entries of their own.
@@ -301,9 +306,9 @@ impl<'a> Checker<'a> {
                 }
                 Item::HardLink(target)
             }
-            EntryType::Fifo => Item::Special("FIFO"),
-            EntryType::Char => Item::Special("character device"),
-            EntryType::Block => Item::Special("block device"),
+            EntryType::Fifo => Item::Fifo,
+            EntryType::Char => Item::Device("character device"),
+            EntryType::Block => Item::Device("block device"),
             other => {
                 return Err(self.hostile(raw, format!("has an unsupported type ({other:?})")));
             }
@@ -432,7 +437,8 @@ fn extract(
         let path = job.destination.join(&checked.relative);
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o777;
-        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(header.mtime().unwrap_or(0));
+        let seconds = header.mtime().unwrap_or(0);
+        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
         let written = Writer {
             root: job.destination,
             path: &path,
@@ -444,9 +450,10 @@ fn extract(
                 finished_dirs.push((path.clone(), mode, mtime));
             }
             Item::File => written.file(&mut entry, mode, mtime, job.archive)?,
-            Item::Symlink(target) => written.symlink(target)?,
+            Item::Symlink(target) => written.symlink(target, seconds)?,
             Item::HardLink(target) => written.hard_link(&job.destination.join(target))?,
-            Item::Special(kind) => {
+            Item::Fifo => written.fifo(mode, seconds)?,
+            Item::Device(kind) => {
                 report
                     .skipped
                     .push((path, format!("{kind}s are not restored")));
@@ -553,10 +560,28 @@ impl Writer<'_> {
             .map_err(|e| self.error(e))
     }
 
-    fn symlink(&self, target: &Path) -> Result<(), RestoreError> {
+    fn symlink(&self, target: &Path, mtime: u64) -> Result<(), RestoreError> {
         self.parents()?;
         self.clear()?;
-        std::os::unix::fs::symlink(target, self.path).map_err(|e| self.error(e))
+        std::os::unix::fs::symlink(target, self.path).map_err(|e| self.error(e))?;
+        self.set_mtime_no_follow(mtime)
+    }
+
+    fn fifo(&self, mode: u32, mtime: u64) -> Result<(), RestoreError> {
+        self.parents()?;
+        self.clear()?;
+        nix::unistd::mkfifo(self.path, Mode::from_bits_truncate(mode))
+            .map_err(|e| self.error(e.into()))?;
+        // mkfifo applies the umask; the mode is set again without following
+        // anything (the path was just created as a FIFO, never opened).
+        fs::set_permissions(self.path, fs::Permissions::from_mode(mode))
+            .map_err(|e| self.error(e))?;
+        self.set_mtime_no_follow(mtime)
+    }
+
+    fn set_mtime_no_follow(&self, seconds: u64) -> Result<(), RestoreError> {
+        let time = TimeVal::new(i64::try_from(seconds).unwrap_or(0), 0);
+        lutimes(self.path, &time, &time).map_err(|e| self.error(e.into()))
     }
 
     fn hard_link(&self, target: &Path) -> Result<(), RestoreError> {

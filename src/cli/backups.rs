@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 
-use super::{Context, print_lines};
+use super::{Context, print_json, print_lines};
 use crate::archive::{self, manifest, naming, verify};
 use crate::daemon::runner::human_bytes;
 use crate::error::Error;
@@ -57,9 +57,7 @@ pub fn run(ctx: &Context, style: Style) -> Result<ExitCode, Error> {
         rows.push(describe(&path, name, &schedules)?);
     }
     if style == Style::Json {
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
-        print_lines([text])?;
+        print_json(&rows)?;
     } else {
         print_lines(rows.iter().map(long_line))?;
     }

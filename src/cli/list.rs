@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{Context, print_lines};
+use super::{Context, print_json, print_lines};
 use crate::error::Error;
 use crate::store::Entry;
 
@@ -33,9 +33,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
             .enumerate()
             .map(|(index, entry)| to_json(index, entry))
             .collect();
-        let text =
-            serde_json::to_string_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
-        print_lines([text])?;
+        print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
     for (index, entry) in entries.iter().enumerate() {

@@ -277,3 +277,10 @@ pub fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> Result<(), Error
         _ => Ok(()),
     }
 }
+
+/// Writes `value` to stdout as pretty-printed JSON, the `--json` outputs.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::io("write to", "stdout", std::io::Error::other(e)))?;
+    print_lines([text])
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{Context, print_lines};
+use super::{Context, print_json, print_lines};
 use crate::archive::verify::{self, Verified};
 use crate::archive::{self, naming};
 use crate::error::{EXIT_FAILURE, Error};
@@ -53,6 +53,10 @@ pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<E
             Ok(v) => log::info!("Verified {shown}: OK ({} entries)", v.entries),
             Err(failure) => log::error!("Verification failed for {shown}: {failure}"),
         }
+        if !json {
+            // Text results appear as they come: a long check shows progress.
+            print_lines([result_line(&shown, &result)])?;
+        }
         results.push((path, shown, result));
     }
     let failed = results.iter().filter(|(_, _, r)| r.is_err()).count();
@@ -61,14 +65,7 @@ pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<E
             .iter()
             .map(|(path, shown, result)| to_json(path, shown, result))
             .collect();
-        let text =
-            serde_json::to_string_pretty(&json).map_err(|e| Error::Invalid(e.to_string()))?;
-        print_lines([text])?;
-    } else {
-        print_lines(results.iter().map(|(_, shown, result)| match result {
-            Ok(_) => format!("OK {shown}"),
-            Err(failure) => format!("FAILED {shown}: {failure}"),
-        }))?;
+        print_json(&json)?;
     }
     Ok(if failed > 0 {
         let summary = format!("{failed} of {} archives failed verification", results.len());
@@ -78,6 +75,14 @@ pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<E
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `OK backups/x.tar` or `FAILED backups/x.tar: reason`.
+fn result_line(shown: &str, result: &Result<Verified, verify::Failure>) -> String {
+    match result {
+        Ok(_) => format!("OK {shown}"),
+        Err(failure) => format!("FAILED {shown}: {failure}"),
+    }
 }
 
 fn to_json(path: &Path, shown: &str, result: &Result<Verified, verify::Failure>) -> VerifyJson {

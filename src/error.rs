@@ -9,6 +9,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::archive::restore::RestoreError;
 use crate::daemon::DaemonError;
 use crate::daemon::runner::RunError;
 use crate::store::StoreError;
@@ -24,6 +25,8 @@ pub enum Error {
     Daemon(#[from] DaemonError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -49,6 +52,7 @@ impl Error {
         match self {
             Error::Store(e) if e.is_input_error() => EXIT_INVALID_INPUT,
             Error::Invalid(_) => EXIT_INVALID_INPUT,
+            Error::Restore(e) if e.is_input_error() => EXIT_INVALID_INPUT,
             _ => EXIT_FAILURE,
         }
     }

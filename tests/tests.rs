@@ -6,4 +6,5 @@ mod support;
 mod archive;
 mod daemon;
 mod manager;
+mod ops;
 mod spec;

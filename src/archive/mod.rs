@@ -5,8 +5,10 @@
 pub mod manifest;
 pub mod naming;
 mod reader;
+pub mod restore;
 pub mod retention;
 mod tree;
+pub mod verify;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter};

@@ -1,15 +1,97 @@
-//! `backups`: lists the archive files in `backups/`, sorted by name.
+//! `backups`: lists the archive files in `backups/`, sorted by name. `--long`
+//! adds each archive's date and size, `--json` prints them as JSON with their
+//! schedule and manifest (shape in docs/archives.md).
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use super::{Context, print_lines};
-use crate::archive;
+use chrono::{DateTime, Local, SecondsFormat};
+use serde::Serialize;
+
+use super::{Context, print_json, print_lines};
+use crate::archive::{self, manifest, naming, verify};
+use crate::daemon::runner::human_bytes;
 use crate::error::Error;
 
-pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
+/// How to show the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// File names only (the spec's output).
+    Names,
+    /// Date, size and name.
+    Long,
+    Json,
+}
+
+/// One archive in `backups --json`.
+#[derive(Debug, Serialize)]
+struct ArchiveJson {
+    archive: String,
+    schedule: Option<String>,
+    size: u64,
+    modified: String,
+    sha256: Option<String>,
+    verified_manifest: bool,
+}
+
+pub fn run(ctx: &Context, style: Style) -> Result<ExitCode, Error> {
     let dir = ctx.home.backups_dir();
     let names = archive::list_archives(&dir).map_err(|e| Error::io("list", &dir, e))?;
     log::info!("Show backups list");
-    print_lines(names)?;
+    if style == Style::Names {
+        print_lines(names)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let schedules: Vec<String> = ctx
+        .store
+        .load()?
+        .into_iter()
+        .filter_map(|entry| entry.parsed.ok().map(|s| s.name))
+        .collect();
+    let mut rows = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        if verify::format_of(&path).is_none() {
+            continue; // manifests and foreign files
+        }
+        rows.push(describe(&path, name, &schedules)?);
+    }
+    if style == Style::Json {
+        print_json(&rows)?;
+    } else {
+        print_lines(rows.iter().map(long_line))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn describe(path: &Path, archive: String, schedules: &[String]) -> Result<ArchiveJson, Error> {
+    let metadata = path.metadata().map_err(|e| Error::io("read", path, e))?;
+    let modified = metadata
+        .modified()
+        .map_err(|e| Error::io("read", path, e))?;
+    let manifest = manifest::read_manifest(path).ok();
+    let schedule = schedules
+        .iter()
+        .find(|s| naming::parse_for_schedule(&archive, s).is_some())
+        .cloned()
+        .or_else(|| manifest.as_ref().map(|m| m.schedule.clone()));
+    let verified_manifest = manifest
+        .as_ref()
+        .is_some_and(|m| m.archive == archive && m.archive_size == metadata.len());
+    Ok(ArchiveJson {
+        schedule,
+        size: metadata.len(),
+        modified: DateTime::<Local>::from(modified).to_rfc3339_opts(SecondsFormat::Secs, false),
+        sha256: manifest.map(|m| m.sha256),
+        verified_manifest,
+        archive,
+    })
+}
+
+/// `2025-01-01 02:00    12.3 KiB  docs_20250101_020000.tar.gz`.
+fn long_line(row: &ArchiveJson) -> String {
+    let date = DateTime::parse_from_rfc3339(&row.modified)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| row.modified.clone());
+    format!("{date}  {:>10}  {}", human_bytes(row.size), row.archive)
 }

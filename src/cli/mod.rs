@@ -6,10 +6,13 @@ mod create;
 mod delete;
 mod list;
 mod personality;
+mod prune;
+mod restore;
 mod run;
 mod start;
 mod status;
 mod stop;
+mod verify;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -62,9 +65,55 @@ pub enum Command {
         index: String,
     },
     /// Show the schedules with their index
-    List,
+    List {
+        /// Print the schedules as JSON (shape in docs/archives.md)
+        #[arg(long)]
+        json: bool,
+    },
     /// List the archive files in backups/
-    Backups,
+    Backups {
+        /// Show each archive's date and size
+        #[arg(long, short)]
+        long: bool,
+        /// Print the archives as JSON, with their schedule and checksum
+        #[arg(long, conflicts_with = "long")]
+        json: bool,
+    },
+    /// Apply retention now: delete the archives no rule keeps
+    Prune {
+        /// The schedule (index or name) [default: every schedule with retention rules]
+        #[arg(allow_hyphen_values = true)]
+        schedule: Option<String>,
+        /// Print each archive with keep (and the rules that keep it) or delete;
+        /// change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check archives against their manifests and read them through
+    Verify {
+        /// Schedule names (all their archives), archive file names in backups/,
+        /// or paths to archives
+        #[arg(allow_hyphen_values = true, conflicts_with = "all")]
+        targets: Vec<String>,
+        /// Verify every archive in backups/
+        #[arg(long)]
+        all: bool,
+        /// Print the results as JSON (shape in docs/archives.md)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extract an archive into a directory, safely
+    Restore {
+        /// An archive file name in backups/, or a path to an archive
+        #[arg(allow_hyphen_values = true)]
+        archive: String,
+        /// The directory to restore into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Replace existing files and symlinks (never directories)
+        #[arg(long)]
+        force: bool,
+    },
     /// Back up one schedule now, in the foreground
     Run {
         /// The schedule's index or name
@@ -175,8 +224,18 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode, Error> {
         Command::Stop { timeout } => stop::run(ctx, timeout),
         Command::Create { schedule } => create::run(ctx, &schedule),
         Command::Delete { index } => delete::run(ctx, &index),
-        Command::List => list::run(ctx),
-        Command::Backups => backups::run(ctx),
+        Command::List { json } => list::run(ctx, json),
+        Command::Backups { long, json } => backups::run(
+            ctx,
+            match (long, json) {
+                (_, true) => backups::Style::Json,
+                (true, false) => backups::Style::Long,
+                (false, false) => backups::Style::Names,
+            },
+        ),
+        Command::Prune { schedule, dry_run } => prune::run(ctx, schedule.as_deref(), dry_run),
+        Command::Verify { targets, all, json } => verify::run(ctx, &targets, all, json),
+        Command::Restore { archive, to, force } => restore::run(ctx, &archive, &to, force),
         Command::Run { schedule } => run::run(ctx, &schedule),
         Command::Status => status::run(ctx),
         Command::Daemon { .. } => unreachable!("handled before logging is set up"),
@@ -217,4 +276,11 @@ pub fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> Result<(), Error
         }
         _ => Ok(()),
     }
+}
+
+/// Writes `value` to stdout as pretty-printed JSON, the `--json` outputs.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::io("write to", "stdout", std::io::Error::other(e)))?;
+    print_lines([text])
 }

@@ -1,0 +1,616 @@
+//! Restoring an archive into a directory, safely.
+//!
+//! `tar::Archive::unpack` strips a leading `/` and skips `..` entries, but it
+//! silently rewrites what it does not like, follows symlinks already in the
+//! destination for parent directories, and overwrites existing files. Restore
+//! does its own checks instead, in two passes over the archive:
+//!
+//! 1. **Validation, before anything is written.** Every entry is checked: its
+//!    path must be relative with no `..` component; it must not lie under a
+//!    symlink the archive itself creates ("a symlink then a file through it")
+//!    nor under a file; it must appear only once; a hard link must point to a
+//!    regular file restored earlier from the same archive. Each path is also
+//!    checked against the destination: no parent may be a symlink or a
+//!    non-directory, and without `force` nothing may exist at the path (an
+//!    existing directory for a directory entry is fine). The archive is hashed
+//!    on the way and, when it has a manifest, must match it.
+//! 2. **Extraction.** The same checks run again entry by entry (the archive
+//!    could have changed in between), parents are checked with `lstat` before
+//!    use, files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is
+//!    ever written through a symlink. Modes (permission bits, without
+//!    set-uid/set-gid/sticky) and mtimes are restored; directories get theirs
+//!    last, so a read-only directory can still be filled; symlinks and FIFOs
+//!    get their mtime without being followed or opened. Devices are reported
+//!    and skipped. Ownership is not restored.
+//!
+//! Passes 1 and 2 assume nobody else is changing the destination meanwhile.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::stat::{Mode, lutimes};
+use nix::sys::time::TimeVal;
+use tar::EntryType;
+
+use super::manifest;
+use super::verify::{HashingReader, decompressed, error_chain, format_of};
+use crate::store::Format;
+
+/// Why a restore was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("archive {} does not exist", path.display())]
+    ArchiveMissing { path: PathBuf },
+    #[error("{} is not an archive name (expected .tar, .tar.gz or .tar.zst)", path.display())]
+    UnknownFormat { path: PathBuf },
+    #[error("cannot read archive {}: {detail}", path.display())]
+    Read { path: PathBuf, detail: String },
+    #[error("archive {} does not match its manifest ({why}); run `verify` on it", path.display())]
+    Mismatch { path: PathBuf, why: String },
+    #[error("refusing hostile archive {}: entry {entry:?} {why}", archive.display())]
+    Hostile {
+        archive: PathBuf,
+        entry: String,
+        why: String,
+    },
+    #[error("refusing to restore over {}: it already exists (use --force to replace it)", path.display())]
+    Exists { path: PathBuf },
+    #[error("refusing to restore into {}: {why}", path.display())]
+    UnsafeDestination { path: PathBuf, why: &'static str },
+    #[error("cannot restore {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RestoreError {
+    /// True when the command line named something that cannot be restored.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            RestoreError::ArchiveMissing { .. } | RestoreError::UnknownFormat { .. }
+        )
+    }
+}
+
+/// What to restore, where.
+pub struct RestoreJob<'a> {
+    pub archive: &'a Path,
+    /// Created if missing.
+    pub destination: &'a Path,
+    /// Replace existing files and symlinks (never directories).
+    pub force: bool,
+}
+
+/// What the manifest said about the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestCheck {
+    /// Size and SHA-256 match the manifest.
+    Matched,
+    /// No manifest: the archive's integrity is unknown.
+    Missing,
+    /// The manifest could not be read; why.
+    Unreadable(String),
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreReport {
+    pub manifest: ManifestCheck,
+    pub restored: u64,
+    /// Entries not restored (FIFOs, devices), with why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Restores `job.archive` into `job.destination`, calling `on_restored` with
+/// each path written (inside the destination) as it is written.
+pub fn restore(
+    job: &RestoreJob<'_>,
+    on_restored: &mut dyn FnMut(&Path),
+) -> Result<RestoreReport, RestoreError> {
+    let format = format_of(job.archive).ok_or_else(|| RestoreError::UnknownFormat {
+        path: job.archive.to_path_buf(),
+    })?;
+    let exists = destination_exists(job.destination)?;
+    let manifest = validate(job, format)?;
+    if !exists {
+        fs::create_dir_all(job.destination).map_err(|source| RestoreError::Write {
+            path: job.destination.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut report = extract(job, format, on_restored)?;
+    report.manifest = manifest;
+    Ok(report)
+}
+
+fn open_archive(path: &Path) -> Result<File, RestoreError> {
+    File::open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            RestoreError::ArchiveMissing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            read_error(path, &e)
+        }
+    })
+}
+
+fn read_error(path: &Path, error: &io::Error) -> RestoreError {
+    RestoreError::Read {
+        path: path.to_path_buf(),
+        detail: error_chain(error),
+    }
+}
+
+/// Pass 1: checks every entry and the archive's manifest; writes nothing.
+fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, RestoreError> {
+    let file = open_archive(job.archive)?;
+    let mut hashing = HashingReader::new(io::BufReader::new(file));
+    {
+        let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, &e))?;
+        let mut archive = tar::Archive::new(reader);
+        let mut checker = Checker::new(job);
+        for entry in archive.entries().map_err(|e| read_error(job.archive, &e))? {
+            let mut entry = entry.map_err(|e| read_error(job.archive, &e))?;
+            checker.check(&entry)?;
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, &e))?;
+        }
+        io::copy(&mut archive.into_inner(), &mut io::sink())
+            .map_err(|e| read_error(job.archive, &e))?;
+    }
+    let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, &e))?;
+    Ok(match manifest::read_manifest(job.archive) {
+        Ok(m) if m.archive_size != size => {
+            return Err(RestoreError::Mismatch {
+                path: job.archive.to_path_buf(),
+                why: format!("size is {size} bytes, the manifest says {}", m.archive_size),
+            });
+        }
+        Ok(m) if !m.sha256.eq_ignore_ascii_case(&sha256) => {
+            return Err(RestoreError::Mismatch {
+                path: job.archive.to_path_buf(),
+                why: format!("SHA-256 is {sha256}, the manifest says {}", m.sha256),
+            });
+        }
+        Ok(_) => ManifestCheck::Matched,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
+        Err(e) => ManifestCheck::Unreadable(e.to_string()),
+    })
+}
+
+/// Whether the destination is an existing directory (`false`: to be created).
+fn destination_exists(destination: &Path) -> Result<bool, RestoreError> {
+    match fs::metadata(destination) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(RestoreError::UnsafeDestination {
+            path: destination.to_path_buf(),
+            why: "it is not a directory",
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(RestoreError::Write {
+            path: destination.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// What an entry becomes, once checked.
+enum Item {
+    Dir,
+    File,
+    Symlink(PathBuf),
+    /// A hard link to this earlier entry (relative path).
+    HardLink(PathBuf),
+    Fifo,
+    /// A device: reported, not restored.
+    Device(&'static str),
+}
+
+/// A checked entry: where it goes, relative to the destination.
+struct Checked {
+    relative: PathBuf,
+    item: Item,
+}
+
+/// The checks of both passes. Paths are relative to the destination.
+struct Checker<'a> {
+    job: &'a RestoreJob<'a>,
+    dirs: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+    others: HashSet<PathBuf>,
+    symlinks: HashSet<PathBuf>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(job: &'a RestoreJob<'a>) -> Self {
+        Self {
+            job,
+            dirs: HashSet::new(),
+            files: HashSet::new(),
+            others: HashSet::new(),
+            symlinks: HashSet::new(),
+        }
+    }
+
+    fn hostile(&self, entry: &Path, why: impl Into<String>) -> RestoreError {
+        RestoreError::Hostile {
+            archive: self.job.archive.to_path_buf(),
+            entry: entry.to_string_lossy().into_owned(),
+            why: why.into(),
+        }
+    }
+
+    /// Checks one entry; `None` for one that writes nothing: the destination
+    /// itself (`./`), a pax global header.
+    fn check<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<Option<Checked>, RestoreError> {
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
+            return Ok(None); // pax defaults for the entries after it; nothing to write
+        }
+        let raw = entry
+            .path()
+            .map_err(|e| read_error(self.job.archive, &e))?
+            .into_owned();
+        let relative = safe_relative(&raw).map_err(|why| self.hostile(&raw, why))?;
+        if relative.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let item = self.item(entry, &raw)?;
+        self.check_archive_paths(&raw, &relative, &item)?;
+        self.check_destination(&relative, &item)?;
+        let set = match item {
+            Item::Dir => &mut self.dirs,
+            Item::File => &mut self.files,
+            Item::Symlink(_) => &mut self.symlinks,
+            Item::HardLink(_) | Item::Fifo | Item::Device(_) => &mut self.others,
+        };
+        set.insert(relative.clone());
+        // Parents are created as directories even without entries of their own.
+        for parent in relative.ancestors().skip(1) {
+            self.dirs.insert(parent.to_path_buf());
+        }
+        Ok(Some(Checked { relative, item }))
+    }
+
+    fn item<R: Read>(&self, entry: &tar::Entry<'_, R>, raw: &Path) -> Result<Item, RestoreError> {
+        let link_name = || -> Result<PathBuf, RestoreError> {
+            match entry.link_name() {
+                Ok(Some(target)) => Ok(target.into_owned()),
+                Ok(None) => Err(self.hostile(raw, "is a link without a target")),
+                Err(e) => Err(read_error(self.job.archive, &e)),
+            }
+        };
+        Ok(match entry.header().entry_type() {
+            // The tar crate expands sparse files as it reads them.
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Item::File,
+            EntryType::Directory => Item::Dir,
+            EntryType::Symlink => Item::Symlink(link_name()?),
+            EntryType::Link => {
+                let target = link_name()?;
+                let target = safe_relative(&target)
+                    .map_err(|why| self.hostile(raw, format!("is a hard link that {why}")))?;
+                if !self.files.contains(&target) {
+                    return Err(self.hostile(
+                        raw,
+                        "is a hard link to something that is not a file restored before it",
+                    ));
+                }
+                Item::HardLink(target)
+            }
+            EntryType::Fifo => Item::Fifo,
+            EntryType::Char => Item::Device("character device"),
+            EntryType::Block => Item::Device("block device"),
+            other => {
+                return Err(self.hostile(raw, format!("has an unsupported type ({other:?})")));
+            }
+        })
+    }
+
+    /// Against the entries before it: no path under a symlink or a file, no
+    /// path twice (a directory may repeat).
+    fn check_archive_paths(
+        &self,
+        raw: &Path,
+        relative: &Path,
+        item: &Item,
+    ) -> Result<(), RestoreError> {
+        for ancestor in relative.ancestors().skip(1) {
+            if self.symlinks.contains(ancestor) {
+                return Err(self.hostile(
+                    raw,
+                    format!(
+                        "goes through the symlink {} that the archive creates",
+                        ancestor.display()
+                    ),
+                ));
+            }
+            if self.files.contains(ancestor) || self.others.contains(ancestor) {
+                return Err(self.hostile(
+                    raw,
+                    format!(
+                        "lies under {}, which is not a directory",
+                        ancestor.display()
+                    ),
+                ));
+            }
+        }
+        let seen = self.files.contains(relative)
+            || self.symlinks.contains(relative)
+            || self.others.contains(relative)
+            || (self.dirs.contains(relative) && !matches!(item, Item::Dir));
+        if seen {
+            return Err(self.hostile(raw, "appears twice in the archive"));
+        }
+        Ok(())
+    }
+
+    /// Against the destination as it is: parents must be real directories,
+    /// and the path must be free unless `force`.
+    fn check_destination(&self, relative: &Path, item: &Item) -> Result<(), RestoreError> {
+        let mut parents: Vec<&Path> = relative.ancestors().skip(1).collect();
+        parents.reverse();
+        for parent in parents.into_iter().filter(|p| !p.as_os_str().is_empty()) {
+            let path = self.job.destination.join(parent);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(RestoreError::UnsafeDestination {
+                        path,
+                        why: "it is a symlink, and restore never writes through one",
+                    });
+                }
+                Ok(_) => {
+                    return Err(RestoreError::UnsafeDestination {
+                        path,
+                        why: "it is not a directory",
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(RestoreError::Write { path, source: e }),
+            }
+        }
+        let path = self.job.destination.join(relative);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RestoreError::Write { path, source: e }),
+            Ok(m) if m.file_type().is_dir() && matches!(item, Item::Dir) => Ok(()),
+            Ok(_) if !self.job.force => Err(RestoreError::Exists { path }),
+            Ok(m) if m.file_type().is_dir() => Err(RestoreError::UnsafeDestination {
+                path,
+                why: "a directory is there and --force only replaces files and symlinks",
+            }),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+/// The entry path as a plain relative path (without `.` components), or why
+/// it is refused.
+fn safe_relative(path: &Path) -> Result<PathBuf, &'static str> {
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("goes up with `..`"),
+            Component::RootDir | Component::Prefix(_) => return Err("is an absolute path"),
+        }
+    }
+    if clean.as_os_str().is_empty() && path.as_os_str().is_empty() {
+        return Err("has an empty name");
+    }
+    Ok(clean)
+}
+
+/// Pass 2: writes the entries.
+fn extract(
+    job: &RestoreJob<'_>,
+    format: Format,
+    on_restored: &mut dyn FnMut(&Path),
+) -> Result<RestoreReport, RestoreError> {
+    let file = open_archive(job.archive)?;
+    let reader =
+        decompressed(format, io::BufReader::new(file)).map_err(|e| read_error(job.archive, &e))?;
+    let mut archive = tar::Archive::new(reader);
+    let mut checker = Checker::new(job);
+    let mut report = RestoreReport {
+        manifest: ManifestCheck::Missing,
+        restored: 0,
+        skipped: Vec::new(),
+    };
+    // Directories get their mode and mtime once their content is in place.
+    let mut finished_dirs: Vec<(PathBuf, u32, SystemTime)> = Vec::new();
+    for entry in archive.entries().map_err(|e| read_error(job.archive, &e))? {
+        let mut entry = entry.map_err(|e| read_error(job.archive, &e))?;
+        let Some(checked) = checker.check(&entry)? else {
+            continue;
+        };
+        let path = job.destination.join(&checked.relative);
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o777;
+        let seconds = header.mtime().unwrap_or(0);
+        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+        let written = Writer {
+            root: job.destination,
+            path: &path,
+            relative: &checked.relative,
+        };
+        match &checked.item {
+            Item::Dir => {
+                written.dir()?;
+                finished_dirs.push((path.clone(), mode, mtime));
+            }
+            Item::File => written.file(&mut entry, mode, mtime, job.archive)?,
+            Item::Symlink(target) => written.symlink(target, seconds)?,
+            Item::HardLink(target) => written.hard_link(&job.destination.join(target))?,
+            Item::Fifo => written.fifo(mode, seconds)?,
+            Item::Device(kind) => {
+                report
+                    .skipped
+                    .push((path, format!("{kind}s are not restored")));
+                continue;
+            }
+        }
+        report.restored += 1;
+        on_restored(&path);
+    }
+    for (path, mode, mtime) in finished_dirs.into_iter().rev() {
+        set_dir_metadata(&path, mode, mtime)
+            .map_err(|source| RestoreError::Write { path, source })?;
+    }
+    Ok(report)
+}
+
+/// Writes one entry at `path` (`root` joined with `relative`).
+struct Writer<'a> {
+    root: &'a Path,
+    path: &'a Path,
+    relative: &'a Path,
+}
+
+impl Writer<'_> {
+    fn error(&self, source: io::Error) -> RestoreError {
+        RestoreError::Write {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Creates the missing parents, refusing any that is not a real directory.
+    fn parents(&self) -> Result<(), RestoreError> {
+        let mut current = self.root.to_path_buf();
+        let Some(parent) = self.relative.parent() else {
+            return Ok(());
+        };
+        for part in parent.components() {
+            current.push(part);
+            match fs::symlink_metadata(&current) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(_) => {
+                    return Err(RestoreError::UnsafeDestination {
+                        path: current,
+                        why: "it is not a real directory (a symlink or a file)",
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&current).map_err(|source| RestoreError::Write {
+                        path: current.clone(),
+                        source,
+                    })?;
+                }
+                Err(source) => {
+                    return Err(RestoreError::Write {
+                        path: current,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what `--force` replaces (validation refused anything else).
+    fn clear(&self) -> Result<(), RestoreError> {
+        match fs::symlink_metadata(self.path) {
+            Ok(m) if !m.file_type().is_dir() => {
+                fs::remove_file(self.path).map_err(|e| self.error(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn dir(&self) -> Result<(), RestoreError> {
+        self.parents()?;
+        match fs::symlink_metadata(self.path) {
+            Ok(m) if m.file_type().is_dir() => return Ok(()),
+            Ok(_) => self.clear()?,
+            Err(_) => {}
+        }
+        fs::create_dir(self.path).map_err(|e| self.error(e))
+    }
+
+    fn file<R: Read>(
+        &self,
+        content: &mut R,
+        mode: u32,
+        mtime: SystemTime,
+        archive: &Path,
+    ) -> Result<(), RestoreError> {
+        self.parents()?;
+        self.clear()?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.path)
+            .map_err(|e| self.error(e))?;
+        io::copy(content, &mut file).map_err(|e| read_error(archive, &e))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .and_then(|()| file.set_modified(mtime))
+            .map_err(|e| self.error(e))
+    }
+
+    fn symlink(&self, target: &Path, mtime: u64) -> Result<(), RestoreError> {
+        self.parents()?;
+        self.clear()?;
+        std::os::unix::fs::symlink(target, self.path).map_err(|e| self.error(e))?;
+        self.set_mtime_no_follow(mtime)
+    }
+
+    fn fifo(&self, mode: u32, mtime: u64) -> Result<(), RestoreError> {
+        self.parents()?;
+        self.clear()?;
+        nix::unistd::mkfifo(self.path, Mode::from_bits_truncate(mode))
+            .map_err(|e| self.error(e.into()))?;
+        // mkfifo applies the umask; the mode is set again without following
+        // anything (the path was just created as a FIFO, never opened).
+        fs::set_permissions(self.path, fs::Permissions::from_mode(mode))
+            .map_err(|e| self.error(e))?;
+        self.set_mtime_no_follow(mtime)
+    }
+
+    fn set_mtime_no_follow(&self, seconds: u64) -> Result<(), RestoreError> {
+        let time = TimeVal::new(i64::try_from(seconds).unwrap_or(0), 0);
+        lutimes(self.path, &time, &time).map_err(|e| self.error(e.into()))
+    }
+
+    fn hard_link(&self, target: &Path) -> Result<(), RestoreError> {
+        self.parents()?;
+        self.clear()?;
+        fs::hard_link(target, self.path).map_err(|e| self.error(e))
+    }
+}
+
+fn set_dir_metadata(path: &Path, mode: u32, mtime: SystemTime) -> io::Result<()> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
+        .open(path)?;
+    dir.set_modified(mtime)?;
+    dir.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_pass() {
+        assert_eq!(safe_relative(Path::new("a/./b")), Ok(PathBuf::from("a/b")));
+        assert_eq!(safe_relative(Path::new("./")), Ok(PathBuf::new()));
+        assert!(safe_relative(Path::new("/etc/passwd")).is_err());
+        assert!(safe_relative(Path::new("a/../../b")).is_err());
+        assert!(safe_relative(Path::new("..")).is_err());
+        assert!(safe_relative(Path::new("")).is_err());
+    }
+}

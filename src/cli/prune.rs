@@ -1,0 +1,120 @@
+//! `prune [NAME] [--dry-run]`: applies retention now, to one schedule or to
+//! every schedule that has retention rules. Prints each archive with `keep`
+//! (and the rules that keep it) or `delete`; `--dry-run` changes nothing.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::process::ExitCode;
+
+use super::{Context, print_lines};
+use crate::archive::naming;
+use crate::archive::retention::{self, Decision};
+use crate::daemon::runner::ScheduleFiles;
+use crate::error::Error;
+use crate::store::Schedule;
+
+pub fn run(ctx: &Context, name: Option<&str>, dry_run: bool) -> Result<ExitCode, Error> {
+    let schedules = match name {
+        Some(key) => {
+            let (_, schedule) = ctx.store.find(key)?;
+            if !schedule.options.retention.is_set() {
+                return Err(Error::Invalid(format!(
+                    "schedule {:?} has no retention rules (keep-last=N, keep-daily=N, …): prune has nothing to do",
+                    schedule.name
+                )));
+            }
+            vec![schedule]
+        }
+        None => ctx
+            .store
+            .load()?
+            .into_iter()
+            .filter_map(|entry| entry.parsed.ok())
+            .filter(|schedule| schedule.options.retention.is_set())
+            .collect(),
+    };
+    if schedules.is_empty() {
+        eprintln!(
+            "{}: no schedule has retention rules; nothing to prune",
+            ctx.program
+        );
+        log::info!("Prune: no schedule has retention rules");
+    }
+    for schedule in &schedules {
+        prune_schedule(ctx, schedule, dry_run)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune_schedule(ctx: &Context, schedule: &Schedule, dry_run: bool) -> Result<(), Error> {
+    // A run of the schedule prunes too: one at a time.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(lock_schedule(ctx, schedule)?)
+    };
+    let dir = ctx.home.backups_dir();
+    let archives: Vec<_> = naming::schedule_archives(&dir, &schedule.name)
+        .map_err(|e| Error::io("list", &dir, e))?
+        .into_iter()
+        .filter_map(|archive| archive.stamp.map(|stamp| (archive.path, stamp)))
+        .collect();
+    let decisions = retention::plan(&archives, &schedule.options.retention);
+    let doomed = decisions.iter().filter(|d| !d.keep).count();
+    if dry_run {
+        log::info!(
+            "Prune dry run for {}: would delete {doomed} of {} archives",
+            schedule.name,
+            decisions.len()
+        );
+        return print_lines(decisions.iter().map(|d| line(ctx, d, "delete")));
+    }
+    let deleted = retention::apply(&decisions).map_err(|e| Error::io("prune", &dir, e))?;
+    for path in &deleted {
+        log::info!(
+            "Pruned {} (retention of {})",
+            ctx.home.display_path(path),
+            schedule.name
+        );
+    }
+    log::info!(
+        "Prune of {}: deleted {} of {} archives",
+        schedule.name,
+        deleted.len(),
+        decisions.len()
+    );
+    print_lines(decisions.iter().map(|d| line(ctx, d, "deleted")))
+}
+
+/// `keep    backups/docs_20250101_020000.tar.gz  (newest, keep-daily)` or
+/// `delete  backups/docs_20250101_020000.tar.gz`.
+fn line(ctx: &Context, decision: &Decision, deleted: &str) -> String {
+    let path = ctx.home.display_path(&decision.path);
+    if decision.keep {
+        format!("{:<7} {path}  ({})", "keep", decision.reasons.join(", "))
+    } else {
+        format!("{deleted:<7} {path}")
+    }
+}
+
+/// Takes the schedule's run lock, waiting for a run in progress to finish.
+fn lock_schedule(ctx: &Context, schedule: &Schedule) -> Result<File, Error> {
+    let path = ScheduleFiles::new(&ctx.home, schedule).lock;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("lock", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => {
+            eprintln!(
+                "{}: waiting for the run of {} in progress to finish",
+                ctx.program, schedule.name
+            );
+            file.lock().map_err(|e| Error::io("lock", &path, e))?;
+            Ok(file)
+        }
+        Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}

@@ -1,0 +1,67 @@
+//! `restore ARCHIVE --to DIR [--force]`: extracts an archive into DIR safely
+//! (see `archive::restore`): a hostile archive is refused before anything is
+//! written, existing files are kept unless `--force`. Prints each restored path.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{Context, print_lines};
+use crate::archive::restore::{self, ManifestCheck, RestoreJob};
+use crate::error::Error;
+
+pub fn run(ctx: &Context, archive: &str, to: &Path, force: bool) -> Result<ExitCode, Error> {
+    let archive = resolve(ctx, archive)?;
+    let shown = ctx.home.display_path(&archive);
+    let job = RestoreJob {
+        archive: &archive,
+        destination: to,
+        force,
+    };
+    let mut printed = Ok(());
+    let report = restore::restore(&job, &mut |path| {
+        if printed.is_ok() {
+            printed = print_lines([path.display().to_string()]);
+        }
+    })?;
+    printed?;
+    match &report.manifest {
+        ManifestCheck::Matched => {}
+        ManifestCheck::Missing => eprintln!(
+            "{}: warning: {shown} has no manifest; its integrity was not checked",
+            ctx.program
+        ),
+        ManifestCheck::Unreadable(why) => eprintln!(
+            "{}: warning: the manifest of {shown} cannot be read ({why}); its integrity was not checked",
+            ctx.program
+        ),
+    }
+    for (path, why) in &report.skipped {
+        eprintln!(
+            "{}: warning: {} not restored: {why}",
+            ctx.program,
+            path.display()
+        );
+    }
+    log::info!(
+        "Restored {} entries from {shown} into {}{}",
+        report.restored,
+        to.display(),
+        if force { " (--force)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An archive file name in `backups/`, or a path.
+fn resolve(ctx: &Context, archive: &str) -> Result<PathBuf, Error> {
+    let in_backups = ctx.home.backups_dir().join(archive);
+    if !archive.contains('/') && !archive.starts_with('.') && in_backups.is_file() {
+        return Ok(in_backups);
+    }
+    let path = Path::new(archive);
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    Err(Error::Invalid(format!(
+        "no archive {archive:?} in backups/ or at that path"
+    )))
+}

@@ -1,0 +1,156 @@
+//! `verify [NAME|ARCHIVE…] [--all] [--json]`: checks archives against their
+//! manifests (SHA-256 and size) and reads each one through, printing `OK` or
+//! `FAILED` with the reason per archive. Exit 1 if any failed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::{Context, print_json, print_lines};
+use crate::archive::verify::{self, Verified};
+use crate::archive::{self, naming};
+use crate::error::{EXIT_FAILURE, Error};
+
+/// One archive's result in `verify --json`.
+#[derive(Debug, Serialize)]
+struct VerifyJson {
+    archive: String,
+    path: String,
+    ok: bool,
+    error: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+    entries: Option<u64>,
+}
+
+pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<ExitCode, Error> {
+    let archives = if all {
+        every_archive(ctx)?
+    } else if targets.is_empty() {
+        return Err(Error::Invalid(
+            "name the archives or schedules to verify, or give --all".to_string(),
+        ));
+    } else {
+        let mut found = Vec::new();
+        for target in targets {
+            for path in resolve(ctx, target)? {
+                if !found.contains(&path) {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    };
+    if archives.is_empty() {
+        eprintln!("{}: no archives in backups/ to verify", ctx.program);
+    }
+    let mut results = Vec::new();
+    for path in &archives {
+        let shown = ctx.home.display_path(path);
+        let result = verify::verify(path);
+        match &result {
+            Ok(v) => log::info!("Verified {shown}: OK ({} entries)", v.entries),
+            Err(failure) => log::error!("Verification failed for {shown}: {failure}"),
+        }
+        if !json {
+            // Text results appear as they come: a long check shows progress.
+            print_lines([result_line(&shown, &result)])?;
+        }
+        results.push((path, shown, result));
+    }
+    let failed = results.iter().filter(|(_, _, r)| r.is_err()).count();
+    if json {
+        let json: Vec<VerifyJson> = results
+            .iter()
+            .map(|(path, shown, result)| to_json(path, shown, result))
+            .collect();
+        print_json(&json)?;
+    }
+    Ok(if failed > 0 {
+        let summary = format!("{failed} of {} archives failed verification", results.len());
+        eprintln!("{}: {summary}", ctx.program);
+        log::error!("{summary}");
+        ExitCode::from(EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `OK backups/x.tar` or `FAILED backups/x.tar: reason`.
+fn result_line(shown: &str, result: &Result<Verified, verify::Failure>) -> String {
+    match result {
+        Ok(_) => format!("OK {shown}"),
+        Err(failure) => format!("FAILED {shown}: {failure}"),
+    }
+}
+
+fn to_json(path: &Path, shown: &str, result: &Result<Verified, verify::Failure>) -> VerifyJson {
+    let archive = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    match result {
+        Ok(v) => VerifyJson {
+            archive,
+            path: shown.to_string(),
+            ok: true,
+            error: None,
+            sha256: Some(v.sha256.clone()),
+            size: Some(v.size),
+            entries: Some(v.entries),
+        },
+        Err(failure) => VerifyJson {
+            archive,
+            path: shown.to_string(),
+            ok: false,
+            error: Some(failure.to_string()),
+            sha256: None,
+            size: None,
+            entries: None,
+        },
+    }
+}
+
+/// Every archive file in `backups/` (manifests and other files left out).
+fn every_archive(ctx: &Context) -> Result<Vec<PathBuf>, Error> {
+    let dir = ctx.home.backups_dir();
+    Ok(archive::list_archives(&dir)
+        .map_err(|e| Error::io("list", &dir, e))?
+        .into_iter()
+        .map(|name| dir.join(name))
+        .filter(|path| verify::format_of(path).is_some())
+        .collect())
+}
+
+/// A target is, in this order: an archive file name in `backups/`, a schedule
+/// name (all its archives, also those of a deleted schedule), or a path.
+fn resolve(ctx: &Context, target: &str) -> Result<Vec<PathBuf>, Error> {
+    let dir = ctx.home.backups_dir();
+    if !target.contains('/') && !target.starts_with('.') && dir.join(target).is_file() {
+        return Ok(vec![dir.join(target)]);
+    }
+    let archives =
+        naming::schedule_archives(&dir, target).map_err(|e| Error::io("list", &dir, e))?;
+    let is_schedule = ctx
+        .store
+        .load()?
+        .iter()
+        .any(|entry| matches!(&entry.parsed, Ok(s) if s.name == target));
+    if !archives.is_empty() {
+        return Ok(archives.into_iter().map(|a| a.path).collect());
+    }
+    if is_schedule {
+        return Err(Error::Invalid(format!(
+            "schedule {target:?} has no archives in backups/ to verify"
+        )));
+    }
+    let path = Path::new(target);
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    Err(Error::Invalid(format!(
+        "no archive or schedule named {target:?} (looked in backups/ and at that path)"
+    )))
+}

@@ -1,0 +1,747 @@
+//! Working with archives already written: `prune` (retention on archives with
+//! faked dates), `verify` (a flipped byte, a truncated file, a missing
+//! manifest), `restore` (round trip, `--force`, hostile archives) and the
+//! `--json`/`--long` listings. Archives are made here with GNU tar under the
+//! names the writer uses, with manifests in the writer's format.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+use std::process::Command;
+
+use backupctl::archive::manifest::{Manifest, write_manifest};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::support::TestEnv;
+
+/// `src/` with a file (mode 0640, an old mtime), a subdirectory and a symlink.
+fn make_source(env: &TestEnv) {
+    env.write("src/a.txt", b"hello\n");
+    env.write("src/sub/b.txt", b"second file\n");
+    symlink("a.txt", env.path("src/link")).unwrap();
+    fs::set_permissions(env.path("src/a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    let status = Command::new("touch")
+        .args(["-d", "2020-01-02 03:04:05"])
+        .arg(env.path("src/a.txt"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Archives `src/` with GNU tar into `backups/NAME` (format from the name).
+fn gnu_tar(env: &TestEnv, name: &str) {
+    let compress: &[&str] = if name.ends_with(".tar.gz") {
+        &["-z"]
+    } else if name.ends_with(".tar.zst") {
+        &["--zstd"]
+    } else {
+        &[]
+    };
+    fs::create_dir_all(env.path("backups")).unwrap();
+    let status = Command::new("tar")
+        .args(compress)
+        .arg("-cf")
+        .arg(env.path("backups").join(name))
+        .arg("-C")
+        .arg(env.home())
+        .arg("src")
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar for {name}");
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let digest = Sha256::digest(fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the manifest of `backups/NAME` as the writer would.
+fn manifest_for(env: &TestEnv, name: &str, schedule: &str) {
+    let path = env.path("backups").join(name);
+    let format = ["tar.gz", "tar.zst", "tar"]
+        .into_iter()
+        .find(|ext| name.ends_with(&format!(".{ext}")))
+        .unwrap();
+    let manifest = Manifest {
+        schedule: schedule.into(),
+        source: "src".into(),
+        archive: name.into(),
+        created: "2025-01-01T02:00:00+00:00".into(),
+        format: format.into(),
+        level: None,
+        archive_size: fs::metadata(&path).unwrap().len(),
+        sha256: sha256_hex(&path),
+        entries: 5,
+        bytes_read: 18,
+        skipped: vec![],
+        state: "ok".into(),
+        duration_seconds: 0.1,
+        backupctl_version: "0.1.0".into(),
+        fingerprint: "0".into(),
+    };
+    write_manifest(&path, &manifest).unwrap();
+}
+
+fn archive_with_manifest(env: &TestEnv, name: &str, schedule: &str) {
+    gnu_tar(env, name);
+    manifest_for(env, name, schedule);
+}
+
+/// The names in `backups/`, hidden ones (the run lock) left out.
+fn backups_dir(env: &TestEnv) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(env.path("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Dummy history archives with manifests: retention only reads names.
+fn fake_history(env: &TestEnv, schedule: &str, stamps: &[&str], ext: &str) {
+    for stamp in stamps {
+        let name = format!("{schedule}_{stamp}.{ext}");
+        env.write(&format!("backups/{name}"), b"archive");
+        env.write(&format!("backups/{name}.json"), b"{}");
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+// ---------------------------------------------------------------- prune
+
+#[test]
+fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
+    let env = TestEnv::new().with_clock("2025-03-01T12:00:00");
+    env.manager(&[
+        "create",
+        "src;02:00;docs;format=tar.gz,keep-last=2,keep-weekly=2,min-keep=3",
+    ])
+    .success();
+    env.manager(&["create", "src;03:00;docs_extra;keep-last=1"])
+        .success();
+    // Daily runs from Wed 2025-01-01 to Fri 2025-01-10.
+    let stamps: Vec<String> = (1..=10).map(|d| format!("202501{d:02}_020000")).collect();
+    let stamps: Vec<&str> = stamps.iter().map(String::as_str).collect();
+    fake_history(&env, "docs", &stamps, "tar.gz");
+    // Not docs' history: another schedule's, the unstamped archive, strays.
+    let foreign = [
+        "docs.tar.gz",
+        "docs_extra_20250101_020000.tar",
+        "docs_2025010_020000.tar.gz",
+        "docs_20250101_020000.zip",
+        "notes.txt",
+    ];
+    for name in foreign {
+        env.write(&format!("backups/{name}"), b"not mine");
+    }
+    let before = backups_dir(&env);
+
+    let dry = env.manager(&["prune", "docs", "--dry-run"]);
+    dry.success();
+    assert_eq!(backups_dir(&env), before, "--dry-run changed backups/");
+    let expected = [
+        "delete  backups/docs_20250101_020000.tar.gz",
+        "delete  backups/docs_20250102_020000.tar.gz",
+        "delete  backups/docs_20250103_020000.tar.gz",
+        "delete  backups/docs_20250104_020000.tar.gz",
+        "keep    backups/docs_20250105_020000.tar.gz  (keep-weekly)",
+        "delete  backups/docs_20250106_020000.tar.gz",
+        "delete  backups/docs_20250107_020000.tar.gz",
+        "keep    backups/docs_20250108_020000.tar.gz  (min-keep)",
+        "keep    backups/docs_20250109_020000.tar.gz  (min-keep, keep-last)",
+        "keep    backups/docs_20250110_020000.tar.gz  (newest, min-keep, keep-last, keep-weekly)",
+    ];
+    assert_eq!(dry.stdout_lines(), expected);
+
+    let run = env.manager(&["prune", "docs"]);
+    run.success();
+    assert_eq!(
+        run.stdout_lines(),
+        expected.map(|l| l.replace("delete  ", "deleted "))
+    );
+    let mut left: Vec<String> = ["05", "08", "09", "10"]
+        .iter()
+        .flat_map(|d| {
+            let name = format!("docs_202501{d}_020000.tar.gz");
+            [name.clone(), format!("{name}.json")]
+        })
+        .chain(foreign.iter().map(|s| s.to_string()))
+        .collect();
+    left.sort();
+    assert_eq!(backups_dir(&env), left);
+    let log = env.log_messages("backup_manager.log");
+    assert!(
+        log.contains(&"Pruned backups/docs_20250101_020000.tar.gz (retention of docs)".to_string()),
+        "{log:?}"
+    );
+    assert!(log.contains(&"Prune of docs: deleted 6 of 10 archives".to_string()));
+}
+
+#[test]
+fn a_paused_schedule_keeps_its_history_when_pruned() {
+    // The last runs were in 2020; keep-within counts from the newest archive.
+    let env = TestEnv::new().with_clock("2026-06-01T12:00:00");
+    env.manager(&["create", "src;02:00;old;keep-within=2d"])
+        .success();
+    fake_history(
+        &env,
+        "old",
+        &[
+            "20200101_020000",
+            "20200105_020000",
+            "20200106_020000",
+            "20200107_020000",
+        ],
+        "tar",
+    );
+    let run = env.manager(&["prune"]);
+    run.success();
+    assert_eq!(
+        run.stdout_lines(),
+        [
+            "deleted backups/old_20200101_020000.tar",
+            "deleted backups/old_20200105_020000.tar",
+            "keep    backups/old_20200106_020000.tar  (keep-within)",
+            "keep    backups/old_20200107_020000.tar  (newest, keep-within)",
+        ]
+    );
+    assert_eq!(
+        backups_dir(&env),
+        [
+            "old_20200106_020000.tar",
+            "old_20200106_020000.tar.json",
+            "old_20200107_020000.tar",
+            "old_20200107_020000.tar.json",
+        ]
+    );
+}
+
+#[test]
+fn prune_refuses_what_it_cannot_do() {
+    let env = TestEnv::new();
+    env.manager(&["create", "src;02:00;plain"]).success();
+    env.write("backups/plain.tar", b"archive");
+    env.manager(&["prune", "plain"])
+        .code(2)
+        .stderr_has("backup_manager: schedule \"plain\" has no retention rules");
+    env.manager(&["prune", "nope"])
+        .code(2)
+        .stderr_has("no schedule with index or name \"nope\"");
+    let all = env.manager(&["prune"]);
+    all.success()
+        .stdout_is("")
+        .stderr_has("no schedule has retention rules; nothing to prune");
+    assert_eq!(backups_dir(&env), ["plain.tar"]);
+}
+
+// ---------------------------------------------------------------- verify
+
+#[test]
+fn verify_passes_good_archives_in_every_format() {
+    let env = TestEnv::new();
+    make_source(&env);
+    env.manager(&["create", "src;02:00;docs;format=tar.gz,keep-last=3"])
+        .success();
+    archive_with_manifest(&env, "docs_20250101_020000.tar.gz", "docs");
+    archive_with_manifest(&env, "docs_20250102_020000.tar.zst", "docs");
+    archive_with_manifest(&env, "plain.tar", "plain");
+    env.write("backups/notes.txt", b"not an archive");
+
+    env.manager(&["verify", "--all"]).success().stdout_is(
+        "OK backups/docs_20250101_020000.tar.gz\n\
+         OK backups/docs_20250102_020000.tar.zst\n\
+         OK backups/plain.tar\n",
+    );
+    // A schedule name selects its archives; a file name or a path one archive.
+    env.manager(&["verify", "docs"]).success().stdout_is(
+        "OK backups/docs_20250101_020000.tar.gz\nOK backups/docs_20250102_020000.tar.zst\n",
+    );
+    env.manager(&["verify", "plain.tar"])
+        .success()
+        .stdout_is("OK backups/plain.tar\n");
+    let path = env.path("backups/plain.tar");
+    env.ctl(&["verify", path.to_str().unwrap()])
+        .success()
+        .stdout_is("OK backups/plain.tar\n");
+
+    let run = env.ctl(&["verify", "--json", "docs"]);
+    run.success();
+    let results = json(&run.stdout);
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["archive"], "docs_20250101_020000.tar.gz");
+    assert_eq!(results[0]["path"], "backups/docs_20250101_020000.tar.gz");
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(results[0]["error"], Value::Null);
+    assert_eq!(
+        results[0]["sha256"],
+        sha256_hex(&env.path("backups/docs_20250101_020000.tar.gz"))
+    );
+    assert_eq!(results[1]["entries"], 5);
+    assert!(
+        env.log_messages("backup_manager.log")
+            .contains(&"Verified backups/plain.tar: OK (5 entries)".to_string())
+    );
+}
+
+#[test]
+fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
+    let env = TestEnv::new();
+    make_source(&env);
+    let flipped = "docs_20250101_020000.tar.gz";
+    let truncated = "docs_20250102_020000.tar.zst";
+    let resealed = "docs_20250103_020000.tar.gz";
+    let unsealed = "docs_20250104_020000.tar";
+    for name in [flipped, truncated, resealed] {
+        archive_with_manifest(&env, name, "docs");
+    }
+    gnu_tar(&env, unsealed);
+
+    let flip = |name: &str| {
+        let path = env.path("backups").join(name);
+        let mut bytes = fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        fs::write(&path, bytes).unwrap();
+    };
+    flip(flipped);
+    let path = env.path("backups").join(truncated);
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    // Damaged, then given a matching manifest: only reading it through tells.
+    flip(resealed);
+    manifest_for(&env, resealed, "docs");
+
+    let run = env.manager(&["verify", "--all"]);
+    run.code(1)
+        .stderr_has("backup_manager: 4 of 4 archives failed verification");
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 4, "{run:?}");
+    assert!(lines[0].starts_with(&format!("FAILED backups/{flipped}: SHA-256 is ")));
+    assert!(lines[0].contains("the manifest says"));
+    assert!(lines[1].starts_with(&format!(
+        "FAILED backups/{truncated}: size is {} bytes, the manifest says {}",
+        bytes.len() / 2,
+        bytes.len()
+    )));
+    assert!(lines[1].contains("does not read through"), "{}", lines[1]);
+    assert!(
+        lines[2].starts_with(&format!("FAILED backups/{resealed}: does not read through")),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(
+        lines[3],
+        format!("FAILED backups/{unsealed}: no manifest, not verified")
+    );
+    let log = env.log_messages("backup_manager.log");
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("Error: Verification failed for backups/docs_"))
+            .count(),
+        4,
+        "{log:?}"
+    );
+
+    let run = env.ctl(&["verify", "--json", "--all"]);
+    run.code(1);
+    let results = json(&run.stdout);
+    let results = results.as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| r["ok"] == false && r["sha256"].is_null())
+    );
+    assert_eq!(results[3]["error"], "no manifest, not verified");
+}
+
+#[test]
+fn verify_refuses_unknown_targets() {
+    let env = TestEnv::new();
+    env.manager(&["verify"])
+        .code(2)
+        .stderr_has("name the archives or schedules to verify, or give --all");
+    env.manager(&["verify", "ghost"])
+        .code(2)
+        .stderr_has("no archive or schedule named \"ghost\"");
+    env.manager(&["verify", "--all", "x"]).code(2);
+    env.manager(&["create", "src;02:00;empty;keep-last=2"])
+        .success();
+    env.manager(&["verify", "empty"])
+        .code(2)
+        .stderr_has("schedule \"empty\" has no archives in backups/ to verify");
+}
+
+// ---------------------------------------------------------------- restore
+
+#[test]
+fn restore_round_trips_modes_mtimes_and_symlinks() {
+    let env = TestEnv::new();
+    make_source(&env);
+    for name in [
+        "docs_20250101_020000.tar.gz",
+        "docs_20250102_020000.tar.zst",
+    ] {
+        archive_with_manifest(&env, name, "docs");
+        let out = format!("out-{name}");
+        let run = env.manager(&["restore", name, "--to", &out]);
+        run.success();
+        let mut printed = run.stdout_lines();
+        printed.sort();
+        assert_eq!(
+            printed,
+            ["src", "src/a.txt", "src/link", "src/sub", "src/sub/b.txt"]
+                .map(|p| format!("{out}/{p}"))
+        );
+        assert_eq!(run.stderr, "", "a sealed archive restores quietly");
+        let restored = env.path(&out).join("src");
+        assert_eq!(fs::read(restored.join("a.txt")).unwrap(), b"hello\n");
+        assert_eq!(
+            fs::read(restored.join("sub/b.txt")).unwrap(),
+            b"second file\n"
+        );
+        assert_eq!(
+            fs::read_link(restored.join("link")).unwrap(),
+            Path::new("a.txt")
+        );
+        let original = fs::metadata(env.path("src/a.txt")).unwrap();
+        let copy = fs::metadata(restored.join("a.txt")).unwrap();
+        assert_eq!(copy.mode() & 0o777, 0o640);
+        assert_eq!(copy.mtime(), original.mtime());
+        let dir = fs::metadata(restored.join("sub")).unwrap();
+        assert_eq!(
+            dir.mtime(),
+            fs::metadata(env.path("src/sub")).unwrap().mtime()
+        );
+    }
+    let log = env.log_messages("backup_manager.log");
+    assert!(log.contains(
+        &"Restored 5 entries from backups/docs_20250101_020000.tar.gz into out-docs_20250101_020000.tar.gz"
+            .to_string()
+    ));
+}
+
+#[test]
+fn restore_keeps_existing_files_unless_forced() {
+    let env = TestEnv::new();
+    make_source(&env);
+    gnu_tar(&env, "plain.tar");
+    env.manager(&["restore", "plain.tar", "--to", "out"])
+        .success()
+        .stderr_has("warning: backups/plain.tar has no manifest");
+    env.write("out/src/a.txt", b"edited since");
+    env.write("out/src/only-here", b"mine");
+
+    env.manager(&["restore", "plain.tar", "--to", "out"])
+        .code(1)
+        .stdout_is("")
+        .stderr_has("refusing to restore over out/src/")
+        .stderr_has("(use --force to replace it)");
+    assert_eq!(env.read("out/src/a.txt"), "edited since");
+
+    let run = env.manager(&["restore", "plain.tar", "--to", "out", "--force"]);
+    run.success();
+    assert_eq!(run.stdout_lines().len(), 5);
+    assert_eq!(env.read("out/src/a.txt"), "hello\n");
+    assert_eq!(env.read("out/src/only-here"), "mine");
+
+    // --force replaces a symlink planted where a file goes, without following it.
+    fs::remove_file(env.path("out/src/a.txt")).unwrap();
+    env.write("outside/target", b"precious");
+    symlink(env.path("outside/target"), env.path("out/src/a.txt")).unwrap();
+    env.manager(&["restore", "plain.tar", "--to", "out", "--force"])
+        .success();
+    assert_eq!(env.read("outside/target"), "precious");
+    assert!(
+        fs::symlink_metadata(env.path("out/src/a.txt"))
+            .unwrap()
+            .is_file()
+    );
+
+    // A symlinked directory in the destination is never written through.
+    fs::remove_dir_all(env.path("out/src")).unwrap();
+    fs::create_dir(env.path("elsewhere")).unwrap();
+    symlink(env.path("elsewhere"), env.path("out/src")).unwrap();
+    env.manager(&["restore", "plain.tar", "--to", "out", "--force"])
+        .code(1)
+        .stderr_has("refusing to restore into")
+        .stderr_has("it is a symlink, and restore never writes through one");
+    assert_eq!(fs::read_dir(env.path("elsewhere")).unwrap().count(), 0);
+
+    env.write("a-file", b"");
+    env.manager(&["restore", "plain.tar", "--to", "a-file"])
+        .code(1)
+        .stderr_has("refusing to restore into a-file: it is not a directory");
+    env.manager(&["restore", "plain.tar", "--to", ""])
+        .code(2)
+        .stderr_has("a value is required for '--to <DIR>'");
+    env.manager(&["restore", "missing.tar", "--to", "out"])
+        .code(2)
+        .stderr_has("no archive \"missing.tar\" in backups/ or at that path");
+}
+
+#[test]
+fn restore_refuses_an_archive_that_does_not_match_its_manifest() {
+    let env = TestEnv::new();
+    make_source(&env);
+    archive_with_manifest(&env, "docs_20250101_020000.tar", "docs");
+    // Append a file: still a valid tar, no longer the archive the manifest describes.
+    env.write("extra", b"planted");
+    let status = Command::new("tar")
+        .arg("-rf")
+        .arg(env.path("backups/docs_20250101_020000.tar"))
+        .arg("-C")
+        .arg(env.home())
+        .arg("extra")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.manager(&["restore", "docs_20250101_020000.tar", "--to", "out"])
+        .code(1)
+        .stderr_has("does not match its manifest")
+        .stderr_has("run `verify` on it");
+    assert!(!env.path("out").exists());
+}
+
+/// Writes a tar with Python's tarfile, which writes what it is told.
+fn python_tar(env: &TestEnv, name: &str, entries: &str) {
+    let script = format!(
+        r#"
+import io, sys, tarfile
+def add(t, name, data=b"x", typ=tarfile.REGTYPE, link=""):
+    i = tarfile.TarInfo(name); i.type = typ; i.linkname = link; i.mode = 0o644
+    if typ == tarfile.REGTYPE:
+        i.size = len(data); t.addfile(i, io.BytesIO(data))
+    else:
+        t.addfile(i)
+with tarfile.open(sys.argv[1], "w") as t:
+{entries}
+"#
+    );
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env.path(name))
+        .status()
+        .expect("python3");
+    assert!(status.success(), "python3 tarfile for {name}");
+}
+
+#[test]
+fn restore_refuses_hostile_archives_before_writing_anything() {
+    let env = TestEnv::new();
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    let abs = outside.join("abs").display().to_string();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "up.tar",
+            "    add(t, 'fine.txt'); add(t, 'd/../../outside/up')".into(),
+            "entry \"d/../../outside/up\" goes up with `..`",
+        ),
+        (
+            "abs.tar",
+            format!("    add(t, 'fine.txt'); add(t, '{abs}')"),
+            "is an absolute path",
+        ),
+        (
+            "symlink-then-file.tar",
+            format!(
+                "    add(t, 'fine.txt'); add(t, 'esc', typ=tarfile.SYMTYPE, link='{}'); add(t, 'esc/planted')",
+                outside.display()
+            ),
+            "entry \"esc/planted\" goes through the symlink esc that the archive creates",
+        ),
+        (
+            "hardlink-out.tar",
+            "    add(t, 'fine.txt'); add(t, 'h', typ=tarfile.LNKTYPE, link='../outside/x')".into(),
+            "entry \"h\" is a hard link that goes up with `..`",
+        ),
+        (
+            "twice.tar",
+            "    add(t, 'fine.txt'); add(t, 'l', typ=tarfile.SYMTYPE, link='/etc/passwd'); add(t, 'l', b'overwrite')".into(),
+            "entry \"l\" appears twice in the archive",
+        ),
+        (
+            "file-over-parent.tar",
+            "    add(t, 'a/b'); add(t, 'a', b'not a directory')".into(),
+            "entry \"a\" appears twice in the archive",
+        ),
+    ];
+    for (name, entries, message) in &cases {
+        python_tar(&env, name, entries);
+        let out = format!("out-{name}");
+        env.manager(&["restore", env.path(name).to_str().unwrap(), "--to", &out])
+            .code(1)
+            .stdout_is("")
+            .stderr_has("backup_manager: refusing hostile archive")
+            .stderr_has(message);
+        assert!(!env.path(&out).exists(), "{name} wrote into {out}");
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    let log = env.log_messages("backup_manager.log");
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("Error: refusing hostile archive"))
+            .count(),
+        cases.len()
+    );
+}
+
+// ---------------------------------------------------------------- listings
+
+#[test]
+fn backups_long_and_json_describe_each_archive() {
+    let env = TestEnv::new();
+    make_source(&env);
+    env.manager(&["create", "src;02:00;docs;format=tar.zst,keep-last=3"])
+        .success();
+    archive_with_manifest(&env, "docs_20250101_020000.tar.zst", "docs");
+    archive_with_manifest(&env, "gone.tar", "gone");
+    gnu_tar(&env, "stray.tar.gz");
+    // A manifest that no longer matches its archive.
+    archive_with_manifest(&env, "docs_20250102_020000.tar.zst", "docs");
+    fs::write(env.path("backups/docs_20250102_020000.tar.zst"), b"other").unwrap();
+
+    let run = env.manager(&["backups", "--long"]);
+    run.success();
+    let lines = run.stdout_lines();
+    assert_eq!(lines.len(), 4, "{run:?}");
+    let size = fs::metadata(env.path("backups/gone.tar")).unwrap().len();
+    assert!(lines[2].ends_with(&format!("  {:.1} KiB  gone.tar", size as f64 / 1024.0)));
+    assert!(lines[1].ends_with("       5 B  docs_20250102_020000.tar.zst"));
+    let date = &lines[0][..16];
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M").is_ok(),
+        "{date}"
+    );
+
+    let run = env.manager(&["backups", "--json"]);
+    run.success();
+    let rows = json(&run.stdout);
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["archive"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "docs_20250101_020000.tar.zst",
+            "docs_20250102_020000.tar.zst",
+            "gone.tar",
+            "stray.tar.gz"
+        ]
+    );
+    assert_eq!(rows[0]["schedule"], "docs");
+    assert_eq!(
+        rows[0]["sha256"],
+        sha256_hex(&env.path("backups/docs_20250101_020000.tar.zst"))
+    );
+    assert_eq!(rows[0]["verified_manifest"], true);
+    assert_eq!(rows[1]["size"], 5);
+    assert_eq!(rows[1]["verified_manifest"], false);
+    assert_eq!(rows[2]["schedule"], "gone", "from the manifest");
+    assert_eq!(rows[3]["schedule"], Value::Null);
+    assert_eq!(rows[3]["sha256"], Value::Null);
+    assert_eq!(rows[3]["verified_manifest"], false);
+    for row in rows {
+        let modified = row["modified"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(modified).is_ok(),
+            "{modified}"
+        );
+        assert_eq!(row.as_object().unwrap().len(), 6);
+    }
+    env.manager(&["backups", "--json", "--long"]).code(2);
+}
+
+#[test]
+fn list_json_shows_every_line_valid_or_not() {
+    let env = TestEnv::new();
+    env.write(
+        "backup_schedules.txt",
+        b"test;16:07;backup_test\nnot a schedule\nsrc;02:30;docs;format=tar.gz,keep-daily=7\n",
+    );
+    let plain = env.manager(&["list"]);
+    plain.success().stdout_is(
+        "0: test;16:07;backup_test\n1: not a schedule\n2: src;02:30;docs;format=tar.gz,keep-daily=7\n",
+    );
+    let run = env.manager(&["list", "--json"]);
+    run.success();
+    assert_eq!(run.stderr, "", "JSON carries the errors itself");
+    let rows = json(&run.stdout);
+    assert_eq!(
+        rows[0],
+        serde_json::json!({
+            "index": 0, "line": "test;16:07;backup_test", "valid": true,
+            "source": "test", "time": "16:07", "name": "backup_test",
+            "options": null, "error": null
+        })
+    );
+    assert_eq!(rows[1]["valid"], false);
+    assert_eq!(rows[1]["name"], Value::Null);
+    assert!(
+        rows[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("found 1 fields")
+    );
+    assert_eq!(rows[2]["options"], "format=tar.gz,keep-daily=7");
+    assert_eq!(rows[2]["time"], "02:30");
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    // Empty store: an empty array, not nothing.
+    let empty = TestEnv::new();
+    assert_eq!(
+        json(&empty.manager(&["list", "--json"]).stdout),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn restore_reads_back_what_run_writes_fifos_and_symlink_times_included() {
+    let env = TestEnv::new();
+    make_source(&env);
+    let status = Command::new("mkfifo")
+        .arg(env.path("src/pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.manager(&["create", "src;02:00;plain"]).success();
+    env.ctl(&["run", "plain"]).success();
+    let run = env.manager(&["restore", "plain.tar", "--to", "out"]);
+    run.success();
+    assert_eq!(
+        run.stdout_lines(),
+        [
+            "out/src",
+            "out/src/a.txt",
+            "out/src/link",
+            "out/src/pipe",
+            "out/src/sub",
+            "out/src/sub/b.txt"
+        ]
+    );
+    for name in ["pipe", "link"] {
+        let original = fs::symlink_metadata(env.path("src").join(name)).unwrap();
+        let copy = fs::symlink_metadata(env.path("out/src").join(name)).unwrap();
+        assert_eq!(copy.file_type(), original.file_type(), "{name}");
+        assert_eq!(copy.mtime(), original.mtime(), "{name}");
+    }
+    assert_eq!(
+        fs::metadata(env.path("out/src/pipe")).unwrap().mode() & 0o777,
+        fs::metadata(env.path("src/pipe")).unwrap().mode() & 0o777
+    );
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference", "src/sub", "out/src/sub"])
+        .current_dir(env.home())
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{diff:?}");
+    assert_eq!(env.read("out/src/a.txt"), "hello\n");
+}

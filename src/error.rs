@@ -10,6 +10,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::daemon::DaemonError;
+use crate::daemon::job::JobError;
 use crate::daemon::runner::RunError;
 use crate::store::StoreError;
 
@@ -24,6 +25,8 @@ pub enum Error {
     Daemon(#[from] DaemonError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Job(#[from] JobError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

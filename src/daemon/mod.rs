@@ -1,6 +1,8 @@
 //! The backup service: detaching, the pidfile, signals and the loop, plus the
 //! single-schedule runner that `run` shares with it.
 
+pub mod hooks;
+pub mod job;
 pub mod pidfile;
 pub mod runner;
 pub mod scheduler;

@@ -183,7 +183,7 @@ fn check_reports_fresh_overdue_and_never_run_schedules() {
     env.ctl(&["run", "daily"]).success();
     env.ctl(&["check"])
         .success()
-        .stdout_is("ok: 1 schedules backed up in time\n");
+        .stdout_is("ok: 1 schedule backed up in time\n");
 
     // A day and a half later (interval 1 day + 12 h margin): still fine; then overdue.
     let env = env.with_clock("2030-01-03T22:00:00");

@@ -103,8 +103,9 @@ pub fn run(ctx: &Context, max_age: Option<TimeDelta>) -> Result<ExitCode, Error>
         }
     }
     if problems.is_empty() {
-        log::info!("Check: {fresh} schedules backed up in time");
-        print_lines([format!("ok: {fresh} schedules backed up in time")])?;
+        let what = if fresh == 1 { "schedule" } else { "schedules" };
+        log::info!("Check: {fresh} {what} backed up in time");
+        print_lines([format!("ok: {fresh} {what} backed up in time")])?;
         return Ok(ExitCode::SUCCESS);
     }
     log::warn!("Check failed: {}", problems.join("; "));

@@ -383,6 +383,28 @@ mod tests {
         );
     }
 
+    /// Fires of `expr` when the loop checks every UTC minute of a Berlin night.
+    fn berlin_fires(expr: &str, night_start: DateTime<Utc>, minutes: i64) -> usize {
+        let t = timing(expr);
+        let mut tracker = MinuteTracker::starting_at(night_start);
+        (0..minutes)
+            .map(|m| night_start + TimeDelta::minutes(m))
+            .filter(|&n| tracker.advance(n).is_some_and(|w| is_due(&t, &w, &Berlin)))
+            .count()
+    }
+
+    #[test]
+    fn quarter_hour_schedules_follow_real_time_across_dst() {
+        // Four hours of real time either side of each change: 16 runs.
+        let spring = Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap();
+        assert_eq!(berlin_fires("*/15 * * * *", spring, 240), 16);
+        let fall = Utc.with_ymd_and_hms(2024, 10, 26, 23, 0, 0).unwrap();
+        assert_eq!(berlin_fires("*/15 * * * *", fall, 240), 16);
+        // A fixed time in the gap or the repeated hour: once.
+        assert_eq!(berlin_fires("30 2 * * *", spring, 240), 1);
+        assert_eq!(berlin_fires("30 2 * * *", fall, 240), 1);
+    }
+
     #[test]
     fn sleeps_until_just_after_the_minute() {
         let d = until_next_minute(at(16, 7, 45));

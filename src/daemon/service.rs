@@ -254,7 +254,7 @@ impl Cycle<'_> {
             Decision::Nothing => return,
             Decision::Missed { due } => {
                 log::warn!(
-                    "run of {} due at {} was missed while the service was not running (no catch-up option)",
+                    "run of {} due at {} was missed while the machine was asleep (the schedule has no catch-up option)",
                     schedule.name,
                     log_stamp(due)
                 );

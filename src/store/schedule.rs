@@ -426,4 +426,18 @@ mod tests {
             Berlin.with_ymd_and_hms(2024, 10, 28, 2, 30, 0).unwrap()
         );
     }
+
+    #[test]
+    fn day_of_month_or_day_of_week_and_sunday_as_7() {
+        // The 1st of April 2024 is a Monday; the 4th of March too.
+        let either = runs("0 0 2 * mon", utc(4, 1, 0), 3);
+        assert_eq!(
+            either,
+            [utc(11, 0, 0), utc(18, 0, 0), utc(25, 0, 0)],
+            "Mondays in March"
+        );
+        let first_or_monday = runs("0 0 5 * mon", utc(4, 1, 0), 2);
+        assert_eq!(first_or_monday, [utc(5, 0, 0), utc(11, 0, 0)]);
+        assert_eq!(runs("0 0 * * 7", utc(4, 1, 0), 1), [utc(10, 0, 0)]);
+    }
 }

@@ -133,11 +133,13 @@ fn serve_with_pidfile(home: &Home, clock: &dyn Clock, jobs: usize) -> Result<(),
         AcquireError::Io(e) => DaemonError::io("write pidfile", &pid_path, e),
     })?;
     log::info!(
-        "backup_service started (pid {}, home {}, {jobs} backup{} at once)",
+        "backup_service started (pid {}, home {})",
         std::process::id(),
-        home.root().display(),
-        if jobs == 1 { "" } else { "s" }
+        home.root().display()
     );
+    if jobs > 1 {
+        log::info!("up to {jobs} backups run at once");
+    }
     service::serve(home, clock, &chrono::Local, &shutdown, jobs);
     log::info!("backup_service stopped (pid {})", std::process::id());
     drop(pidfile);

@@ -65,15 +65,16 @@ impl RunQueue {
         true
     }
 
-    /// The next run, waiting for one; `None` once the queue is closed.
+    /// The next run, waiting for one; `None` once the queue is closed and
+    /// empty.
     pub fn pop(&self) -> Option<QueuedRun> {
         let mut inner = self.lock();
         loop {
-            if inner.closed {
-                return None;
-            }
             if let Some(run) = inner.waiting.pop_front() {
                 return Some(run);
+            }
+            if inner.closed {
+                return None;
             }
             inner = self.ready.wait(inner).unwrap_or_else(|e| e.into_inner());
         }
@@ -84,18 +85,17 @@ impl RunQueue {
         self.lock().in_flight.remove(name);
     }
 
-    /// Stops the workers once their current run ends; returns the runs that
-    /// had not started.
-    pub fn close(&self) -> Vec<QueuedRun> {
-        let mut inner = self.lock();
-        inner.closed = true;
+    /// Takes no more runs; the workers stop once the queue is empty. (After
+    /// a second stop signal they skip what is left: see [`work`].)
+    pub fn close(&self) {
+        self.lock().closed = true;
         self.ready.notify_all();
-        inner.waiting.drain(..).collect()
     }
 }
 
-/// Runs until a stop signal, with `jobs` backups at most at once. The runs in
-/// progress when the signal comes finish first; queued ones are dropped.
+/// Runs until a stop signal, with `jobs` backups at most at once. The runs
+/// queued when the signal comes (the cycle under way, the start-up one
+/// included) finish first; a second signal aborts them.
 pub fn serve<Tz: TimeZone>(
     home: &Home,
     clock: &dyn Clock,
@@ -112,13 +112,9 @@ pub fn serve<Tz: TimeZone>(
             scope.spawn(|| work(home, clock, &queue, abort));
         }
         run_loop(home, clock, zone, shutdown, &queue);
-        for run in queue.close() {
-            log::warn!(
-                "backup of {} not started: the service is stopping",
-                run.schedule.name
-            );
-        }
+        queue.close();
     });
+    // Here every queued run has finished or been skipped.
 }
 
 fn work(home: &Home, clock: &dyn Clock, queue: &RunQueue, abort: &AtomicBool) {
@@ -338,8 +334,11 @@ mod tests {
         assert!(!queue.push(run("a")), "a is running");
         queue.done("a");
         assert!(queue.push(run("a")));
-        let dropped: Vec<_> = queue.close().into_iter().map(|r| r.schedule.name).collect();
-        assert_eq!(dropped, ["b", "a"]);
+        // Closed: nothing new, but what was queued still comes out.
+        queue.close();
+        assert!(!queue.push(run("c")));
+        assert_eq!(queue.pop().unwrap().schedule.name, "b");
+        assert_eq!(queue.pop().unwrap().schedule.name, "a");
         assert!(queue.pop().is_none());
     }
 
@@ -363,9 +362,6 @@ mod tests {
                         queue.done(&r.schedule.name);
                     }
                 });
-            }
-            while !queue.lock().in_flight.is_empty() {
-                std::thread::sleep(Duration::from_millis(5));
             }
             queue.close();
         });

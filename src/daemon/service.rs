@@ -61,7 +61,7 @@ impl RunQueue {
             return false;
         }
         inner.waiting.push_back(run);
-        self.ready.notify_one();
+        self.ready.notify_all();
         true
     }
 
@@ -83,6 +83,15 @@ impl RunQueue {
     /// Marks the run of `name` finished.
     pub fn done(&self, name: &str) {
         self.lock().in_flight.remove(name);
+        self.ready.notify_all();
+    }
+
+    /// Waits until nothing is queued or running.
+    pub fn wait_until_idle(&self) {
+        let mut inner = self.lock();
+        while !inner.in_flight.is_empty() {
+            inner = self.ready.wait(inner).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Takes no more runs; the workers stop once the queue is empty. (After
@@ -158,6 +167,8 @@ fn run_loop<Tz: TimeZone>(
         if let Some(window) = tracker.advance(clock.now()) {
             cycle.queue_due(&window, woke_from_sleep, zone);
         }
+        // A stop lets the runs already queued finish before it is acknowledged.
+        finish_queue_if_stopping(queue, shutdown);
         if shutdown.stop_requested() {
             break;
         }
@@ -184,6 +195,13 @@ fn run_loop<Tz: TimeZone>(
                 Err(error) => log::error!("SIGHUP received: log files reopened; {error}"),
             }
         }
+    }
+}
+
+fn finish_queue_if_stopping(queue: &RunQueue, shutdown: &Shutdown) {
+    if shutdown.stop_requested() {
+        queue.close();
+        queue.wait_until_idle();
     }
 }
 

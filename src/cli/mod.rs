@@ -87,7 +87,9 @@ pub enum Command {
     /// Add a schedule: "path;hh:mm;name"
     Create {
         /// The schedule, e.g. "/home/me/docs;02:30;docs": back up the
-        /// directory every day at that time into backups/NAME.tar
+        /// directory every day at that time into backups/NAME.tar. The time
+        /// may also be a cron expression ("30 2 * * mon-fri") or @hourly,
+        /// @daily, @weekly, @monthly; try it with `next` first
         #[arg(allow_hyphen_values = true)]
         schedule: String,
     },

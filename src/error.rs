@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use crate::archive::restore::RestoreError;
 use crate::daemon::DaemonError;
+use crate::daemon::job::JobError;
 use crate::daemon::runner::RunError;
 use crate::store::StoreError;
 
@@ -27,6 +28,8 @@ pub enum Error {
     Run(#[from] RunError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Job(#[from] JobError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

@@ -63,6 +63,15 @@ impl Home {
         self.logs_dir().join("backup_service.log")
     }
 
+    /// The run state of every schedule (hidden: the spec's `ls` shows none of it).
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join(".backupctl-state.json")
+    }
+
+    pub fn state_lock(&self) -> PathBuf {
+        self.root.join(".backupctl-state.lock")
+    }
+
     pub fn pidfile(&self) -> PathBuf {
         self.root.join("backup_service.pid")
     }

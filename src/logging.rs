@@ -2,10 +2,21 @@
 //! line format, which is the spec's: `[dd/mm/YYYY HH:MM] message`, one event per
 //! line. Errors and warnings are prefixed `Error:` / `Warning:` as in the spec's
 //! `Error: malformed schedule: test;`.
+//!
+//! Log files rotate themselves: when a line would take a log past
+//! [`Rotation::max_size`] (10 MiB by default), `x.log` becomes `x.log.1`
+//! (`.1` becomes `.2`, …) and only [`Rotation::keep`] old files are kept.
+//! Every line is written to the file now at the log's path: a log moved away
+//! (by logrotate) or rotated by another process is followed at the next line,
+//! and [`reopen`] (SIGHUP) forces a fresh open.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{Level, LevelFilter};
 
@@ -17,6 +28,165 @@ pub struct LogTarget<'a> {
     pub file: &'a Path,
     /// Also copy each line to stderr (foreground daemon, `run`).
     pub echo_to_stderr: bool,
+    pub rotation: Rotation,
+}
+
+/// When a log file is rotated, and how many old ones are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Rotate before a line would take the file past this size; 0 never rotates.
+    pub max_size: u64,
+    /// Rotated files kept: `x.log.1` (newest) to `x.log.KEEP`.
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            max_size: 10 * 1024 * 1024,
+            keep: 3,
+        }
+    }
+}
+
+/// Parses a log size: bytes, or a number with `K`, `M` or `G` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a size such as 10M, 512K or 1048576");
+    let upper = text.trim().to_ascii_uppercase();
+    let digits = upper.trim_end_matches(['K', 'M', 'G', 'B', 'I']);
+    let unit = &upper[digits.len()..];
+    let factor: u64 = match unit {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(bad)
+}
+
+static REOPEN_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the log file be opened afresh before the next line (SIGHUP).
+pub fn reopen() {
+    REOPEN_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// A log file that follows its path and rotates itself. fern writes a line
+/// and then flushes; the line is collected and written whole at the flush.
+struct LogFile {
+    path: PathBuf,
+    rotation: Rotation,
+    file: Option<File>,
+    line: Vec<u8>,
+}
+
+impl LogFile {
+    fn open(path: &Path, rotation: Rotation) -> io::Result<Self> {
+        let mut log = Self {
+            path: path.to_path_buf(),
+            rotation,
+            file: None,
+            line: Vec::new(),
+        };
+        log.file = Some(log.open_path()?);
+        Ok(log)
+    }
+
+    fn open_path(&self) -> io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+    }
+
+    /// True when our file is no longer the one at the path.
+    fn moved_away(&self, file: &File) -> bool {
+        match (file.metadata(), fs::metadata(&self.path)) {
+            (Ok(ours), Ok(theirs)) => ours.ino() != theirs.ino() || ours.dev() != theirs.dev(),
+            _ => true,
+        }
+    }
+
+    fn current(&mut self) -> io::Result<&mut File> {
+        let stale = REOPEN_REQUESTED.swap(false, Ordering::SeqCst)
+            || self.file.as_ref().is_none_or(|f| self.moved_away(f));
+        if stale {
+            match self.open_path() {
+                Ok(file) => self.file = Some(file),
+                // Keep writing where we were rather than lose the line.
+                Err(e) if self.file.is_none() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log file not open"))
+    }
+
+    fn write_line(&mut self) -> io::Result<()> {
+        let len = self.line.len() as u64;
+        let rotation = self.rotation;
+        let file = self.current()?;
+        let size = file.metadata()?.len();
+        if rotation.max_size > 0 && size > 0 && size + len > rotation.max_size {
+            self.rotate()?;
+        }
+        let line = std::mem::take(&mut self.line);
+        self.current()?.write_all(&line)
+    }
+
+    /// Shifts `x.log` to `x.log.1` and so on, under an flock on the file so
+    /// that two processes sharing a log do not both rotate it.
+    fn rotate(&mut self) -> io::Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        file.lock()?;
+        if !self.moved_away(&file) {
+            let numbered = |n: u32| {
+                let mut name = self.path.as_os_str().to_owned();
+                name.push(format!(".{n}"));
+                PathBuf::from(name)
+            };
+            if self.rotation.keep == 0 {
+                fs::remove_file(&self.path)?;
+            } else {
+                for n in (1..self.rotation.keep).rev() {
+                    match fs::rename(numbered(n), numbered(n + 1)) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                }
+                fs::rename(&self.path, numbered(1))?;
+            }
+        }
+        self.file = Some(self.open_path()?);
+        Ok(())
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        let result = self.write_line();
+        self.line.clear();
+        result
+    }
 }
 
 /// Installs the global logger. Fails when the log file cannot be opened; the
@@ -28,7 +198,10 @@ pub fn init(target: LogTarget<'_>, clock: Arc<dyn Clock>) -> std::io::Result<()>
             let line = format_line(&clock::log_stamp(clock.now()), record.level(), message);
             out.finish(format_args!("{line}"))
         })
-        .chain(fern::log_file(target.file)?);
+        .chain(fern::Output::writer(
+            Box::new(LogFile::open(target.file, target.rotation)?),
+            "\n",
+        ));
     if target.echo_to_stderr {
         dispatch = dispatch.chain(std::io::stderr());
     }
@@ -62,6 +235,54 @@ pub fn format_line(stamp: &str, level: Level, message: &std::fmt::Arguments<'_>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("10M"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        for bad in ["", "M", "1.5M", "-1", "10X", "99999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_log_rotates_keeping_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut log = LogFile::open(
+            &path,
+            Rotation {
+                max_size: 10,
+                keep: 2,
+            },
+        )
+        .unwrap();
+        for line in ["aaaaaaa\n", "bbbbbbb\n", "ccccccc\n", "ddddddd\n"] {
+            log.write_all(line.as_bytes()).unwrap();
+            log.flush().unwrap();
+        }
+        let read =
+            |suffix: &str| fs::read_to_string(dir.path().join(format!("x.log{suffix}"))).unwrap();
+        assert_eq!(read(""), "ddddddd\n");
+        assert_eq!(read(".1"), "ccccccc\n");
+        assert_eq!(read(".2"), "bbbbbbb\n");
+        assert!(!dir.path().join("x.log.3").exists());
+    }
+
+    #[test]
+    fn a_log_moved_away_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut log = LogFile::open(&path, Rotation::default()).unwrap();
+        log.write_all(b"one\n").unwrap();
+        log.flush().unwrap();
+        fs::rename(&path, dir.path().join("old.log")).unwrap();
+        log.write_all(b"two\n").unwrap();
+        log.flush().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
+    }
 
     #[test]
     fn lines_follow_the_spec_format() {

@@ -7,4 +7,5 @@ mod archive;
 mod daemon;
 mod manager;
 mod ops;
+mod scheduling;
 mod spec;

@@ -2,9 +2,12 @@
 //! chosen by argv[0], and the one place that dispatches to a subcommand.
 
 mod backups;
+mod check;
+mod completions;
 mod create;
 mod delete;
 mod list;
+mod next;
 mod personality;
 mod prune;
 mod restore;
@@ -38,8 +41,40 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = crate::home::HOME_VAR)]
     pub home: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub log: LogArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Log rotation, for every command that writes a log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Rotate a log file when it would grow past SIZE (bytes, or with K, M, G);
+    /// 0 never rotates
+    #[arg(long, global = true, value_name = "SIZE", default_value = "10M",
+          env = "BACKUPCTL_LOG_MAX_SIZE", value_parser = logging::parse_size)]
+    pub log_max_size: u64,
+
+    /// How many rotated log files to keep (NAME.log.1 is the newest)
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 3,
+        env = "BACKUPCTL_LOG_KEEP"
+    )]
+    pub log_keep: u32,
+}
+
+impl LogArgs {
+    fn rotation(&self) -> logging::Rotation {
+        logging::Rotation {
+            max_size: self.log_max_size,
+            keep: self.log_keep,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +90,9 @@ pub enum Command {
     /// Add a schedule: "path;hh:mm;name"
     Create {
         /// The schedule, e.g. "/home/me/docs;02:30;docs": back up the
-        /// directory every day at that time into backups/NAME.tar
+        /// directory every day at that time into backups/NAME.tar. The time
+        /// may also be a cron expression ("30 2 * * mon-fri") or @hourly,
+        /// @daily, @weekly, @monthly; try it with `next` first
         #[arg(allow_hyphen_values = true)]
         schedule: String,
     },
@@ -120,14 +157,49 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         schedule: String,
     },
-    /// Show whether the service runs and when each schedule runs next
-    Status,
+    /// Show whether the service runs, and each schedule's last and next run
+    Status {
+        /// Print JSON instead (the shape is documented in docs/scheduling.md)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the next run times of a schedule time ("02:30", "*/15 * * * *", "@daily")
+    Next {
+        /// The time field of a schedule: hh:mm, a five-field cron expression or
+        /// @hourly, @daily, @weekly, @monthly
+        #[arg(allow_hyphen_values = true)]
+        expression: String,
+        /// How many run times to print (1 to 1000)
+        #[arg(short = 'n', long = "count", value_name = "N", default_value_t = 5,
+              value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: u16,
+    },
+    /// Exit 0 when every schedule has a recent enough backup, else list the
+    /// overdue ones and exit 1 (for cron, monitoring or a healthcheck)
+    Check {
+        /// Overdue after this long without a successful backup (90m, 36h, 7d)
+        /// [default: the schedule's interval plus a margin]
+        #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
+        max_age: Option<chrono::TimeDelta>,
+    },
     /// Run the backup service (detached, unless --foreground)
     Daemon {
         /// Stay in the foreground and log to stderr too (systemd, containers)
         #[arg(long, short)]
         foreground: bool,
+        /// How many backups may run at the same time
+        #[arg(long, short, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `backupctl man > backupctl.1`
+    Man,
+}
+
+fn parse_max_age(text: &str) -> Result<chrono::TimeDelta, String> {
+    crate::store::options::parse_duration(text)
 }
 
 /// The `backup_service` personality: the spec's service script.
@@ -138,6 +210,14 @@ struct ServiceCli {
     /// [default: the current directory]
     #[arg(long, value_name = "DIR", env = crate::home::HOME_VAR)]
     home: Option<PathBuf>,
+
+    #[command(flatten)]
+    log: LogArgs,
+
+    /// How many backups may run at the same time
+    #[arg(long, short, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
 }
 
 /// A parsed command line.
@@ -145,6 +225,7 @@ struct ServiceCli {
 pub struct Invocation {
     pub personality: Personality,
     pub home: Option<PathBuf>,
+    pub rotation: logging::Rotation,
     pub command: Command,
 }
 
@@ -159,7 +240,11 @@ pub fn parse(personality: Personality, args: &[OsString]) -> Result<Invocation, 
         return Ok(Invocation {
             personality,
             home: cli.home,
-            command: Command::Daemon { foreground: true },
+            rotation: cli.log.rotation(),
+            command: Command::Daemon {
+                foreground: true,
+                jobs: cli.jobs,
+            },
         });
     }
     let matches = Cli::command().name(name).try_get_matches_from(args)?;
@@ -167,6 +252,7 @@ pub fn parse(personality: Personality, args: &[OsString]) -> Result<Invocation, 
     Ok(Invocation {
         personality,
         home: cli.home,
+        rotation: cli.log.rotation(),
         command: cli.command,
     })
 }
@@ -191,10 +277,21 @@ pub fn run(invocation: Invocation) -> Result<ExitCode, Error> {
         clock,
         program: invocation.personality.program_name(),
     };
-    if let Command::Daemon { foreground } = invocation.command {
-        // The daemon sets up its own log, after detaching.
-        crate::daemon::run_daemon(&ctx.home, ctx.clock.clone(), foreground)?;
-        return Ok(ExitCode::SUCCESS);
+    match invocation.command {
+        Command::Daemon { foreground, jobs } => {
+            // The daemon sets up its own log, after detaching.
+            let options = crate::daemon::DaemonOptions {
+                foreground,
+                jobs: usize::from(jobs),
+                rotation: invocation.rotation,
+            };
+            crate::daemon::run_daemon(&ctx.home, ctx.clock.clone(), options)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Generated from the clap definitions; they touch no file.
+        Command::Completions { shell } => return completions::completions(ctx.program, shell),
+        Command::Man => return completions::man(ctx.program),
+        _ => {}
     }
     ctx.home
         .ensure_layout()
@@ -207,6 +304,7 @@ pub fn run(invocation: Invocation) -> Result<ExitCode, Error> {
         LogTarget {
             file: &log,
             echo_to_stderr: false,
+            rotation: invocation.rotation,
         },
         ctx.clock.clone(),
     )
@@ -237,8 +335,12 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode, Error> {
         Command::Verify { targets, all, json } => verify::run(ctx, &targets, all, json),
         Command::Restore { archive, to, force } => restore::run(ctx, &archive, &to, force),
         Command::Run { schedule } => run::run(ctx, &schedule),
-        Command::Status => status::run(ctx),
-        Command::Daemon { .. } => unreachable!("handled before logging is set up"),
+        Command::Status { json } => status::run(ctx, json),
+        Command::Next { expression, count } => next::run(ctx, &expression, count),
+        Command::Check { max_age } => check::run(ctx, max_age),
+        Command::Daemon { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before logging is set up")
+        }
     }
 }
 

@@ -12,7 +12,13 @@ pub fn run(ctx: &Context, key: &str) -> Result<ExitCode, Error> {
     let (_, schedule) = ctx.store.find(key)?;
     let shutdown = Shutdown::install(FirstSignal::Abort)
         .map_err(|e| Error::io("install signal handlers for", ctx.home.root(), e))?;
-    let report = runner::run_schedule(&ctx.home, &schedule, WhenBusy::Wait, shutdown.abort_flag())?;
+    let report = crate::daemon::job::run_job(
+        &ctx.home,
+        ctx.clock.as_ref(),
+        &schedule,
+        WhenBusy::Wait,
+        shutdown.abort_flag(),
+    )?;
     for skipped in &report.skipped {
         eprintln!(
             "{}: warning: {}: {}",

@@ -1,44 +1,156 @@
-//! `status`: whether the daemon runs (pid, since when) and when each schedule
-//! runs next.
+//! `status [--json]`: whether the daemon runs (pid, since when) and, for each
+//! schedule, its last run (time, state, archive) and its next run.
+//!
+//! The JSON shape is stable (documented in docs/scheduling.md): times are
+//! RFC 3339 in UTC, absent values are `null`, fields may be added but are
+//! never renamed or removed.
 
 use std::process::ExitCode;
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local, SecondsFormat, Utc};
+use serde::Serialize;
 
 use super::{Context, print_lines};
 use crate::clock::log_stamp;
 use crate::daemon::{self, pidfile::DaemonState};
 use crate::error::Error;
+use crate::store::state::{RunRecord, RunStates, StateFile};
 
-pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
-    let mut lines = vec![match daemon::state(&ctx.home)? {
-        DaemonState::Running { pid, since } => format!(
-            "backup_service: running (pid {pid}, since {})",
-            log_stamp(DateTime::<Utc>::from(since))
-        ),
-        DaemonState::NotRunning { .. } => "backup_service: not running".to_string(),
-    }];
-    let now = ctx.clock.now().with_timezone(&Local);
-    for (index, entry) in ctx.store.load()?.iter().enumerate() {
-        lines.push(match &entry.parsed {
-            Ok(schedule) => {
-                let next = schedule
-                    .timing
-                    .next_after(&now)
-                    .map_or_else(|| "never".to_string(), |t| log_stamp(t.with_timezone(&Utc)));
-                format!(
-                    "{index}: {}  next run {next}  ({})",
-                    schedule.name,
-                    entry.text()
-                )
-            }
-            Err(reason) => format!(
-                "{index}: not valid, never runs: {} ({reason})",
-                entry.text()
-            ),
+#[derive(Serialize)]
+struct Status {
+    service: Service,
+    schedules: Vec<ScheduleStatus>,
+}
+
+#[derive(Serialize)]
+struct Service {
+    running: bool,
+    pid: Option<i32>,
+    since: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ScheduleStatus {
+    index: usize,
+    /// The line as stored.
+    line: String,
+    valid: bool,
+    /// Why the line is not valid.
+    error: Option<String>,
+    name: Option<String>,
+    source: Option<String>,
+    /// The time field: `hh:mm` or a cron expression.
+    timing: Option<String>,
+    next_run: Option<String>,
+    last_run: Option<RunRecord>,
+    last_success: Option<RunRecord>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
+    let service = match daemon::state(&ctx.home)? {
+        DaemonState::Running { pid, since } => Service {
+            running: true,
+            pid: Some(pid),
+            since: Some(rfc3339(since.into())),
+        },
+        DaemonState::NotRunning { .. } => Service {
+            running: false,
+            pid: None,
+            since: None,
+        },
+    };
+    let states = StateFile::new(ctx.home.state_file(), ctx.home.state_lock())
+        .load()
+        .unwrap_or_else(|error| {
+            eprintln!("{}: warning: {error}", ctx.program);
+            log::warn!("{error}");
+            RunStates::default()
         });
+    let now = ctx.clock.now().with_timezone(&Local);
+    let mut schedules = Vec::new();
+    for (index, entry) in ctx.store.load()?.iter().enumerate() {
+        let mut status = ScheduleStatus {
+            index,
+            line: entry.text(),
+            valid: entry.parsed.is_ok(),
+            error: entry.parsed.as_ref().err().cloned(),
+            name: None,
+            source: None,
+            timing: None,
+            next_run: None,
+            last_run: None,
+            last_success: None,
+        };
+        if let Ok(schedule) = &entry.parsed {
+            let known = states.schedules.get(&schedule.name);
+            status.name = Some(schedule.name.clone());
+            status.source = Some(schedule.source.clone());
+            status.timing = Some(schedule.timing.to_string());
+            status.next_run = schedule
+                .timing
+                .next_after(&now)
+                .map(|t| rfc3339(t.with_timezone(&Utc)));
+            status.last_run = known.and_then(|s| s.last_run.clone());
+            status.last_success = known.and_then(|s| s.last_success.clone());
+        }
+        schedules.push(status);
     }
+    let status = Status { service, schedules };
     log::info!("Show status");
-    print_lines(lines)?;
+    if json {
+        let text = serde_json::to_string_pretty(&status)
+            .map_err(|e| Error::io("write", "JSON", std::io::Error::other(e)))?;
+        print_lines([text])?;
+    } else {
+        print_lines(text_lines(&status))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn text_lines(status: &Status) -> Vec<String> {
+    let mut lines = vec![match (&status.service.pid, &status.service.since) {
+        (Some(pid), Some(since)) => format!(
+            "backup_service: running (pid {pid}, since {})",
+            stamp_of(since)
+        ),
+        _ => "backup_service: not running".to_string(),
+    }];
+    for s in &status.schedules {
+        let (Some(name), None) = (&s.name, &s.error) else {
+            lines.push(format!(
+                "{}: not valid, never runs: {} ({})",
+                s.index,
+                s.line,
+                s.error.as_deref().unwrap_or("")
+            ));
+            continue;
+        };
+        let last = match &s.last_run {
+            None => "never".to_string(),
+            Some(run) => {
+                let detail = match (&run.archive, &run.error) {
+                    (_, Some(error)) => format!(" ({error})"),
+                    (Some(archive), None) => format!(" {archive}"),
+                    (None, None) => String::new(),
+                };
+                format!("{} {}{detail}", log_stamp(run.started), run.state.as_str())
+            }
+        };
+        let next = s.next_run.as_deref().map_or("never".to_string(), stamp_of);
+        lines.push(format!(
+            "{}: {name}  last run {last}  next run {next}  ({})",
+            s.index, s.line
+        ));
+    }
+    lines
+}
+
+fn stamp_of(rfc: &str) -> String {
+    DateTime::parse_from_rfc3339(rfc)
+        .map(|t| log_stamp(t.with_timezone(&Utc)))
+        .unwrap_or_else(|_| rfc.to_string())
 }

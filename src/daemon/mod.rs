@@ -1,6 +1,8 @@
 //! The backup service: detaching, the pidfile, signals and the loop, plus the
 //! single-schedule runner that `run` shares with it.
 
+pub mod hooks;
+pub mod job;
 pub mod pidfile;
 pub mod runner;
 pub mod scheduler;
@@ -62,10 +64,26 @@ pub fn state(home: &Home) -> Result<DaemonState, DaemonError> {
     pidfile::probe(&path).map_err(|e| DaemonError::io("read pidfile", path, e))
 }
 
+/// How the service runs.
+#[derive(Debug, Clone, Copy)]
+pub struct DaemonOptions {
+    /// Stay in the foreground, logging to stderr too.
+    pub foreground: bool,
+    /// How many backups may run at once (at least 1).
+    pub jobs: usize,
+    /// When the service log rotates.
+    pub rotation: logging::Rotation,
+}
+
 /// Runs the service: detached into the background unless `foreground`. In the
 /// background case this returns in the calling process once the daemon is
 /// forked, and runs the loop in the detached one.
-pub fn run_daemon(home: &Home, clock: Arc<dyn Clock>, foreground: bool) -> Result<(), DaemonError> {
+pub fn run_daemon(
+    home: &Home,
+    clock: Arc<dyn Clock>,
+    options: DaemonOptions,
+) -> Result<(), DaemonError> {
+    let foreground = options.foreground;
     home.ensure_layout()
         .map_err(|e| DaemonError::io("create", home.root(), e))?;
     // Refuse here, where the caller still sees our stderr.
@@ -91,18 +109,19 @@ pub fn run_daemon(home: &Home, clock: Arc<dyn Clock>, foreground: bool) -> Resul
         LogTarget {
             file: &log,
             echo_to_stderr: foreground,
+            rotation: options.rotation,
         },
         clock.clone(),
     )
     .map_err(|e| DaemonError::io("open log file", &log, e))?;
-    let result = serve_with_pidfile(home, clock.as_ref());
+    let result = serve_with_pidfile(home, clock.as_ref(), options.jobs);
     if let Err(error) = &result {
         log::error!("{error}");
     }
     result
 }
 
-fn serve_with_pidfile(home: &Home, clock: &dyn Clock) -> Result<(), DaemonError> {
+fn serve_with_pidfile(home: &Home, clock: &dyn Clock, jobs: usize) -> Result<(), DaemonError> {
     // Signals first: once the pidfile exists, `stop` may signal us.
     let shutdown = Shutdown::install(FirstSignal::Graceful)
         .map_err(|e| DaemonError::io("install signal handlers for", home.root(), e))?;
@@ -118,7 +137,10 @@ fn serve_with_pidfile(home: &Home, clock: &dyn Clock) -> Result<(), DaemonError>
         std::process::id(),
         home.root().display()
     );
-    service::serve(home, clock, &chrono::Local, &shutdown);
+    if jobs > 1 {
+        log::info!("up to {jobs} backups run at once");
+    }
+    service::serve(home, clock, &chrono::Local, &shutdown, jobs);
     log::info!("backup_service stopped (pid {})", std::process::id());
     drop(pidfile);
     Ok(())

@@ -60,6 +60,127 @@ where
         .is_some_and(|next| next.with_timezone(&Utc) <= window.upto)
 }
 
+/// How much longer than asked a sleep may last before we take it that the
+/// machine was suspended (or the clock was set forward) meanwhile.
+pub const SLEEP_TOLERANCE: TimeDelta = TimeDelta::seconds(90);
+
+/// True when a sleep of `asked` that began at `before` and ended at `after`
+/// (wall clock) lasted so much longer that the machine must have slept.
+pub fn slept_through(before: DateTime<Utc>, after: DateTime<Utc>, asked: Duration) -> bool {
+    let asked = TimeDelta::from_std(asked).unwrap_or(TimeDelta::MAX);
+    after - before
+        > asked
+            .checked_add(&SLEEP_TOLERANCE)
+            .unwrap_or(TimeDelta::MAX)
+}
+
+/// What the loop does about one schedule in one cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Due now: run it.
+    Run,
+    /// A run was due at `due` while the service was down or the machine
+    /// slept, none has happened since, and the schedule has `catch-up`.
+    CatchUp {
+        due: DateTime<Utc>,
+    },
+    /// Same, without `catch-up`: only logged.
+    Missed {
+        due: DateTime<Utc>,
+    },
+    Nothing,
+}
+
+/// The decision for a window the service was awake for, or, when
+/// `woke_from_sleep`, one that it slept through except for its last minute.
+/// `last_run` is when the schedule last ran (state file or newest archive).
+pub fn decide<Tz: TimeZone>(
+    timing: &Timing,
+    catch_up: bool,
+    window: &Window,
+    woke_from_sleep: bool,
+    last_run: Option<DateTime<Utc>>,
+    zone: &Tz,
+) -> Decision
+where
+    Tz::Offset: Copy,
+{
+    if !woke_from_sleep {
+        return if is_due(timing, window, zone) {
+            Decision::Run
+        } else {
+            Decision::Nothing
+        };
+    }
+    let now_minute = Window {
+        after: window.upto - TimeDelta::minutes(1),
+        upto: window.upto,
+    };
+    if is_due(timing, &now_minute, zone) {
+        return Decision::Run;
+    }
+    missed_since(
+        timing,
+        catch_up,
+        window.after,
+        now_minute.after,
+        last_run,
+        zone,
+    )
+}
+
+/// The decision at start-up, for the time the service was down: everything
+/// before `now`'s minute (which the first cycle covers as usual).
+pub fn decide_at_start<Tz: TimeZone>(
+    timing: &Timing,
+    catch_up: bool,
+    now: DateTime<Utc>,
+    last_run: Option<DateTime<Utc>>,
+    zone: &Tz,
+) -> Decision
+where
+    Tz::Offset: Copy,
+{
+    let this_minute = minute_floor(now);
+    let first = Window {
+        after: this_minute - TimeDelta::minutes(1),
+        upto: this_minute,
+    };
+    if !catch_up || is_due(timing, &first, zone) {
+        return Decision::Nothing;
+    }
+    let since = last_run.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    missed_since(timing, catch_up, since, first.after, last_run, zone)
+}
+
+/// The last due time in `(after, upto]`, if a run is owed for it.
+fn missed_since<Tz: TimeZone>(
+    timing: &Timing,
+    catch_up: bool,
+    after: DateTime<Utc>,
+    upto: DateTime<Utc>,
+    last_run: Option<DateTime<Utc>>,
+    zone: &Tz,
+) -> Decision
+where
+    Tz::Offset: Copy,
+{
+    let Some(due) = timing
+        .last_at_or_before(&upto.with_timezone(zone))
+        .map(|t| t.with_timezone(&Utc))
+    else {
+        return Decision::Nothing;
+    };
+    if due <= after || last_run.is_some_and(|run| run >= due) {
+        return Decision::Nothing;
+    }
+    if catch_up {
+        Decision::CatchUp { due }
+    } else {
+        Decision::Missed { due }
+    }
+}
+
 /// How long to sleep so as to wake just after the next minute starts.
 pub fn until_next_minute(now: DateTime<Utc>) -> Duration {
     let next = minute_floor(now) + TimeDelta::minutes(1);
@@ -193,6 +314,95 @@ mod tests {
             .filter(|&&n| tracker.advance(n).is_some_and(|w| is_due(&t, &w, &Berlin)))
             .count();
         assert_eq!(runs, 1);
+    }
+
+    fn day(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 3, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn catch_up_after_hours_down_runs_once() {
+        let hourly = timing("0 * * * *");
+        // Last run 03:00, started again at 09:20: six slots missed, one run.
+        let d = decide_at_start(&hourly, true, day(5, 9, 20), Some(day(5, 3, 0)), &Utc);
+        assert_eq!(d, Decision::CatchUp { due: day(5, 9, 0) });
+        // Without catch-up: nothing.
+        let d = decide_at_start(&hourly, false, day(5, 9, 20), Some(day(5, 3, 0)), &Utc);
+        assert_eq!(d, Decision::Nothing);
+        // Ran at 09:00 already: nothing owed.
+        let d = decide_at_start(&hourly, true, day(5, 9, 20), Some(day(5, 9, 0)), &Utc);
+        assert_eq!(d, Decision::Nothing);
+    }
+
+    #[test]
+    fn catch_up_after_days_down_runs_once_for_the_latest_slot() {
+        let nightly = timing("02:30");
+        let d = decide_at_start(&nightly, true, day(9, 12, 0), Some(day(2, 2, 30)), &Utc);
+        assert_eq!(d, Decision::CatchUp { due: day(9, 2, 30) });
+        // Never ran at all: the latest slot is owed.
+        let d = decide_at_start(&nightly, true, day(9, 12, 0), None, &Utc);
+        assert_eq!(d, Decision::CatchUp { due: day(9, 2, 30) });
+        // Due in the start minute itself: the normal run covers it.
+        let d = decide_at_start(&nightly, true, day(9, 2, 30), Some(day(2, 2, 30)), &Utc);
+        assert_eq!(d, Decision::Nothing);
+    }
+
+    #[test]
+    fn a_wake_up_after_sleep_catches_up_once_or_reports_the_miss() {
+        // Suspended from 01:10 to 07:45: the tracker's window covers it all.
+        let mut tracker = MinuteTracker::starting_at(day(5, 1, 10));
+        tracker.advance(day(5, 1, 10));
+        let before = day(5, 1, 10) + TimeDelta::seconds(30);
+        let after = day(5, 7, 45) + TimeDelta::seconds(1);
+        assert!(slept_through(before, after, until_next_minute(before)));
+        assert!(!slept_through(
+            before,
+            day(5, 1, 11),
+            until_next_minute(before)
+        ));
+        let window = tracker.advance(after).unwrap();
+        let last = Some(day(4, 2, 30));
+        let nightly = timing("02:30");
+        assert_eq!(
+            decide(&nightly, true, &window, true, last, &Utc),
+            Decision::CatchUp { due: day(5, 2, 30) }
+        );
+        assert_eq!(
+            decide(&nightly, false, &window, true, last, &Utc),
+            Decision::Missed { due: day(5, 2, 30) }
+        );
+        // Due in the minute we woke in: a normal run.
+        assert_eq!(
+            decide(&timing("07:45"), true, &window, true, last, &Utc),
+            Decision::Run
+        );
+        // Awake all along (a long backup): the whole window counts as usual.
+        assert_eq!(
+            decide(&nightly, false, &window, false, last, &Utc),
+            Decision::Run
+        );
+    }
+
+    /// Fires of `expr` when the loop checks every UTC minute of a Berlin night.
+    fn berlin_fires(expr: &str, night_start: DateTime<Utc>, minutes: i64) -> usize {
+        let t = timing(expr);
+        let mut tracker = MinuteTracker::starting_at(night_start);
+        (0..minutes)
+            .map(|m| night_start + TimeDelta::minutes(m))
+            .filter(|&n| tracker.advance(n).is_some_and(|w| is_due(&t, &w, &Berlin)))
+            .count()
+    }
+
+    #[test]
+    fn quarter_hour_schedules_follow_real_time_across_dst() {
+        // Four hours of real time either side of each change: 16 runs.
+        let spring = Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap();
+        assert_eq!(berlin_fires("*/15 * * * *", spring, 240), 16);
+        let fall = Utc.with_ymd_and_hms(2024, 10, 26, 23, 0, 0).unwrap();
+        assert_eq!(berlin_fires("*/15 * * * *", fall, 240), 16);
+        // A fixed time in the gap or the repeated hour: once.
+        assert_eq!(berlin_fires("30 2 * * *", spring, 240), 1);
+        assert_eq!(berlin_fires("30 2 * * *", fall, 240), 1);
     }
 
     #[test]

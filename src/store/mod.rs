@@ -9,6 +9,7 @@
 
 pub mod options;
 pub mod schedule;
+pub mod state;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use options::{Format, Options};
 pub use schedule::{Schedule, ScheduleError, Timing};
+pub use state::{RunRecord, RunState, StateFile};
 
 /// Errors of the schedule store. Input errors name the bad input.
 #[derive(Debug, thiserror::Error)]

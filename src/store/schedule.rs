@@ -22,8 +22,12 @@ pub enum ScheduleError {
     EmptyPath,
     #[error("the path contains a control character")]
     PathControl,
-    #[error("time {0:?} is not hh:mm between 00:00 and 23:59")]
+    #[error(
+        "time {0:?} is not hh:mm between 00:00 and 23:59, a five-field cron expression or @hourly, @daily, @weekly, @monthly"
+    )]
     BadTime(String),
+    #[error("cron expression {expr:?} is not valid: {why}")]
+    BadCron { expr: String, why: String },
     #[error("the backup name is empty")]
     EmptyName,
     #[error("backup name {name:?} {why}")]
@@ -41,15 +45,36 @@ pub enum Timing {
         minute: u8,
         cron: Box<Cron>,
     },
+    /// A five-field cron expression (`*/15 * * * *`, `30 2 * * mon-fri`) or a
+    /// nickname (`@hourly`, `@daily`, `@weekly`, `@monthly`), local time.
+    Cron {
+        /// The expression as typed, for display.
+        expr: String,
+        cron: Box<Cron>,
+    },
+}
+
+/// The cron nicknames accepted (croner's expansion of each is the usual one).
+const NICKNAMES: [&str; 6] = [
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@yearly",
+    "@annually",
+];
+
+fn cron_parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
 }
 
 impl Timing {
     fn daily(hour: u8, minute: u8) -> Self {
         let pattern = format!("{minute} {hour} * * *");
-        let cron = CronParser::builder()
-            .seconds(Seconds::Disallowed)
-            .year(Year::Disallowed)
-            .build()
+        let cron = cron_parser()
             .parse(&pattern)
             .expect("a pattern built from a valid hh:mm always parses");
         Timing::Daily {
@@ -66,9 +91,67 @@ impl Timing {
     where
         Tz::Offset: Copy,
     {
+        self.cron().find_next_occurrence(after, false).ok()
+    }
+
+    /// The last run at or before `at`, in `at`'s time zone.
+    pub fn last_at_or_before<Tz: TimeZone>(&self, at: &DateTime<Tz>) -> Option<DateTime<Tz>>
+    where
+        Tz::Offset: Copy,
+    {
+        self.cron().find_previous_occurrence(at, true).ok()
+    }
+
+    /// The time between the last two runs at or before `at`: how often the
+    /// schedule runs, as `check` judges it (a month is as long as it was).
+    pub fn interval_before<Tz: TimeZone>(&self, at: &DateTime<Tz>) -> Option<chrono::TimeDelta>
+    where
+        Tz::Offset: Copy,
+    {
+        let last = self.last_at_or_before(at)?;
+        let before = self.cron().find_previous_occurrence(&last, false).ok()?;
+        Some(last.with_timezone(&chrono::Utc) - before.with_timezone(&chrono::Utc))
+    }
+
+    fn cron(&self) -> &Cron {
         match self {
-            Timing::Daily { cron, .. } => cron.find_next_occurrence(after, false).ok(),
+            Timing::Daily { cron, .. } | Timing::Cron { cron, .. } => cron,
         }
+    }
+
+    /// Parses a cron expression or nickname, refusing one that never fires.
+    pub fn parse_cron(expr: &str) -> Result<Self, ScheduleError> {
+        let bad = |why: String| ScheduleError::BadCron {
+            expr: expr.to_string(),
+            why,
+        };
+        let trimmed = expr.trim();
+        if trimmed.starts_with('@') {
+            if !NICKNAMES.iter().any(|n| n.eq_ignore_ascii_case(trimmed)) {
+                return Err(bad(
+                    "the nicknames are @hourly, @daily, @weekly, @monthly and @yearly".into(),
+                ));
+            }
+        } else if trimmed.contains('@') {
+            return Err(bad("'@' only starts a nickname such as @daily".into()));
+        } else if trimmed.split_whitespace().count() != 5 {
+            return Err(bad(format!(
+                "expected five fields (minute hour day-of-month month day-of-week), found {}",
+                trimmed.split_whitespace().count()
+            )));
+        }
+        let cron = cron_parser()
+            .parse(trimmed)
+            .map_err(|e| bad(e.to_string()))?;
+        // A pattern such as `0 0 31 2 *` parses but never fires.
+        let probe = chrono::DateTime::<chrono::Utc>::from_timestamp(946_684_800, 0)
+            .ok_or_else(|| bad("no reference date".into()))?;
+        cron.find_next_occurrence(&probe, false)
+            .map_err(|_| bad("it never matches a date".into()))?;
+        Ok(Timing::Cron {
+            expr: expr.to_string(),
+            cron: Box::new(cron),
+        })
     }
 }
 
@@ -76,6 +159,7 @@ impl fmt::Display for Timing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Timing::Daily { hour, minute, .. } => write!(f, "{hour:02}:{minute:02}"),
+            Timing::Cron { expr, .. } => f.write_str(expr),
         }
     }
 }
@@ -124,8 +208,12 @@ fn validate_source(source: &str) -> Result<&str, ScheduleError> {
     }
 }
 
-/// Strict `hh:mm`: two digits each, 00:00 to 23:59.
-fn parse_time(text: &str) -> Result<Timing, ScheduleError> {
+/// The time field: a cron expression (it has spaces or starts with `@`) or
+/// strict `hh:mm`, two digits each, 00:00 to 23:59.
+pub fn parse_time(text: &str) -> Result<Timing, ScheduleError> {
+    if text.trim_start().starts_with('@') || text.contains(char::is_whitespace) {
+        return Timing::parse_cron(text);
+    }
     let bad = || ScheduleError::BadTime(text.to_string());
     let bytes = text.as_bytes();
     if bytes.len() != 5 || bytes[2] != b':' {
@@ -226,5 +314,130 @@ mod tests {
         // Strictly after: asking at the run minute itself gives tomorrow's run.
         let same = s.timing.next_after(&next).unwrap();
         assert_eq!(same - next, Duration::days(1));
+    }
+
+    fn runs(expr: &str, from: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let timing = parse_time(expr).unwrap();
+        let mut at = from;
+        (0..n)
+            .map(|_| {
+                at = timing.next_after(&at).unwrap();
+                at
+            })
+            .collect()
+    }
+
+    fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        // March 2024: the 4th is a Monday.
+        Utc.with_ymd_and_hms(2024, 3, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn cron_steps_ranges_and_names() {
+        assert_eq!(
+            runs("*/15 * * * *", utc(4, 10, 7), 3),
+            [utc(4, 10, 15), utc(4, 10, 30), utc(4, 10, 45)]
+        );
+        // Friday 02:30, then the next Monday.
+        assert_eq!(
+            runs("30 2 * * mon-fri", utc(8, 1, 0), 2),
+            [utc(8, 2, 30), utc(11, 2, 30)]
+        );
+        assert_eq!(
+            runs("0 9 1 jan,jul *", utc(4, 0, 0), 1),
+            [Utc.with_ymd_and_hms(2024, 7, 1, 9, 0, 0).unwrap()]
+        );
+        assert_eq!(runs("@hourly", utc(4, 10, 7), 1), [utc(4, 11, 0)]);
+        assert_eq!(runs("@daily", utc(4, 10, 7), 1), [utc(5, 0, 0)]);
+        // @weekly is Sunday midnight.
+        assert_eq!(runs("@weekly", utc(4, 10, 7), 1), [utc(10, 0, 0)]);
+        assert_eq!(
+            runs("@monthly", utc(4, 10, 7), 1),
+            [Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).unwrap()]
+        );
+    }
+
+    #[test]
+    fn cron_lines_keep_their_text() {
+        let s = Schedule::parse("p;30 2 * * mon-fri;n;catch-up").unwrap();
+        assert_eq!(s.timing.to_string(), "30 2 * * mon-fri");
+        assert!(s.options.catch_up);
+        assert_eq!(
+            Schedule::parse("p;07:05;n").unwrap().timing.to_string(),
+            "07:05"
+        );
+    }
+
+    #[test]
+    fn bad_cron_expressions_name_the_expression() {
+        for bad in [
+            "* * * *",
+            "* * * * * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "0 0 * * funday",
+            "@reboot",
+            "@every 5m",
+            "0 0 31 2 *",
+        ] {
+            match Schedule::parse(&format!("p;{bad};n")) {
+                Err(ScheduleError::BadCron { expr, .. }) => assert_eq!(expr, bad),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn interval_is_the_gap_between_the_last_two_runs() {
+        let t = parse_time("0 */6 * * *").unwrap();
+        assert_eq!(t.interval_before(&utc(4, 10, 7)), Some(Duration::hours(6)));
+        let t = parse_time("30 2 * * mon-fri").unwrap();
+        // Monday 10:07: the last two runs were Friday and Monday 02:30.
+        assert_eq!(t.interval_before(&utc(4, 10, 7)), Some(Duration::days(3)));
+        assert_eq!(t.last_at_or_before(&utc(4, 2, 30)), Some(utc(4, 2, 30)));
+    }
+
+    #[test]
+    fn cron_in_berlin_across_daylight_saving() {
+        use chrono_tz::Europe::Berlin;
+        // Spring forward, 2024-03-31: 02:30 does not exist; it runs once, at 03:00.
+        let t = parse_time("30 2 * * *").unwrap();
+        let eve = Berlin.with_ymd_and_hms(2024, 3, 30, 12, 0, 0).unwrap();
+        let first = t.next_after(&eve).unwrap();
+        assert_eq!(
+            first,
+            Berlin.with_ymd_and_hms(2024, 3, 31, 3, 0, 0).unwrap()
+        );
+        let second = t.next_after(&first).unwrap();
+        assert_eq!(
+            second,
+            Berlin.with_ymd_and_hms(2024, 4, 1, 2, 30, 0).unwrap()
+        );
+        // Fall back, 2024-10-27: 02:30 happens twice; it runs once.
+        let eve = Berlin.with_ymd_and_hms(2024, 10, 26, 12, 0, 0).unwrap();
+        let first = t.next_after(&eve).unwrap();
+        let second = t.next_after(&first).unwrap();
+        assert_eq!(
+            first.with_timezone(&Utc),
+            Utc.with_ymd_and_hms(2024, 10, 27, 0, 30, 0).unwrap()
+        );
+        assert_eq!(
+            second,
+            Berlin.with_ymd_and_hms(2024, 10, 28, 2, 30, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn day_of_month_or_day_of_week_and_sunday_as_7() {
+        // The 1st of April 2024 is a Monday; the 4th of March too.
+        let either = runs("0 0 2 * mon", utc(4, 1, 0), 3);
+        assert_eq!(
+            either,
+            [utc(11, 0, 0), utc(18, 0, 0), utc(25, 0, 0)],
+            "Mondays in March"
+        );
+        let first_or_monday = runs("0 0 5 * mon", utc(4, 1, 0), 2);
+        assert_eq!(first_or_monday, [utc(5, 0, 0), utc(11, 0, 0)]);
+        assert_eq!(runs("0 0 * * 7", utc(4, 1, 0), 1), [utc(10, 0, 0)]);
     }
 }

@@ -1,0 +1,152 @@
+//! `check [--max-age DURATION]`: a health check for cron, monitoring or a
+//! container. Exits 0 when every schedule's last successful backup is recent
+//! enough, else prints the overdue schedules (and those never backed up) and
+//! exits 1. It needs no daemon: the state file and the archives are the truth.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Local, TimeDelta, Utc};
+
+use super::{Context, print_lines};
+use crate::clock::log_stamp;
+use crate::daemon::job::latest_archive;
+use crate::error::{EXIT_FAILURE, Error};
+use crate::home::Home;
+use crate::store::Schedule;
+use crate::store::state::{RunStates, StateFile};
+
+/// The slack `check` allows beyond a schedule's interval by default: half the
+/// interval, and at least an hour (a backup takes time, a machine reboots).
+pub fn default_max_age(interval: TimeDelta) -> TimeDelta {
+    interval + (interval / 2).max(TimeDelta::hours(1))
+}
+
+/// How `check` judges one schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Fresh,
+    Overdue {
+        last: DateTime<Utc>,
+        allowed: TimeDelta,
+    },
+    Never,
+}
+
+fn judge(
+    schedule: &Schedule,
+    last_success: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max_age: Option<TimeDelta>,
+) -> Verdict {
+    let Some(last) = last_success else {
+        return Verdict::Never;
+    };
+    let interval = schedule
+        .timing
+        .interval_before(&now.with_timezone(&Local))
+        .unwrap_or(TimeDelta::days(1));
+    let allowed = max_age.unwrap_or_else(|| default_max_age(interval));
+    if now - last <= allowed {
+        Verdict::Fresh
+    } else {
+        Verdict::Overdue { last, allowed }
+    }
+}
+
+/// When `schedule` last wrote an archive: the state file, or else the newest
+/// archive's modification time, whichever is later.
+fn last_success(home: &Home, states: &RunStates, schedule: &Schedule) -> Option<DateTime<Utc>> {
+    let recorded = states
+        .schedules
+        .get(&schedule.name)
+        .and_then(|s| s.last_success.as_ref())
+        .map(|r| r.started);
+    let archived = latest_archive(home, schedule)
+        .and_then(|(path, _)| std::fs::metadata(path).ok()?.modified().ok())
+        .map(DateTime::<Utc>::from);
+    recorded.max(archived)
+}
+
+pub fn run(ctx: &Context, max_age: Option<TimeDelta>) -> Result<ExitCode, Error> {
+    let states = StateFile::new(ctx.home.state_file(), ctx.home.state_lock())
+        .load()
+        .unwrap_or_else(|error| {
+            eprintln!(
+                "{}: warning: {error}; judging by the archives alone",
+                ctx.program
+            );
+            log::warn!("{error}");
+            RunStates::default()
+        });
+    let now = ctx.clock.now();
+    let mut problems = Vec::new();
+    let mut fresh = 0;
+    for (index, entry) in ctx.store.load()?.iter().enumerate() {
+        let Ok(schedule) = &entry.parsed else {
+            eprintln!(
+                "{}: warning: schedule {index} is not valid and never runs",
+                ctx.program
+            );
+            continue;
+        };
+        let last = last_success(&ctx.home, &states, schedule);
+        match judge(schedule, last, now, max_age) {
+            Verdict::Fresh => fresh += 1,
+            Verdict::Never => problems.push(format!("{}: never backed up", schedule.name)),
+            Verdict::Overdue { last, allowed } => problems.push(format!(
+                "{}: overdue, last successful backup {} ({} ago, allowed {})",
+                schedule.name,
+                log_stamp(last),
+                human_duration(now - last),
+                human_duration(allowed)
+            )),
+        }
+    }
+    if problems.is_empty() {
+        let what = if fresh == 1 { "schedule" } else { "schedules" };
+        log::info!("Check: {fresh} {what} backed up in time");
+        print_lines([format!("ok: {fresh} {what} backed up in time")])?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    log::warn!("Check failed: {}", problems.join("; "));
+    print_lines(problems)?;
+    Ok(ExitCode::from(EXIT_FAILURE))
+}
+
+/// `3d 4h`, `2h 5m`, `45m`.
+fn human_duration(d: TimeDelta) -> String {
+    let minutes = d.num_minutes().max(0);
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours, mins) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn fresh_overdue_and_never() {
+        let hourly = Schedule::parse("s;0 * * * *;n").unwrap();
+        let now = Utc.with_ymd_and_hms(2024, 3, 5, 12, 30, 0).unwrap();
+        let ago = |m: i64| Some(now - TimeDelta::minutes(m));
+        // Hourly: allowed 1 h + 1 h margin.
+        assert_eq!(judge(&hourly, ago(119), now, None), Verdict::Fresh);
+        assert!(matches!(
+            judge(&hourly, ago(121), now, None),
+            Verdict::Overdue { .. }
+        ));
+        assert_eq!(judge(&hourly, None, now, None), Verdict::Never);
+        // --max-age wins.
+        assert_eq!(
+            judge(&hourly, ago(300), now, Some(TimeDelta::hours(6))),
+            Verdict::Fresh
+        );
+        assert_eq!(default_max_age(TimeDelta::days(1)), TimeDelta::hours(36));
+        assert_eq!(human_duration(TimeDelta::minutes(3 * 1440 + 70)), "3d 1h");
+    }
+}

@@ -1,0 +1,271 @@
+//! One backup job, as the service and `run` both start it: everything around
+//! the runner's archive writing. Under the schedule's job lock it checks the
+//! free space, runs the `before` hook, backs up, runs the `after` or
+//! `on-failure` hook and records the outcome in the state file.
+//!
+//! The job lock, `backups/.NAME.job.lock`, is taken before any hook runs, so
+//! two runs of one schedule (the daemon's and a `run`, or two `run`s) never
+//! overlap, hooks included. It is an `flock`: the kernel drops it when the
+//! process dies, so it can never go stale.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use chrono::{DateTime, Utc};
+
+use super::hooks::{self, HookEnv, HookError, HookKind};
+use super::runner::{self, RunError, WhenBusy, human_bytes};
+use crate::archive::{ArchiveReport, naming};
+use crate::clock::Clock;
+use crate::home::Home;
+use crate::store::{RunRecord, RunState, Schedule, StateFile};
+
+/// Why a job did not produce an archive.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("backup of {name} skipped: {source}")]
+    BeforeHook {
+        name: String,
+        #[source]
+        source: HookError,
+    },
+    #[error(
+        "backup of {name} refused: only {} free on the backups filesystem, less than its last archive ({})",
+        human_bytes(*free), human_bytes(*needed)
+    )]
+    NoSpace {
+        name: String,
+        free: u64,
+        needed: u64,
+    },
+    #[error("cannot check the free space of {}: {source}", path.display())]
+    Statvfs {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+impl JobError {
+    /// A run skipped because another run of the schedule holds its lock:
+    /// not a failure, nothing is recorded.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, JobError::Run(RunError::Busy { .. }))
+    }
+}
+
+/// Runs one backup of `schedule` with its hooks, and records the outcome.
+/// Every outcome is logged; the error is returned for `run`'s exit status.
+pub fn run_job(
+    home: &Home,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    when_busy: WhenBusy,
+    abort: &AtomicBool,
+) -> Result<ArchiveReport, JobError> {
+    let _lock = match lock_job(home, schedule, when_busy) {
+        Ok(lock) => lock,
+        Err(error) => {
+            log::warn!("{error}");
+            return Err(error);
+        }
+    };
+    let started = clock.now();
+    let outcome = backup(home, schedule, when_busy, abort);
+    if let Err(error) = &outcome {
+        if error.is_busy() {
+            return outcome;
+        }
+        if !matches!(error, JobError::Run(_)) {
+            // The runner logs its own failures; these are ours.
+            log::error!("{error}");
+        }
+    }
+    let record = record_of(home, schedule, &outcome, started, clock.now());
+    after_hooks(home, schedule, &outcome, &record);
+    let state = StateFile::new(home.state_file(), home.state_lock());
+    if let Err(error) = state.record(&schedule.name, record) {
+        log::error!("{error}");
+    }
+    outcome
+}
+
+fn backup(
+    home: &Home,
+    schedule: &Schedule,
+    when_busy: WhenBusy,
+    abort: &AtomicBool,
+) -> Result<ArchiveReport, JobError> {
+    check_free_space(home, schedule)?;
+    let env = HookEnv {
+        state: "running".into(),
+        ..base_env(home, schedule)
+    };
+    hooks::run_hook(HookKind::Before, schedule, home.root(), &env).map_err(|source| {
+        JobError::BeforeHook {
+            name: schedule.name.clone(),
+            source,
+        }
+    })?;
+    Ok(runner::run_schedule(home, schedule, when_busy, abort)?)
+}
+
+fn after_hooks(
+    home: &Home,
+    schedule: &Schedule,
+    outcome: &Result<ArchiveReport, JobError>,
+    record: &RunRecord,
+) {
+    let mut env = HookEnv {
+        state: record.state.as_str().into(),
+        archive: record
+            .archive
+            .as_deref()
+            .map(|a| home.root().join(a).display().to_string())
+            .unwrap_or_default(),
+        size: record.size.map(|s| s.to_string()).unwrap_or_default(),
+        ..base_env(home, schedule)
+    };
+    let kind = match outcome {
+        Ok(report) => {
+            env.duration = format!("{:.3}", report.duration.as_secs_f64());
+            HookKind::After
+        }
+        Err(error) => {
+            env.duration = format!("{:.3}", (record.finished - record.started).as_seconds_f64());
+            env.error = error.to_string();
+            HookKind::OnFailure
+        }
+    };
+    if let Err(error) = hooks::run_hook(kind, schedule, home.root(), &env) {
+        log::error!("{error}");
+    }
+}
+
+fn base_env(home: &Home, schedule: &Schedule) -> HookEnv {
+    HookEnv {
+        schedule: schedule.name.clone(),
+        source: home.resolve_source(&schedule.source).display().to_string(),
+        ..HookEnv::default()
+    }
+}
+
+fn record_of(
+    home: &Home,
+    schedule: &Schedule,
+    outcome: &Result<ArchiveReport, JobError>,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+) -> RunRecord {
+    match outcome {
+        Ok(report) => {
+            let archive = latest_archive(home, schedule).map(|(path, _)| home.display_path(&path));
+            RunRecord {
+                started,
+                finished,
+                state: if report.skipped.is_empty() {
+                    RunState::Ok
+                } else {
+                    RunState::Partial
+                },
+                archive,
+                size: Some(report.archive_size),
+                error: None,
+            }
+        }
+        Err(error) => RunRecord {
+            started,
+            finished,
+            state: RunState::Failed,
+            archive: None,
+            size: None,
+            error: Some(error.to_string()),
+        },
+    }
+}
+
+/// The newest archive of `schedule` on disk and its size: whatever its format
+/// or naming, the one modified last.
+pub fn latest_archive(home: &Home, schedule: &Schedule) -> Option<(PathBuf, u64)> {
+    let archives = naming::schedule_archives(&home.backups_dir(), &schedule.name).ok()?;
+    archives
+        .into_iter()
+        .filter_map(|a| {
+            let meta = fs::metadata(&a.path).ok()?;
+            Some((meta.modified().ok()?, a.path, meta.len()))
+        })
+        .max_by_key(|(modified, _, _)| *modified)
+        .map(|(_, path, len)| (path, len))
+}
+
+/// Refuses a run when the backups filesystem has less free space than the
+/// schedule's last archive: the new one would most likely not fit.
+fn check_free_space(home: &Home, schedule: &Schedule) -> Result<(), JobError> {
+    let Some((_, needed)) = latest_archive(home, schedule) else {
+        return Ok(());
+    };
+    let dir = home.backups_dir();
+    let stats = nix::sys::statvfs::statvfs(&dir).map_err(|source| JobError::Statvfs {
+        path: dir.clone(),
+        source,
+    })?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let free = (stats.blocks_available() as u64).saturating_mul(stats.fragment_size() as u64);
+    enough_space(free, needed)
+        .then_some(())
+        .ok_or(JobError::NoSpace {
+            name: schedule.name.clone(),
+            free,
+            needed,
+        })
+}
+
+fn enough_space(free: u64, needed: u64) -> bool {
+    free >= needed
+}
+
+/// Takes the job lock of `schedule`, waiting or not when another run holds it.
+fn lock_job(home: &Home, schedule: &Schedule, when_busy: WhenBusy) -> Result<File, JobError> {
+    let path = home
+        .backups_dir()
+        .join(format!(".{}.job.lock", schedule.name));
+    let lock_error = |source: io::Error| {
+        JobError::Run(RunError::Lock {
+            path: path.clone(),
+            source,
+        })
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) if when_busy == WhenBusy::Wait => {
+            log::info!("waiting for another run of {} to finish", schedule.name);
+            file.lock().map_err(lock_error)?;
+            Ok(file)
+        }
+        Err(fs::TryLockError::WouldBlock) => Err(JobError::Run(RunError::Busy {
+            name: schedule.name.clone(),
+        })),
+        Err(fs::TryLockError::Error(e)) => Err(lock_error(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_must_hold_the_last_archive() {
+        assert!(enough_space(100, 100));
+        assert!(!enough_space(99, 100));
+    }
+}

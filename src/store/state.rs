@@ -1,0 +1,243 @@
+//! The run state, `.backupctl-state.json` in the home: for each schedule, its
+//! last run (when, how it ended, which archive) and its last successful run.
+//! `status`, `check` and the daemon's catch-up read it; every run updates it.
+//!
+//! Like the schedule store, it is never modified in place: a writer takes an
+//! exclusive lock on `.backupctl-state.lock`, reads the file, writes a
+//! temporary copy, syncs it and renames it over the original. Readers need no
+//! lock. The file is hidden, so the home's listing stays as the spec shows it.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// The archive holds the whole tree.
+    Ok,
+    /// An archive was written, but some files could not be read.
+    Partial,
+    /// No archive was written (or a `before` hook failed).
+    Failed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Ok => "ok",
+            RunState::Partial => "partial",
+            RunState::Failed => "failed",
+        }
+    }
+
+    /// True when the run left an archive behind.
+    pub fn produced_archive(self) -> bool {
+        self != RunState::Failed
+    }
+}
+
+/// One run of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// When the run started.
+    #[serde(with = "rfc3339")]
+    pub started: DateTime<Utc>,
+    /// When it ended.
+    #[serde(with = "rfc3339")]
+    pub finished: DateTime<Utc>,
+    pub state: RunState,
+    /// The archive written, relative to the home; `None` when it failed.
+    pub archive: Option<String>,
+    /// The archive's size in bytes.
+    pub size: Option<u64>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// What is known about one schedule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleState {
+    pub last_run: Option<RunRecord>,
+    /// The last run that wrote an archive (`ok` or `partial`).
+    pub last_success: Option<RunRecord>,
+}
+
+/// The whole file: schedules by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStates {
+    pub version: u32,
+    pub schedules: BTreeMap<String, ScheduleState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {} is not valid: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The state file and its lock.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: PathBuf, lock_path: PathBuf) -> Self {
+        Self { path, lock_path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The recorded states; a missing file means nothing has run yet.
+    pub fn load(&self) -> Result<RunStates, StateError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RunStates::default()),
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read state file",
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Records a finished run of `name`. A corrupt file is replaced (and the
+    /// caller told), since the archives themselves are still the truth.
+    pub fn record(&self, name: &str, run: RunRecord) -> Result<(), StateError> {
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(io("open lock file", &self.lock_path))?;
+        lock.lock().map_err(io("lock", &self.lock_path))?;
+        let mut states = match self.load() {
+            Ok(states) => states,
+            Err(error @ StateError::Corrupt { .. }) => {
+                log::warn!("{error}; starting a new one");
+                RunStates::default()
+            }
+            Err(error) => return Err(error),
+        };
+        states.version = 1;
+        let entry = states.schedules.entry(name.to_string()).or_default();
+        if run.state.produced_archive() {
+            entry.last_success = Some(run.clone());
+        }
+        entry.last_run = Some(run);
+        let mut text =
+            serde_json::to_vec_pretty(&states).map_err(|source| StateError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
+        text.push(b'\n');
+        let tmp = self.path.with_file_name(".backupctl-state.json.tmp");
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            super::sync_parent_dir(&self.path)
+        };
+        write().map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            StateError::Io {
+                action: "write state file",
+                path: self.path.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// Times are stored as RFC 3339 text, in UTC.
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn record(state: RunState, hour: u32) -> RunRecord {
+        let t = Utc.with_ymd_and_hms(2025, 1, 2, hour, 0, 0).unwrap();
+        RunRecord {
+            started: t,
+            finished: t,
+            state,
+            archive: state.produced_archive().then(|| "backups/a.tar".into()),
+            size: Some(10),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("s.json"), dir.path().join(".s.lock"));
+        assert_eq!(file.load().unwrap(), RunStates::default());
+        file.record("a", record(RunState::Ok, 1)).unwrap();
+        file.record("a", record(RunState::Failed, 2)).unwrap();
+        let states = file.load().unwrap();
+        let a = &states.schedules["a"];
+        assert_eq!(a.last_run.as_ref().unwrap().state, RunState::Failed);
+        assert_eq!(a.last_success, Some(record(RunState::Ok, 1)));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_and_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("s.json"), dir.path().join(".s.lock"));
+        fs::write(file.path(), "{not json").unwrap();
+        assert!(matches!(file.load(), Err(StateError::Corrupt { .. })));
+        file.record("b", record(RunState::Partial, 3)).unwrap();
+        assert!(file.load().unwrap().schedules["b"].last_success.is_some());
+    }
+}

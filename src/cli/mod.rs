@@ -65,11 +65,15 @@ pub enum Command {
     List,
     /// List the archive files in backups/
     Backups,
-    /// Back up one schedule now, in the foreground
+    /// Back up one schedule now, in the foreground (exit 0: done, 3: partial, 1: failed)
     Run {
         /// The schedule's index or name
         #[arg(allow_hyphen_values = true)]
         schedule: String,
+        /// Print the archive it would write and what retention would delete;
+        /// change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show whether the service runs and when each schedule runs next
     Status,
@@ -177,7 +181,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode, Error> {
         Command::Delete { index } => delete::run(ctx, &index),
         Command::List => list::run(ctx),
         Command::Backups => backups::run(ctx),
-        Command::Run { schedule } => run::run(ctx, &schedule),
+        Command::Run { schedule, dry_run } => run::run(ctx, &schedule, dry_run),
         Command::Status => status::run(ctx),
         Command::Daemon { .. } => unreachable!("handled before logging is set up"),
     }

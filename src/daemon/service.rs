@@ -23,7 +23,15 @@ where
     let mut reported_invalid = HashSet::new();
     loop {
         if let Some(window) = tracker.advance(clock.now()) {
-            run_due(home, &store, &window, zone, shutdown, &mut reported_invalid);
+            run_due(
+                home,
+                &store,
+                &window,
+                zone,
+                clock,
+                shutdown,
+                &mut reported_invalid,
+            );
         }
         if shutdown.stop_requested() {
             break;
@@ -40,6 +48,7 @@ fn run_due<Tz: TimeZone>(
     store: &Store,
     window: &Window,
     zone: &Tz,
+    clock: &dyn Clock,
     shutdown: &Shutdown,
     reported_invalid: &mut HashSet<Vec<u8>>,
 ) where
@@ -77,6 +86,14 @@ fn run_due<Tz: TimeZone>(
             continue;
         }
         // Failures are logged by the runner and never stop the other schedules.
-        let _ = runner::run_schedule(home, schedule, WhenBusy::Skip, shutdown.abort_flag());
+        let request = runner::RunRequest {
+            when_busy: WhenBusy::Skip,
+            now: clock.now(),
+            watch: crate::archive::Watch {
+                abort: shutdown.abort_flag(),
+                progress: None,
+            },
+        };
+        let _ = runner::run_schedule(home, schedule, &request);
     }
 }

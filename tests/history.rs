@@ -291,11 +291,11 @@ fn a_missing_source_fails_with_exit_1_and_leaves_nothing() {
         .stderr_has("nowhere does not exist");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     let log = env.log_messages("backup_service.log");
-    assert!(
-        log.iter()
-            .any(|l| l.starts_with("Error: backup failed for nowhere: source ")),
-        "{log:?}"
-    );
+    let failures: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("Error: backup failed for nowhere: source "))
+        .collect();
+    assert_eq!(failures.len(), 1, "logged once: {log:?}");
     assert_eq!(dir_listing(&env, "backups"), [".n.lock"]);
 }
 

@@ -1,7 +1,8 @@
 //! Walking the source tree into a tar stream: entries in sorted order, named
 //! from the source's base name (as `tar cf x.tar -C parent base` would name
 //! them). Symlinks are stored, never followed; FIFOs and devices are recorded
-//! but never opened; sockets are left out.
+//! but never opened; sockets are left out. The same walk yields the tree's
+//! fingerprint, while archiving or on its own for `if-changed`.
 
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Write};

@@ -51,7 +51,13 @@ pub fn open_stream(format: Format, level: Option<i32>, file: File) -> Box<dyn Ar
             let level = level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
             // Building the encoder only fails on an invalid level, which the
             // options parser already refuses; report it as an I/O error anyway.
-            match zstd::stream::write::Encoder::new(sink, level) {
+            // The frame checksum (as the zstd tool writes by default) lets a
+            // plain `zstd -t` or `tar --zstd -x` catch corruption too.
+            let encoder = zstd::stream::write::Encoder::new(sink, level).and_then(|mut e| {
+                e.include_checksum(true)?;
+                Ok(e)
+            });
+            match encoder {
                 Ok(encoder) => Box::new(StageThread::spawn(Encoder::Zstd(encoder))),
                 Err(e) => Box::new(Failed(Some(e))),
             }

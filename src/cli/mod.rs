@@ -167,7 +167,10 @@ pub fn run(invocation: Invocation) -> Result<ExitCode, Error> {
     )
     .map_err(|e| Error::io("open log file", &log, e))?;
     let result = dispatch(&ctx, invocation.command);
-    if let Err(error) = &result {
+    // A backup run logs its own outcome, failures included (runner.rs).
+    if let Err(error) = &result
+        && !matches!(error, Error::Run(_))
+    {
         log::error!("{error}");
     }
     result

@@ -271,8 +271,16 @@ fn run_locked(
 }
 
 /// What a run at `now` would do, changing nothing: no lock, no archive, no
-/// deletion.
+/// deletion. A failure is logged, as for a real run.
 pub fn plan_run(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
+    let plan = plan_unlogged(home, schedule, now);
+    if let Err(error) = &plan {
+        log::error!("{error}");
+    }
+    plan
+}
+
+fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
     let files = ScheduleFiles::new(home, schedule);
     let source = home.resolve_source(&schedule.source);
     let unchanged_since = if schedule.options.if_changed {

@@ -128,6 +128,13 @@ pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError
     report.sha256 = written.sha256;
     drop(written.file);
 
+    // A manifest left from the archive being replaced would describe the
+    // wrong bytes until the new one is written: better none (not verified)
+    // than a wrong one (verification failure) if the run dies in between.
+    match fs::remove_file(manifest::manifest_path(job.destination)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(write_error(e)),
+        _ => {}
+    }
     fs::rename(job.temp, job.destination).map_err(write_error)?;
     temp.keep();
     crate::store::sync_parent_dir(job.destination).map_err(write_error)?;

@@ -251,6 +251,9 @@ fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
         "src: unchanged since {first}; no archive written\n"
     ));
     assert_eq!(backups(&env), ["docs_20250304_050607.tar"]);
+    env.ctl(&["run", "docs", "--dry-run"])
+        .success()
+        .stdout_is(&format!("would skip: src unchanged since {first}\n"));
     let log = env.log_messages("backup_service.log");
     assert!(
         log.contains(&format!("Backup skipped for src: unchanged since {first}")),

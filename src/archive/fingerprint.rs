@@ -60,17 +60,10 @@ impl Fingerprint {
         self.hasher.update(metadata.mode().to_le_bytes());
         self.hasher.update(metadata.uid().to_le_bytes());
         self.hasher.update(metadata.gid().to_le_bytes());
-        // A directory's size and mtime change with its entries, which the
-        // records of those entries already capture; skipping them keeps
-        // filesystems that report odd directory sizes comparable.
-        let (size, mtime, mtime_ns) = if kind.is_dir() {
-            (0, 0, 0)
-        } else {
-            (metadata.size(), metadata.mtime(), metadata.mtime_nsec())
-        };
-        self.hasher.update(size.to_le_bytes());
-        self.hasher.update(mtime.to_le_bytes());
-        self.hasher.update(mtime_ns.to_le_bytes());
+        // Directories too: the archive stores their mtimes.
+        self.hasher.update(metadata.size().to_le_bytes());
+        self.hasher.update(metadata.mtime().to_le_bytes());
+        self.hasher.update(metadata.mtime_nsec().to_le_bytes());
         self.hasher.update(metadata.rdev().to_le_bytes());
         self.field(link_target.map_or(&[][..], |t| t.as_os_str().as_bytes()));
     }

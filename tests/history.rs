@@ -497,3 +497,38 @@ fn a_failed_run_prunes_nothing() {
         ["docs_20250301_030000.tar", "docs_20250302_030000.tar"]
     );
 }
+
+#[test]
+fn the_service_writes_stamped_archives_at_the_scheduled_minute() {
+    // The daemon's clock starts two seconds before the schedule's minute.
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:58");
+    make_tree(&env, "src");
+    env.ctl(&["create", "src;05:07;docs;format=tar.gz,keep-last=3"])
+        .success();
+    env.ctl(&["start"]).success();
+    env.eventually("the 05:07 archive and its manifest", || {
+        fs::read_dir(env.path("backups")).is_ok_and(|dir| {
+            dir.flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tar.gz.json"))
+        })
+    });
+    env.ctl(&["stop"]).success();
+    let archives = backups(&env);
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    let archive = format!("backups/{}", archives[0]);
+    assert!(
+        archive.starts_with("backups/docs_20250304_0507"),
+        "{archive}"
+    );
+    assert_extracts_to_source(&env, &archive, &["-xzf"], "src");
+    assert_eq!(
+        manifest(&env, &archive)["sha256"],
+        sha256sum(&env.path(&archive)).as_str()
+    );
+    let log = env.log_messages("backup_service.log");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with(&format!("Backup done for src in {archive} (3 files"))),
+        "{log:?}"
+    );
+}

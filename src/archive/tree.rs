@@ -107,8 +107,9 @@ fn add_to_fingerprint(
     fingerprint.add_entry(relative, metadata, target);
 }
 
-/// The fingerprint of the tree under `source`, from metadata alone.
-pub fn fingerprint_tree(source: &Path) -> io::Result<String> {
+/// The fingerprint of the tree under `source`, from metadata alone. What
+/// cannot be read is part of it, so this never fails.
+pub fn fingerprint_tree(source: &Path) -> String {
     let mut fingerprint = Fingerprint::new();
     for step in walk(source) {
         match step {
@@ -123,7 +124,7 @@ pub fn fingerprint_tree(source: &Path) -> io::Result<String> {
             Step::Unreadable { relative, .. } => fingerprint.add_unreadable(&relative),
         }
     }
-    Ok(fingerprint.finish())
+    fingerprint.finish()
 }
 
 /// Appends every entry under `source`, finishes the tar stream and records

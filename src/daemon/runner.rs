@@ -159,25 +159,23 @@ impl ScheduleFiles {
         &self,
         schedule: &Schedule,
         now: DateTime<Utc>,
-    ) -> Result<PathBuf, RunError> {
+    ) -> Result<(PathBuf, Option<NaiveDateTime>), RunError> {
         let options = &schedule.options;
         if !options.keeps_history() {
             let name = archive_file_name(&schedule.name, options.format, None);
-            return Ok(self.dir.join(name));
+            return Ok((self.dir.join(name), None));
         }
         let wanted = now.with_timezone(&Local).naive_local();
-        (0..MAX_STAMP_SHIFT)
+        let stamp = (0..MAX_STAMP_SHIFT)
             .map(|shift| wanted + TimeDelta::seconds(shift))
             .find(|stamp| !self.stamp_taken(schedule, *stamp))
-            .map(|stamp| {
-                let name = archive_file_name(&schedule.name, options.format, Some(stamp));
-                self.dir.join(name)
-            })
             .ok_or_else(|| RunError::NoFreeName {
                 schedule_source: schedule.source.clone(),
                 dir: self.dir.clone(),
                 stamp: wanted,
-            })
+            })?;
+        let name = archive_file_name(&schedule.name, options.format, Some(stamp));
+        Ok((self.dir.join(name), Some(stamp)))
     }
 
     /// Any archive or manifest of this schedule with this stamp, any format.
@@ -231,7 +229,7 @@ fn run_locked(
     {
         return Ok(RunOutcome::Unchanged { since });
     }
-    let archive = files.archive_for_run(schedule, request.now)?;
+    let (archive, _) = files.archive_for_run(schedule, request.now)?;
     let job = ArchiveJob {
         source: &source,
         destination: &archive,
@@ -288,18 +286,15 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     } else {
         None
     };
-    let archive = files.archive_for_run(schedule, now)?;
-    let decisions = if schedule.options.keeps_history() && unchanged_since.is_none() {
-        let mut stamped = stamped_archives(&files.dir, schedule)?;
-        if let Some((_, Some(stamp))) = naming::parse_for_schedule(
-            &archive.file_name().unwrap_or_default().to_string_lossy(),
-            &schedule.name,
-        ) {
+    let (archive, stamp) = files.archive_for_run(schedule, now)?;
+    let decisions = match stamp {
+        // Retention judges the archives as they would be after the run.
+        Some(stamp) if unchanged_since.is_none() => {
+            let mut stamped = stamped_archives(&files.dir, schedule)?;
             stamped.push((archive.clone(), stamp));
+            retention::plan(&stamped, &schedule.options.retention)
         }
-        retention::plan(&stamped, &schedule.options.retention)
-    } else {
-        Vec::new()
+        _ => Vec::new(),
     };
     Ok(DryRun {
         archive,
@@ -370,7 +365,7 @@ fn unchanged_since(dir: &Path, schedule: &Schedule, source: &Path) -> Option<Pat
     if !comparable || archive::check_source(source).is_err() {
         return None;
     }
-    let current = archive::fingerprint_tree(source).ok()?;
+    let current = archive::fingerprint_tree(source);
     (current == manifest.fingerprint).then_some(archive)
 }
 
@@ -566,17 +561,14 @@ mod tests {
         };
         let schedule = history_schedule("n");
         let now = Utc::now();
-        let first = files.archive_for_run(&schedule, now).unwrap();
+        let (first, first_stamp) = files.archive_for_run(&schedule, now).unwrap();
         fs::write(&first, b"").unwrap();
-        let second = files.archive_for_run(&schedule, now).unwrap();
+        let (second, second_stamp) = files.archive_for_run(&schedule, now).unwrap();
         assert_ne!(first, second);
-        let stamp_of = |p: &Path| {
-            naming::parse_for_schedule(&p.file_name().unwrap().to_string_lossy(), "n")
-                .unwrap()
-                .1
-                .unwrap()
-        };
-        assert_eq!(stamp_of(&second) - stamp_of(&first), TimeDelta::seconds(1));
+        assert_eq!(
+            second_stamp.unwrap() - first_stamp.unwrap(),
+            TimeDelta::seconds(1)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | 0    | success |
 //! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
 //! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
+//! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest) |
 
 use std::io;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use crate::store::StoreError;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_INVALID_INPUT: u8 = 2;
+pub const EXIT_PARTIAL: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -77,7 +77,7 @@ fn an_archive_round_trips_through_gnu_tar() {
     let run = env.manager(&["run", "src"]);
     run.success();
     assert!(
-        run.stdout.starts_with("backups/src.tar: 8 entries, "),
+        run.stdout.starts_with("backups/src.tar: 3 files, "),
         "{run:?}"
     );
     let out = extract(&env, "backups/src.tar", "out");
@@ -191,7 +191,7 @@ fn a_failed_run_reports_why_and_keeps_the_previous_archive() {
     fs::rename(env.path("docs"), env.path("moved")).unwrap();
     env.manager(&["run", "docs"])
         .code(1)
-        .stderr_has("backup of docs failed: source ")
+        .stderr_has("backup failed for docs: source ")
         .stderr_has("docs does not exist");
     assert_eq!(fs::read(env.path("backups/docs.tar")).unwrap(), before);
     env.manager(&["run", "nosuch"])

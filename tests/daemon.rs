@@ -132,9 +132,10 @@ fn the_service_runs_what_is_due_and_a_failing_schedule_does_not_stop_the_others(
     env.manager(&["backups"]).success().stdout_is("docs.tar\n");
     let log = env.log_messages("backup_service.log");
     assert!(
-        log.iter()
-            .any(|l| l.starts_with("Error: backup of broken failed: source ")
-                && l.ends_with("missing does not exist")),
+        log.iter().any(
+            |l| l.starts_with("Error: backup failed for missing: source ")
+                && l.ends_with("missing does not exist")
+        ),
         "{log:#?}"
     );
     assert!(
@@ -209,7 +210,7 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
     let log = env.log_messages("backup_service.log");
     assert!(
         log.iter()
-            .any(|l| l.contains("backup of big failed: stopped before")),
+            .any(|l| l.contains("backup failed for big: stopped before")),
         "{log:#?}"
     );
 }
@@ -272,7 +273,7 @@ fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("backup of big failed: stopped before"),
+        stderr.contains("backup failed for big: stopped before"),
         "{stderr}"
     );
     assert!(!env.path("backups/.big.partial").exists());

@@ -349,7 +349,7 @@ fn run_and_the_daemon_share_the_schedule_lock() {
     assert_eq!(done, 1);
 
     // A lock held by another process: `run` waits for it, then backs up.
-    let lock = File::create(env.path("backups/.shared.job.lock")).unwrap();
+    let lock = File::create(env.path("backups/.shared.lock")).unwrap();
     lock.lock().unwrap();
     let mut cmd = env.command("backupctl");
     cmd.args(["run", "shared"])

@@ -5,6 +5,7 @@ mod support;
 
 mod archive;
 mod daemon;
+mod history;
 mod manager;
 mod ops;
 mod scheduling;

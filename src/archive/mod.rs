@@ -1,27 +1,28 @@
 //! Writing archives: walking a source tree in a stable order and streaming it
-//! into a tar file that appears under its final name only once it is complete
-//! and synced.
+//! through compression and a checksum into a tar, tar.gz or tar.zst file that
+//! appears under its final name only once it is complete and synced.
 
+mod fingerprint;
 pub mod manifest;
 pub mod naming;
+mod pgzip;
 mod reader;
 pub mod restore;
 pub mod retention;
 mod tree;
 pub mod verify;
+mod writer;
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufWriter};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-pub use reader::AbortRequested;
+use crate::store::Format;
 
-/// Output buffer size: large enough that small files do not each cost a write
-/// system call, small enough to keep memory flat.
-const OUTPUT_BUFFER: usize = 1 << 20;
+pub use reader::AbortRequested;
+pub use tree::{Watch, fingerprint_tree};
 
 /// Why an archive could not be written. A skipped file inside the tree is not
 /// an error: it is reported in [`ArchiveReport::skipped`].
@@ -53,8 +54,11 @@ pub struct ArchiveJob<'a> {
     pub destination: &'a Path,
     /// The temporary file written first, in the same directory.
     pub temp: &'a Path,
-    /// Set from a signal handler to abandon the archive at once.
-    pub abort: &'a AtomicBool,
+    pub format: Format,
+    /// Compression level; `None` for the format's default.
+    pub level: Option<i32>,
+    /// The abort flag and the progress counter.
+    pub watch: Watch<'a>,
 }
 
 /// A file or directory of the tree that is missing from the archive, or that
@@ -70,10 +74,16 @@ pub struct Skipped {
 pub struct ArchiveReport {
     /// Entries written: directories, files, links and special files.
     pub entries: u64,
+    /// Regular files among them.
+    pub files: u64,
     /// Bytes of file content read from the source.
     pub bytes_read: u64,
     /// Size of the archive file.
     pub archive_size: u64,
+    /// SHA-256 of the archive file, lower-case hex, computed while writing.
+    pub sha256: String,
+    /// The source tree's fingerprint (see [`fingerprint_tree`]).
+    pub fingerprint: String,
     /// Problems inside the tree; the archive is valid but incomplete.
     pub skipped: Vec<Skipped>,
     /// Sockets met in the tree; they cannot be archived and are left out.
@@ -100,8 +110,9 @@ pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError
     let temp = TempFile(Some(job.temp.to_path_buf()));
 
     let mut report = ArchiveReport::default();
-    let mut builder = tar::Builder::new(BufWriter::with_capacity(OUTPUT_BUFFER, file));
-    tree::append_tree(&mut builder, job.source, job.abort, &mut report).map_err(|e| {
+    let stream = writer::open_stream(job.format, job.level, file);
+    let mut builder = tar::Builder::new(stream);
+    tree::append_tree(&mut builder, job.source, job.watch, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {
             ArchiveError::Aborted {
                 path: job.destination.to_path_buf(),
@@ -110,14 +121,22 @@ pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError
             write_error(e)
         }
     })?;
-    let file = builder
+    let written = builder
         .into_inner()
-        .and_then(|buffered| buffered.into_inner().map_err(|e| e.into_error()))
+        .and_then(|stream| stream.finish())
         .map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    report.archive_size = file.metadata().map_err(write_error)?.len();
-    drop(file);
+    written.file.sync_all().map_err(write_error)?;
+    report.archive_size = written.size;
+    report.sha256 = written.sha256;
+    drop(written.file);
 
+    // A manifest left from the archive being replaced would describe the
+    // wrong bytes until the new one is written: better none (not verified)
+    // than a wrong one (verification failure) if the run dies in between.
+    match fs::remove_file(manifest::manifest_path(job.destination)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(write_error(e)),
+        _ => {}
+    }
     fs::rename(job.temp, job.destination).map_err(write_error)?;
     temp.keep();
     crate::store::sync_parent_dir(job.destination).map_err(write_error)?;
@@ -125,7 +144,8 @@ pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError
     Ok(report)
 }
 
-fn check_source(source: &Path) -> Result<(), ArchiveError> {
+/// Fails the way [`write_archive`] would when the source is missing.
+pub fn check_source(source: &Path) -> Result<(), ArchiveError> {
     match fs::metadata(source) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ArchiveError::SourceMissing {
@@ -155,8 +175,9 @@ impl Drop for TempFile {
     }
 }
 
-/// Lists the archive files in `dir`, sorted by name: regular files only, never
-/// hidden (temporary, lock) files.
+/// Lists the archive files in `dir`, sorted by name: regular files named
+/// `*.tar`, `*.tar.gz` or `*.tar.zst`, never hidden (temporary, lock) files
+/// nor manifests.
 pub fn list_archives(dir: &Path) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     let entries = match fs::read_dir(dir) {
@@ -167,11 +188,45 @@ pub fn list_archives(dir: &Path) -> io::Result<Vec<String>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !entry.file_type()?.is_file() {
+        if name.starts_with('.') || !is_archive_name(&name) || !entry.file_type()?.is_file() {
             continue;
         }
         names.push(name);
     }
     names.sort();
     Ok(names)
+}
+
+/// True for a name ending in an archive extension.
+fn is_archive_name(name: &str) -> bool {
+    [Format::Tar, Format::TarGz, Format::TarZst]
+        .iter()
+        .any(|f| name.ends_with(&format!(".{}", f.extension())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_archives_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "a.tar",
+            "a.tar.json",
+            "b_20250101_000000.tar.gz",
+            "b_20250101_000000.tar.gz.json",
+            "c.tar.zst",
+            ".a.partial",
+            "notes.txt",
+            "x.tar.bz2",
+        ] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        fs::create_dir(dir.path().join("d.tar")).unwrap();
+        assert_eq!(
+            list_archives(dir.path()).unwrap(),
+            ["a.tar", "b_20250101_000000.tar.gz", "c.tar.zst"]
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! bytes.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The error a read returns once an abort was requested; it travels up through
 /// the tar writer and is recognised by [`AbortRequested::is`].
@@ -34,6 +34,7 @@ pub struct ExactSizeReader<'a, R> {
     failed: bool,
     problem: Option<String>,
     abort: &'a AtomicBool,
+    progress: Option<&'a AtomicU64>,
 }
 
 impl<'a, R: Read> ExactSizeReader<'a, R> {
@@ -45,7 +46,14 @@ impl<'a, R: Read> ExactSizeReader<'a, R> {
             failed: false,
             problem: None,
             abort,
+            progress: None,
         }
+    }
+
+    /// Adds the bytes read to `progress` as they are read.
+    pub fn counting_into(mut self, progress: &'a AtomicU64) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Why the archived content differs from the file, if it does.
@@ -118,6 +126,9 @@ impl<R: Read> Read for ExactSizeReader<'_, R> {
             got
         };
         self.remaining -= n as u64;
+        if let Some(progress) = self.progress {
+            progress.fetch_add(n as u64, Ordering::Relaxed);
+        }
         Ok(n)
     }
 }

@@ -1,98 +1,212 @@
 //! Walking the source tree into a tar stream: entries in sorted order, named
 //! from the source's base name (as `tar cf x.tar -C parent base` would name
 //! them). Symlinks are stored, never followed; FIFOs and devices are recorded
-//! but never opened; sockets are left out.
+//! but never opened; sockets are left out. The same walk yields the tree's
+//! fingerprint, while archiving or on its own for `if-changed`.
 
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tar::{Builder, EntryType, Header, HeaderMode};
 use walkdir::WalkDir;
 
+use super::fingerprint::Fingerprint;
 use super::reader::{AbortRequested, ExactSizeReader};
 use super::{ArchiveReport, Skipped};
 
-/// Appends every entry under `source` and finishes the tar stream.
-pub fn append_tree<W: Write>(
-    builder: &mut Builder<W>,
-    source: &Path,
-    abort: &AtomicBool,
-    report: &mut ArchiveReport,
-) -> io::Result<()> {
-    let base = base_name(source);
-    let walk = WalkDir::new(source)
+/// What the walk watches while it archives.
+#[derive(Clone, Copy)]
+pub struct Watch<'a> {
+    /// Set from a signal handler to abandon the archive at once.
+    pub abort: &'a AtomicBool,
+    /// Bytes of file content read so far, for a progress display.
+    pub progress: Option<&'a AtomicU64>,
+}
+
+/// One step of the sorted walk: an entry with its own (not followed)
+/// metadata, or a path that could not be read.
+enum Step {
+    Entry {
+        path: PathBuf,
+        relative: PathBuf,
+        metadata: Metadata,
+    },
+    Unreadable {
+        path: PathBuf,
+        relative: PathBuf,
+        reason: String,
+    },
+}
+
+/// The walk both the archive and the fingerprint are made from, so the two
+/// always see the tree the same way. The root itself is followed if it is a
+/// symlink; nothing below it is.
+fn walk(source: &Path) -> impl Iterator<Item = Step> + '_ {
+    let relative_of = move |path: &Path| {
+        path.strip_prefix(source)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    WalkDir::new(source)
         .follow_links(false)
         .follow_root_links(true)
-        .sort_by_file_name();
-    for item in walk {
-        if abort.load(Ordering::Relaxed) {
-            return Err(AbortRequested::error());
-        }
-        let entry = match item {
-            Ok(entry) => entry,
+        .sort_by_file_name()
+        .into_iter()
+        .map(move |item| match item {
+            Ok(entry) => {
+                let metadata = if entry.depth() == 0 {
+                    std::fs::metadata(entry.path())
+                } else {
+                    entry.path().symlink_metadata()
+                };
+                match metadata {
+                    Ok(metadata) => Step::Entry {
+                        relative: relative_of(entry.path()),
+                        path: entry.into_path(),
+                        metadata,
+                    },
+                    Err(e) => Step::Unreadable {
+                        relative: relative_of(entry.path()),
+                        reason: reason_for(&e),
+                        path: entry.into_path(),
+                    },
+                }
+            }
             Err(error) => {
                 let path = error.path().unwrap_or(source).to_path_buf();
                 let reason = error
                     .io_error()
-                    .map_or_else(|| error.to_string(), |e| e.to_string());
-                report.skipped.push(Skipped { path, reason });
-                continue;
+                    .map_or_else(|| error.to_string(), reason_for);
+                Step::Unreadable {
+                    relative: relative_of(&path),
+                    path,
+                    reason,
+                }
             }
-        };
-        let name = match entry.path().strip_prefix(source) {
-            Ok(rel) if rel.as_os_str().is_empty() => base.clone(),
-            Ok(rel) => base.join(rel),
-            Err(_) => continue,
-        };
-        let metadata = if entry.depth() == 0 {
-            std::fs::metadata(entry.path())
-        } else {
-            entry.path().symlink_metadata()
-        };
-        let metadata = match metadata {
-            Ok(m) => m,
-            Err(e) => {
-                report.skipped.push(skipped(entry.path(), &e));
-                continue;
+        })
+}
+
+/// A symlink's target, read once for both the fingerprint and the archive.
+fn link_target(path: &Path, metadata: &Metadata) -> Option<io::Result<PathBuf>> {
+    metadata
+        .file_type()
+        .is_symlink()
+        .then(|| std::fs::read_link(path))
+}
+
+fn add_to_fingerprint(
+    fingerprint: &mut Fingerprint,
+    relative: &Path,
+    metadata: &Metadata,
+    target: Option<&io::Result<PathBuf>>,
+) {
+    let target = target.and_then(|t| t.as_ref().ok()).map(PathBuf::as_path);
+    fingerprint.add_entry(relative, metadata, target);
+}
+
+/// The fingerprint of the tree under `source`, from metadata alone. What
+/// cannot be read is part of it, so this never fails.
+pub fn fingerprint_tree(source: &Path) -> String {
+    let mut fingerprint = Fingerprint::new();
+    for step in walk(source) {
+        match step {
+            Step::Entry {
+                path,
+                relative,
+                metadata,
+            } => {
+                let target = link_target(&path, &metadata);
+                add_to_fingerprint(&mut fingerprint, &relative, &metadata, target.as_ref());
             }
-        };
-        append_entry(builder, entry.path(), &name, &metadata, abort, report)?;
+            Step::Unreadable { relative, .. } => fingerprint.add_unreadable(&relative),
+        }
     }
+    fingerprint.finish()
+}
+
+/// Appends every entry under `source`, finishes the tar stream and records
+/// the tree's fingerprint in `report`.
+pub fn append_tree<W: Write>(
+    builder: &mut Builder<W>,
+    source: &Path,
+    watch: Watch<'_>,
+    report: &mut ArchiveReport,
+) -> io::Result<()> {
+    let base = base_name(source);
+    let mut fingerprint = Fingerprint::new();
+    for step in walk(source) {
+        if watch.abort.load(Ordering::Relaxed) {
+            return Err(AbortRequested::error());
+        }
+        match step {
+            Step::Entry {
+                path,
+                relative,
+                metadata,
+            } => {
+                let target = link_target(&path, &metadata);
+                add_to_fingerprint(&mut fingerprint, &relative, &metadata, target.as_ref());
+                let name = if relative.as_os_str().is_empty() {
+                    base.clone()
+                } else {
+                    base.join(&relative)
+                };
+                let entry = Entry {
+                    path: &path,
+                    name: &name,
+                    metadata: &metadata,
+                    target,
+                };
+                append_entry(builder, entry, watch, report)?;
+            }
+            Step::Unreadable {
+                path,
+                relative,
+                reason,
+            } => {
+                fingerprint.add_unreadable(&relative);
+                report.skipped.push(Skipped { path, reason });
+            }
+        }
+    }
+    report.fingerprint = fingerprint.finish();
     builder.finish()
+}
+
+/// An entry on its way into the archive.
+struct Entry<'a> {
+    path: &'a Path,
+    name: &'a Path,
+    metadata: &'a Metadata,
+    target: Option<io::Result<PathBuf>>,
 }
 
 fn append_entry<W: Write>(
     builder: &mut Builder<W>,
-    path: &Path,
-    name: &Path,
-    metadata: &Metadata,
-    abort: &AtomicBool,
+    entry: Entry<'_>,
+    watch: Watch<'_>,
     report: &mut ArchiveReport,
 ) -> io::Result<()> {
-    let kind = metadata.file_type();
+    let kind = entry.metadata.file_type();
     if kind.is_socket() {
         report.sockets_ignored += 1;
         return Ok(());
     }
     if kind.is_file() {
-        return append_file(builder, path, name, abort, report);
+        return append_file(builder, entry.path, entry.name, watch, report);
     }
-    let mut header = header_for(metadata);
-    if kind.is_symlink() {
-        let target = match std::fs::read_link(path) {
-            Ok(target) => target,
-            Err(e) => {
-                report.skipped.push(skipped(path, &e));
-                return Ok(());
-            }
-        };
-        builder.append_link(&mut header, name, target)?;
-    } else {
+    let mut header = header_for(entry.metadata);
+    match entry.target {
+        Some(Ok(target)) => builder.append_link(&mut header, entry.name, target)?,
+        Some(Err(e)) => {
+            report.skipped.push(skipped(entry.path, &e));
+            return Ok(());
+        }
         // Directories, FIFOs and devices: the header is the whole entry.
-        builder.append_data(&mut header, name, io::empty())?;
+        None => builder.append_data(&mut header, entry.name, io::empty())?,
     }
     report.entries += 1;
     Ok(())
@@ -105,7 +219,7 @@ fn append_file<W: Write>(
     builder: &mut Builder<W>,
     path: &Path,
     name: &Path,
-    abort: &AtomicBool,
+    watch: Watch<'_>,
     report: &mut ArchiveReport,
 ) -> io::Result<()> {
     let opened = OpenOptions::new()
@@ -128,9 +242,13 @@ fn append_file<W: Write>(
         return Ok(());
     }
     let mut header = header_for(&metadata);
-    let mut reader = ExactSizeReader::new(file, metadata.len(), abort);
+    let mut reader = ExactSizeReader::new(file, metadata.len(), watch.abort);
+    if let Some(progress) = watch.progress {
+        reader = reader.counting_into(progress);
+    }
     builder.append_data(&mut header, name, &mut reader)?;
     report.entries += 1;
+    report.files += 1;
     report.bytes_read += metadata.len();
     if let Some(reason) = reader.into_problem() {
         report.skipped.push(Skipped {
@@ -154,13 +272,16 @@ fn header_for(metadata: &Metadata) -> Header {
 }
 
 fn skipped(path: &Path, error: &io::Error) -> Skipped {
-    let reason = match error.kind() {
-        io::ErrorKind::NotFound => "vanished while the backup ran".to_string(),
-        _ => error.to_string(),
-    };
     Skipped {
         path: path.to_path_buf(),
-        reason,
+        reason: reason_for(error),
+    }
+}
+
+fn reason_for(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "vanished while the backup ran".to_string(),
+        _ => error.to_string(),
     }
 }
 

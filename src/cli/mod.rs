@@ -151,11 +151,15 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Back up one schedule now, in the foreground
+    /// Back up one schedule now, in the foreground (exit 0: done, 3: partial, 1: failed)
     Run {
         /// The schedule's index or name
         #[arg(allow_hyphen_values = true)]
         schedule: String,
+        /// Print the archive it would write and what retention would delete;
+        /// change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show whether the service runs, and each schedule's last and next run
     Status {
@@ -310,7 +314,10 @@ pub fn run(invocation: Invocation) -> Result<ExitCode, Error> {
     )
     .map_err(|e| Error::io("open log file", &log, e))?;
     let result = dispatch(&ctx, invocation.command);
-    if let Err(error) = &result {
+    // A backup run logs its own outcome, failures included (daemon/job.rs).
+    if let Err(error) = &result
+        && !matches!(error, Error::Run(_) | Error::Job(_))
+    {
         log::error!("{error}");
     }
     result
@@ -334,7 +341,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode, Error> {
         Command::Prune { schedule, dry_run } => prune::run(ctx, schedule.as_deref(), dry_run),
         Command::Verify { targets, all, json } => verify::run(ctx, &targets, all, json),
         Command::Restore { archive, to, force } => restore::run(ctx, &archive, &to, force),
-        Command::Run { schedule } => run::run(ctx, &schedule),
+        Command::Run { schedule, dry_run } => run::run(ctx, &schedule, dry_run),
         Command::Status { json } => status::run(ctx, json),
         Command::Next { expression, count } => next::run(ctx, &expression, count),
         Command::Check { max_age } => check::run(ctx, max_age),

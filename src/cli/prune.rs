@@ -2,13 +2,12 @@
 //! every schedule that has retention rules. Prints each archive with `keep`
 //! (and the rules that keep it) or `delete`; `--dry-run` changes nothing.
 
-use std::fs::{File, OpenOptions, TryLockError};
 use std::process::ExitCode;
 
 use super::{Context, print_lines};
 use crate::archive::naming;
 use crate::archive::retention::{self, Decision};
-use crate::daemon::runner::ScheduleFiles;
+use crate::daemon::runner::{self, WhenBusy};
 use crate::error::Error;
 use crate::store::Schedule;
 
@@ -50,7 +49,7 @@ fn prune_schedule(ctx: &Context, schedule: &Schedule, dry_run: bool) -> Result<(
     let _lock = if dry_run {
         None
     } else {
-        Some(lock_schedule(ctx, schedule)?)
+        Some(runner::lock_schedule(&ctx.home, schedule, WhenBusy::Wait)?)
     };
     let dir = ctx.home.backups_dir();
     let archives: Vec<_> = naming::schedule_archives(&dir, &schedule.name)
@@ -93,28 +92,5 @@ fn line(ctx: &Context, decision: &Decision, deleted: &str) -> String {
         format!("{:<7} {path}  ({})", "keep", decision.reasons.join(", "))
     } else {
         format!("{deleted:<7} {path}")
-    }
-}
-
-/// Takes the schedule's run lock, waiting for a run in progress to finish.
-fn lock_schedule(ctx: &Context, schedule: &Schedule) -> Result<File, Error> {
-    let path = ScheduleFiles::new(&ctx.home, schedule).lock;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("lock", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => {
-            eprintln!(
-                "{}: waiting for the run of {} in progress to finish",
-                ctx.program, schedule.name
-            );
-            file.lock().map_err(|e| Error::io("lock", &path, e))?;
-            Ok(file)
-        }
-        Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
     }
 }

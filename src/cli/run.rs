@@ -1,37 +1,161 @@
-//! `run INDEX|NAME`: backs up one schedule now, in the foreground. Ctrl-C
-//! abandons the archive and removes the partial file.
+//! `run INDEX|NAME [--dry-run]`: backs up one schedule now, in the
+//! foreground, and prints the run's summary. Exits 0 when everything was
+//! archived (or the tree was unchanged under `if-changed`), 3 when the archive
+//! is partial, 1 when the run failed. Ctrl-C abandons the archive and removes
+//! the partial file. On a terminal a progress bar shows on stderr.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Context, print_lines};
-use crate::daemon::runner::{self, ScheduleFiles, WhenBusy};
+use crate::archive::Watch;
+use crate::daemon::job;
+use crate::daemon::runner::{self, RunOutcome, RunState, WhenBusy};
 use crate::daemon::signals::{FirstSignal, Shutdown};
-use crate::error::Error;
+use crate::error::{EXIT_PARTIAL, Error};
+use crate::store::Schedule;
 
-pub fn run(ctx: &Context, key: &str) -> Result<ExitCode, Error> {
+pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     let (_, schedule) = ctx.store.find(key)?;
+    let now = ctx.clock.now();
+    if dry_run {
+        return print_plan(ctx, &schedule, now);
+    }
     let shutdown = Shutdown::install(FirstSignal::Abort)
         .map_err(|e| Error::io("install signal handlers for", ctx.home.root(), e))?;
-    let report = crate::daemon::job::run_job(
-        &ctx.home,
-        ctx.clock.as_ref(),
-        &schedule,
-        WhenBusy::Wait,
-        shutdown.abort_flag(),
-    )?;
-    for skipped in &report.skipped {
+    let progress = AtomicU64::new(0);
+    let watch = Watch {
+        abort: shutdown.abort_flag(),
+        progress: Some(&progress),
+    };
+    // The last run's byte count is the estimate: no extra walk to size the tree.
+    let estimate = runner::newest_manifest(&ctx.home, &schedule).map(|(_, m)| m.bytes_read);
+    let outcome = with_progress_bar(estimate, &progress, || {
+        job::run_job(
+            &ctx.home,
+            ctx.clock.as_ref(),
+            &schedule,
+            WhenBusy::Wait,
+            watch,
+        )
+    })?;
+    let finished = match outcome {
+        RunOutcome::Unchanged { since } => {
+            print_lines([format!(
+                "{}: unchanged since {}; no archive written",
+                schedule.source,
+                ctx.home.display_path(&since)
+            )])?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        RunOutcome::Finished(finished) => finished,
+    };
+    for skipped in &finished.report.skipped {
         eprintln!(
-            "{}: warning: {}: {}",
+            "{}: warning: skipped {}: {}",
             ctx.program,
             skipped.path.display(),
             skipped.reason
         );
     }
-    let archive = ScheduleFiles::new(&ctx.home, &schedule).archive;
-    print_lines([format!(
+    let mut lines = vec![format!(
         "{}: {}",
-        ctx.home.display_path(&archive),
-        runner::summary(&report)
-    )])?;
+        ctx.home.display_path(&finished.archive),
+        runner::summary(&finished.report)
+    )];
+    lines.extend(
+        finished
+            .pruned
+            .iter()
+            .map(|p| format!("pruned {}", ctx.home.display_path(p))),
+    );
+    print_lines(lines)?;
+    Ok(match finished.state {
+        RunState::Ok => ExitCode::SUCCESS,
+        RunState::Partial => ExitCode::from(EXIT_PARTIAL),
+    })
+}
+
+/// `run --dry-run`: the archive it would write and retention's verdicts.
+fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<ExitCode, Error> {
+    let plan = runner::plan_run(&ctx.home, schedule, now)?;
+    if let Some(since) = &plan.unchanged_since {
+        print_lines([format!(
+            "would skip: {} unchanged since {}",
+            schedule.source,
+            ctx.home.display_path(since)
+        )])?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let level = plan
+        .level
+        .map_or_else(|| "none".to_string(), |l| l.to_string());
+    let mut lines = vec![format!(
+        "would write {} (format {}, level {level})",
+        ctx.home.display_path(&plan.archive),
+        plan.format.extension()
+    )];
+    if !schedule.options.keeps_history() {
+        lines.push("no retention: the archive replaces the previous one".to_string());
+    }
+    let mut decisions = plan.decisions;
+    decisions.sort_by_key(|d| std::cmp::Reverse(d.stamp));
+    lines.extend(decisions.iter().map(|d| {
+        let verdict = if d.keep { "keep  " } else { "delete" };
+        let why = if d.reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d.reasons.join(", "))
+        };
+        format!("{verdict} {}{why}", ctx.home.display_path(&d.path))
+    }));
+    print_lines(lines)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work`, drawing a bar of `progress` against `estimate` on stderr when
+/// stderr is a terminal (a spinner with a byte count without an estimate).
+fn with_progress_bar<T>(
+    estimate: Option<u64>,
+    progress: &AtomicU64,
+    work: impl FnOnce() -> T,
+) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let bar = match estimate.filter(|&n| n > 0) {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    };
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let read = progress.load(Ordering::Relaxed);
+                // The tree may have grown since the estimate was taken.
+                if bar.length().is_some_and(|len| read > len) {
+                    bar.set_length(read);
+                }
+                bar.set_position(read);
+                bar.tick();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        result
+    });
+    bar.finish_and_clear();
+    result
 }

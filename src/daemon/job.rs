@@ -1,23 +1,20 @@
 //! One backup job, as the service and `run` both start it: everything around
-//! the runner's archive writing. Under the schedule's job lock it checks the
+//! the runner's archive writing. Under the schedule's lock it checks the
 //! free space, runs the `before` hook, backs up, runs the `after` or
 //! `on-failure` hook and records the outcome in the state file.
 //!
-//! The job lock, `backups/.NAME.job.lock`, is taken before any hook runs, so
-//! two runs of one schedule (the daemon's and a `run`, or two `run`s) never
-//! overlap, hooks included. It is an `flock`: the kernel drops it when the
-//! process dies, so it can never go stale.
+//! The schedule's lock (`runner::lock_schedule`) is taken before any hook
+//! runs, so two runs of one schedule (the daemon's and a `run`, or two `run`s)
+//! never overlap, hooks included.
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use super::hooks::{self, HookEnv, HookError, HookKind};
-use super::runner::{self, RunError, WhenBusy, human_bytes};
-use crate::archive::{ArchiveReport, naming};
+use super::runner::{self, RunError, RunOutcome, RunRequest, ScheduleLock, WhenBusy, human_bytes};
+use crate::archive::{Watch, naming};
 use crate::clock::Clock;
 use crate::home::Home;
 use crate::store::{RunRecord, RunState, Schedule, StateFile};
@@ -65,27 +62,24 @@ pub fn run_job(
     clock: &dyn Clock,
     schedule: &Schedule,
     when_busy: WhenBusy,
-    abort: &AtomicBool,
-) -> Result<ArchiveReport, JobError> {
-    let _lock = match lock_job(home, schedule, when_busy) {
+    watch: Watch<'_>,
+) -> Result<RunOutcome, JobError> {
+    let lock = match runner::lock_schedule(home, schedule, when_busy) {
         Ok(lock) => lock,
         Err(error) => {
             log::warn!("{error}");
-            return Err(error);
+            return Err(error.into());
         }
     };
     let started = clock.now();
-    let outcome = backup(home, schedule, when_busy, abort);
-    if let Err(error) = &outcome {
-        if error.is_busy() {
-            return outcome;
-        }
-        if !matches!(error, JobError::Run(_)) {
-            // The runner logs its own failures; these are ours.
-            log::error!("{error}");
-        }
+    let outcome = backup(home, clock, schedule, watch, &lock);
+    if let Err(error) = &outcome
+        && !matches!(error, JobError::Run(_))
+    {
+        // The runner logs its own failures; these are ours.
+        log::error!("{error}");
     }
-    let record = record_of(home, schedule, &outcome, started, clock.now());
+    let record = record_of(home, &outcome, started, clock.now());
     after_hooks(home, schedule, &outcome, &record);
     let state = StateFile::new(home.state_file(), home.state_lock());
     if let Err(error) = state.record(&schedule.name, record) {
@@ -96,10 +90,11 @@ pub fn run_job(
 
 fn backup(
     home: &Home,
+    clock: &dyn Clock,
     schedule: &Schedule,
-    when_busy: WhenBusy,
-    abort: &AtomicBool,
-) -> Result<ArchiveReport, JobError> {
+    watch: Watch<'_>,
+    lock: &ScheduleLock,
+) -> Result<RunOutcome, JobError> {
     check_free_space(home, schedule)?;
     let env = HookEnv {
         state: "running".into(),
@@ -111,13 +106,18 @@ fn backup(
             source,
         }
     })?;
-    Ok(runner::run_schedule(home, schedule, when_busy, abort)?)
+    // Stamped after the hook: the archive is named for when it was taken.
+    let request = RunRequest {
+        now: clock.now(),
+        watch,
+    };
+    Ok(runner::run_schedule(home, schedule, &request, lock)?)
 }
 
 fn after_hooks(
     home: &Home,
     schedule: &Schedule,
-    outcome: &Result<ArchiveReport, JobError>,
+    outcome: &Result<RunOutcome, JobError>,
     record: &RunRecord,
 ) {
     let mut env = HookEnv {
@@ -128,15 +128,19 @@ fn after_hooks(
             .map(|a| home.root().join(a).display().to_string())
             .unwrap_or_default(),
         size: record.size.map(|s| s.to_string()).unwrap_or_default(),
+        duration: format!("{:.3}", (record.finished - record.started).as_seconds_f64()),
         ..base_env(home, schedule)
     };
     let kind = match outcome {
-        Ok(report) => {
-            env.duration = format!("{:.3}", report.duration.as_secs_f64());
+        Ok(RunOutcome::Finished(finished)) => {
+            env.duration = format!("{:.3}", finished.report.duration.as_secs_f64());
+            HookKind::After
+        }
+        Ok(RunOutcome::Unchanged { .. }) => {
+            env.state = "unchanged".into();
             HookKind::After
         }
         Err(error) => {
-            env.duration = format!("{:.3}", (record.finished - record.started).as_seconds_f64());
             env.error = error.to_string();
             HookKind::OnFailure
         }
@@ -154,29 +158,36 @@ fn base_env(home: &Home, schedule: &Schedule) -> HookEnv {
     }
 }
 
+/// What the state file keeps of a run. An unchanged tree under `if-changed`
+/// is a success: its last archive is still current.
 fn record_of(
     home: &Home,
-    schedule: &Schedule,
-    outcome: &Result<ArchiveReport, JobError>,
+    outcome: &Result<RunOutcome, JobError>,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
 ) -> RunRecord {
+    let success = |state, archive: &Path, size| RunRecord {
+        started,
+        finished,
+        state,
+        archive: Some(home.display_path(archive)),
+        size,
+        error: None,
+    };
     match outcome {
-        Ok(report) => {
-            let archive = latest_archive(home, schedule).map(|(path, _)| home.display_path(&path));
-            RunRecord {
-                started,
-                finished,
-                state: if report.skipped.is_empty() {
-                    RunState::Ok
-                } else {
-                    RunState::Partial
-                },
-                archive,
-                size: Some(report.archive_size),
-                error: None,
-            }
-        }
+        Ok(RunOutcome::Finished(run)) => success(
+            match run.state {
+                runner::RunState::Ok => RunState::Ok,
+                runner::RunState::Partial => RunState::Partial,
+            },
+            &run.archive,
+            Some(run.report.archive_size),
+        ),
+        Ok(RunOutcome::Unchanged { since }) => success(
+            RunState::Ok,
+            since,
+            fs::metadata(since).ok().map(|m| m.len()),
+        ),
         Err(error) => RunRecord {
             started,
             finished,
@@ -226,37 +237,6 @@ fn check_free_space(home: &Home, schedule: &Schedule) -> Result<(), JobError> {
 
 fn enough_space(free: u64, needed: u64) -> bool {
     free >= needed
-}
-
-/// Takes the job lock of `schedule`, waiting or not when another run holds it.
-fn lock_job(home: &Home, schedule: &Schedule, when_busy: WhenBusy) -> Result<File, JobError> {
-    let path = home
-        .backups_dir()
-        .join(format!(".{}.job.lock", schedule.name));
-    let lock_error = |source: io::Error| {
-        JobError::Run(RunError::Lock {
-            path: path.clone(),
-            source,
-        })
-    };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(lock_error)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) if when_busy == WhenBusy::Wait => {
-            log::info!("waiting for another run of {} to finish", schedule.name);
-            file.lock().map_err(lock_error)?;
-            Ok(file)
-        }
-        Err(fs::TryLockError::WouldBlock) => Err(JobError::Run(RunError::Busy {
-            name: schedule.name.clone(),
-        })),
-        Err(fs::TryLockError::Error(e)) => Err(lock_error(e)),
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::job;
 use super::runner::WhenBusy;
 use super::scheduler::{self, Decision, MinuteTracker, Window};
 use super::signals::{Shutdown, Wake};
+use crate::archive::Watch;
 use crate::clock::{Clock, log_stamp};
 use crate::home::Home;
 use crate::store::{Entry, Schedule, StateFile, Store};
@@ -136,7 +137,11 @@ fn work(home: &Home, clock: &dyn Clock, queue: &RunQueue, abort: &AtomicBool) {
                 log::info!("Catch-up run for {name}: due at {}", log_stamp(due));
             }
             // Outcomes, failures and busy skips are all logged by the job.
-            let _ = job::run_job(home, clock, &run.schedule, WhenBusy::Skip, abort);
+            let watch = Watch {
+                abort,
+                progress: None,
+            };
+            let _ = job::run_job(home, clock, &run.schedule, WhenBusy::Skip, watch);
         }
         queue.done(&name);
     }

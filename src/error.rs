@@ -14,6 +14,7 @@ use crate::archive::restore::RestoreError;
 use crate::daemon::DaemonError;
 use crate::daemon::job::JobError;
 use crate::daemon::runner::RunError;
+use crate::file_error::FileError;
 use crate::store::StoreError;
 
 pub const EXIT_FAILURE: u8 = 1;
@@ -32,24 +33,15 @@ pub enum Error {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Job(#[from] JobError),
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error("{0}")]
     Invalid(String),
 }
 
 impl Error {
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Self::Io(FileError::new(action, path, source))
     }
 
     /// The process exit code for this error (see the table above).

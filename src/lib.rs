@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod error;
+pub mod file_error;
 pub mod home;
 pub mod logging;
 pub mod store;

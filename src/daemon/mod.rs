@@ -16,6 +16,7 @@ use std::sync::Arc;
 use daemonize::{Daemonize, Outcome};
 
 use crate::clock::Clock;
+use crate::file_error::FileError;
 use crate::home::Home;
 use crate::logging::{self, LogTarget};
 use pidfile::{AcquireError, DaemonState, PidFile};
@@ -27,13 +28,8 @@ pub enum DaemonError {
     AlreadyRunning { pid: String },
     #[error("backup_service is not running")]
     NotRunning,
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error("cannot detach the daemon: {0}")]
     Detach(String),
     #[error("backup_service did not start: {0}")]
@@ -50,11 +46,7 @@ pub enum DaemonError {
 
 impl DaemonError {
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Self::Io(FileError::new(action, path, source))
     }
 }
 

@@ -16,6 +16,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use options::{Format, Options};
+
+use crate::file_error::FileError;
 pub use schedule::{Schedule, ScheduleError, Timing};
 pub use state::{RunRecord, RunState, StateFile};
 
@@ -37,13 +39,8 @@ pub enum StoreError {
     UnknownSchedule { text: String },
     #[error("schedule {index} is not valid ({reason}); fix or delete it first")]
     InvalidEntry { index: usize, reason: String },
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
 }
 
 /// `text` with control characters escaped, so a message stays on one line.
@@ -71,7 +68,7 @@ fn count_phrase(count: usize) -> String {
 impl StoreError {
     /// True when the user's input was refused (as opposed to an I/O failure).
     pub fn is_input_error(&self) -> bool {
-        !matches!(self, StoreError::Io { .. })
+        !matches!(self, StoreError::Io(_))
     }
 }
 
@@ -201,16 +198,9 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&self.lock_path)
-            .map_err(|source| StoreError::Io {
-                action: "open lock file",
-                path: self.lock_path.clone(),
-                source,
-            })?;
-        lock.lock().map_err(|source| StoreError::Io {
-            action: "lock",
-            path: self.lock_path.clone(),
-            source,
-        })?;
+            .map_err(FileError::on("open lock file", &self.lock_path))?;
+        lock.lock()
+            .map_err(FileError::on("lock", &self.lock_path))?;
         let mut entries = self.load()?;
         let outcome = change(&mut entries)?;
         self.write_atomically(&entries)?;
@@ -239,11 +229,7 @@ impl Store {
     }
 
     fn io_error(&self, action: &'static str, source: io::Error) -> StoreError {
-        StoreError::Io {
-            action,
-            path: self.path.clone(),
-            source,
-        }
+        StoreError::Io(FileError::new(action, &self.path, source))
     }
 }
 

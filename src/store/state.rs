@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::file_error::FileError;
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,13 +79,8 @@ pub struct RunStates {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     #[error("state file {} is not valid: {source}", path.display())]
     Corrupt {
         path: PathBuf,
@@ -114,11 +111,7 @@ impl StateFile {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RunStates::default()),
             Err(source) => {
-                return Err(StateError::Io {
-                    action: "read state file",
-                    path: self.path.clone(),
-                    source,
-                });
+                return Err(FileError::new("read state file", &self.path, source).into());
             }
         };
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
@@ -131,12 +124,8 @@ impl StateFile {
     /// caller told), since the archives themselves are still the truth.
     pub fn record(&self, name: &str, run: RunRecord) -> Result<(), StateError> {
         let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io {
-                action,
-                path,
-                source,
-            }
+            let on = FileError::on(action, path);
+            move |source| StateError::Io(on(source))
         };
         let lock = OpenOptions::new()
             .create(true)
@@ -175,11 +164,7 @@ impl StateFile {
         };
         write().map_err(|source| {
             let _ = fs::remove_file(&tmp);
-            StateError::Io {
-                action: "write state file",
-                path: self.path.clone(),
-                source,
-            }
+            StateError::Io(FileError::new("write state file", &self.path, source))
         })
     }
 }

@@ -86,13 +86,13 @@ fn an_archive_round_trips_through_gnu_tar() {
     assert_eq!(
         env.tar_list("backups/src.tar"),
         [
-            "src",
+            "src/",
             "src/empty",
-            "src/empty-dir",
+            "src/empty-dir/",
             "src/link",
             "src/readme.txt",
-            "src/sub",
-            "src/sub/deeper",
+            "src/sub/",
+            "src/sub/deeper/",
             "src/sub/deeper/data.bin"
         ]
     );
@@ -156,7 +156,7 @@ fn a_source_given_as_a_symlink_is_followed_at_the_top_only() {
     env.manager(&["run", "vl"]).success();
     assert_eq!(
         env.tar_list("backups/vl.tar"),
-        ["via-link", "via-link/alias", "via-link/inner.txt"]
+        ["via-link/", "via-link/alias", "via-link/inner.txt"]
     );
     let out = extract(&env, "backups/vl.tar", "out");
     assert!(fs::symlink_metadata(out.join("via-link")).unwrap().is_dir());
@@ -178,7 +178,7 @@ fn relative_sources_are_taken_from_the_home_wherever_the_command_runs() {
     let mut cmd = env.command("backupctl");
     cmd.current_dir("/").args(["--home", &home, "run", "0"]);
     env.run_cmd(cmd).success();
-    assert_eq!(env.tar_list("backups/docs.tar"), ["docs", "docs/a.txt"]);
+    assert_eq!(env.tar_list("backups/docs.tar"), ["docs/", "docs/a.txt"]);
 }
 
 #[test]

@@ -56,11 +56,11 @@ fn the_spec_usage_script_produces_the_spec_output() {
     // The archives hold the spec's directories, readable by GNU tar.
     assert_eq!(
         env.tar_list("backups/backup_test.tar"),
-        ["test", "test/notes.txt"]
+        ["test/", "test/notes.txt"]
     );
     assert_eq!(
         env.tar_list("backups/office_docs.tar"),
-        ["test2", "test2/notes.txt"]
+        ["test2/", "test2/notes.txt"]
     );
     assert!(!env.path("backup_service.pid").exists());
 }

@@ -205,7 +205,13 @@ fn append_entry<W: Write>(
             report.skipped.push(skipped(entry.path, &e));
             return Ok(());
         }
-        // Directories, FIFOs and devices: the header is the whole entry.
+        // Directories are named `dir/`, as GNU tar names them.
+        None if kind.is_dir() => {
+            let mut name = entry.name.as_os_str().to_os_string();
+            name.push("/");
+            builder.append_data(&mut header, name, io::empty())?
+        }
+        // FIFOs and devices: the header is the whole entry.
         None => builder.append_data(&mut header, entry.name, io::empty())?,
     }
     report.entries += 1;

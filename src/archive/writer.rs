@@ -44,10 +44,7 @@ pub trait ArchiveStream: Write {
 
 /// The writer stack for `format` at `level`, writing into `file`.
 pub fn open_stream(format: Format, level: Option<i32>, file: File) -> Box<dyn ArchiveStream> {
-    let sink = HashingWriter::new(BufWriter::with_capacity(
-        OUTPUT_BUFFER,
-        EarlyWriteback::new(file),
-    ));
+    let sink = sink(file);
     match format {
         Format::Tar => Box::new(StageThread::spawn(Encoder::Plain(sink))),
         Format::TarZst => {
@@ -201,6 +198,14 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The sink stack reached by the stage thread.
 pub type Sink = HashingWriter<BufWriter<EarlyWriteback>>;
+
+/// The bottom of every stack: hash and count, buffer, write back early.
+pub fn sink(file: File) -> Sink {
+    HashingWriter::new(BufWriter::with_capacity(
+        OUTPUT_BUFFER,
+        EarlyWriteback::new(file),
+    ))
+}
 
 /// What the stage thread runs the bytes through.
 enum Encoder {

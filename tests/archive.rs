@@ -43,17 +43,7 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
 }
 
 fn extract(env: &TestEnv, archive: &str, into: &str) -> PathBuf {
-    let dest = env.path(into);
-    fs::create_dir_all(&dest).unwrap();
-    let status = Command::new("tar")
-        .arg("-xpf")
-        .arg(env.path(archive))
-        .arg("-C")
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(status.success(), "GNU tar could not extract {archive}");
-    dest
+    env.gnu_tar_extract(archive, &["-xpf"], into)
 }
 
 #[test]

@@ -42,17 +42,8 @@ fn sha256sum(path: &Path) -> String {
 /// is the source's, byte for byte, with its modes and link targets.
 #[track_caller]
 fn assert_extracts_to_source(env: &TestEnv, archive: &str, tar_flags: &[&str], source: &str) {
-    let out_dir = env.path(&format!("extract-{}", archive.replace('/', "_")));
-    fs::create_dir_all(&out_dir).unwrap();
-    let status = Command::new("tar")
-        .args(tar_flags)
-        .arg(env.path(archive))
-        .arg("-C")
-        .arg(&out_dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "tar {tar_flags:?} {archive}");
-    let extracted = out_dir.join(source);
+    let into = format!("extract-{}", archive.replace('/', "_"));
+    let extracted = env.gnu_tar_extract(archive, tar_flags, &into).join(source);
     let diff = Command::new("diff")
         .arg("-r")
         .arg("--no-dereference")

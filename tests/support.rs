@@ -178,6 +178,26 @@ impl TestEnv {
             .collect()
     }
 
+    /// Extracts `archive` with GNU tar (`tar FLAGS ARCHIVE -C INTO`, e.g.
+    /// flags `-xpf`, `-xzf`, `--zstd -xf`) into `into` under the home.
+    #[track_caller]
+    pub fn gnu_tar_extract(&self, archive: &str, flags: &[&str], into: &str) -> PathBuf {
+        let dest = self.path(into);
+        fs::create_dir_all(&dest).unwrap();
+        let status = Command::new("tar")
+            .args(flags)
+            .arg(self.path(archive))
+            .arg("-C")
+            .arg(&dest)
+            .status()
+            .expect("GNU tar");
+        assert!(
+            status.success(),
+            "GNU tar {flags:?} could not extract {archive}"
+        );
+        dest
+    }
+
     /// Polls `condition` for up to ten seconds.
     #[track_caller]
     pub fn eventually(&self, what: &str, mut condition: impl FnMut() -> bool) {

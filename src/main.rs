@@ -12,11 +12,7 @@ fn main() -> ExitCode {
     let personality = Personality::from_argv0(args.first().map(|a| a.as_os_str()));
     let invocation = match cli::parse(personality, &args) {
         Ok(invocation) => invocation,
-        Err(clap_error) => {
-            // clap prints help, version and usage errors itself; usage errors exit 2.
-            let _ = clap_error.print();
-            return ExitCode::from(clap_error.exit_code().clamp(0, 255) as u8);
-        }
+        Err(clap_error) => return cli::report_usage_error(personality, &args, &clap_error),
     };
     match cli::run(invocation) {
         Ok(code) => code,

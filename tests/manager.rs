@@ -208,3 +208,28 @@ fn help_and_version_work_under_every_name() {
     assert!(run.stdout.contains("backup_service"), "{run:?}");
     env.manager(&["frobnicate"]).code(2);
 }
+
+#[test]
+fn usage_errors_are_one_line_and_logged_when_the_home_has_logs() {
+    let env = TestEnv::new();
+    // No logs/ yet: a mistyped command creates nothing.
+    let run = env.manager(&["frobnicate"]);
+    run.code(2);
+    assert_eq!(
+        run.stderr,
+        "backup_manager: unrecognized subcommand 'frobnicate' (see --help)\n"
+    );
+    assert!(!env.path("logs").exists());
+    env.manager(&["list"]).success();
+    env.manager(&["delete"])
+        .code(2)
+        .stderr_has("required arguments were not provided: <INDEX>");
+    assert_eq!(
+        env.log_messages("backup_manager.log")
+            .last()
+            .map(String::as_str),
+        Some(
+            "Error: invalid command line: the following required arguments were not provided: <INDEX>"
+        )
+    );
+}

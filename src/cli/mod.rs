@@ -15,6 +15,7 @@ mod run;
 mod start;
 mod status;
 mod stop;
+mod usage;
 mod verify;
 
 use std::ffi::OsString;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use personality::Personality;
+pub use usage::report_usage_error;
 
 use crate::clock::{self, Clock};
 use crate::error::Error;

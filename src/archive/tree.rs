@@ -27,12 +27,13 @@ pub struct Watch<'a> {
 }
 
 /// One step of the sorted walk: an entry with its own (not followed)
-/// metadata, or a path that could not be read.
+/// metadata and, for a symlink, its target; or a path that could not be read.
 enum Step {
     Entry {
         path: PathBuf,
         relative: PathBuf,
         metadata: Metadata,
+        target: Option<io::Result<PathBuf>>,
     },
     Unreadable {
         path: PathBuf,
@@ -65,6 +66,7 @@ fn walk(source: &Path) -> impl Iterator<Item = Step> + '_ {
                 match metadata {
                     Ok(metadata) => Step::Entry {
                         relative: relative_of(entry.path()),
+                        target: link_target(entry.path(), &metadata),
                         path: entry.into_path(),
                         metadata,
                     },
@@ -97,14 +99,21 @@ fn link_target(path: &Path, metadata: &Metadata) -> Option<io::Result<PathBuf>> 
         .then(|| std::fs::read_link(path))
 }
 
-fn add_to_fingerprint(
-    fingerprint: &mut Fingerprint,
-    relative: &Path,
-    metadata: &Metadata,
-    target: Option<&io::Result<PathBuf>>,
-) {
-    let target = target.and_then(|t| t.as_ref().ok()).map(PathBuf::as_path);
-    fingerprint.add_entry(relative, metadata, target);
+/// Adds what the fingerprint keeps of one step; the archive and the
+/// `if-changed` check both go through here, so they always agree.
+fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
+    match step {
+        Step::Entry {
+            relative,
+            metadata,
+            target,
+            ..
+        } => {
+            let target = target.as_ref().and_then(|t| t.as_ref().ok());
+            fingerprint.add_entry(relative, metadata, target.map(PathBuf::as_path));
+        }
+        Step::Unreadable { relative, .. } => fingerprint.add_unreadable(relative),
+    }
 }
 
 /// The fingerprint of the tree under `source`, from metadata alone. What
@@ -112,17 +121,7 @@ fn add_to_fingerprint(
 pub fn fingerprint_tree(source: &Path) -> String {
     let mut fingerprint = Fingerprint::new();
     for step in walk(source) {
-        match step {
-            Step::Entry {
-                path,
-                relative,
-                metadata,
-            } => {
-                let target = link_target(&path, &metadata);
-                add_to_fingerprint(&mut fingerprint, &relative, &metadata, target.as_ref());
-            }
-            Step::Unreadable { relative, .. } => fingerprint.add_unreadable(&relative),
-        }
+        add_to_fingerprint(&mut fingerprint, &step);
     }
     fingerprint.finish()
 }
@@ -141,14 +140,14 @@ pub fn append_tree<W: Write>(
         if watch.abort.load(Ordering::Relaxed) {
             return Err(AbortRequested::error());
         }
+        add_to_fingerprint(&mut fingerprint, &step);
         match step {
             Step::Entry {
                 path,
                 relative,
                 metadata,
+                target,
             } => {
-                let target = link_target(&path, &metadata);
-                add_to_fingerprint(&mut fingerprint, &relative, &metadata, target.as_ref());
                 let name = if relative.as_os_str().is_empty() {
                     base.clone()
                 } else {
@@ -162,12 +161,7 @@ pub fn append_tree<W: Write>(
                 };
                 append_entry(builder, entry, watch, report)?;
             }
-            Step::Unreadable {
-                path,
-                relative,
-                reason,
-            } => {
-                fingerprint.add_unreadable(&relative);
+            Step::Unreadable { path, reason, .. } => {
                 report.skipped.push(Skipped { path, reason });
             }
         }

@@ -12,4 +12,5 @@ pub mod error;
 pub mod file_error;
 pub mod home;
 pub mod logging;
+pub mod primitives;
 pub mod store;

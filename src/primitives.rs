@@ -1,0 +1,193 @@
+//! The small primitives every layer uses, written once so that a hardening of
+//! one (no symlink following, exclusive temporary names, fixed modes) reaches
+//! every caller at once: atomic replacement of a file, opening a lock file,
+//! making a rename durable, hex encoding, and showing untrusted text and error
+//! chains on one line.
+//!
+//! This is a leaf: it imports nothing from the rest of the crate.
+
+use std::error::Error;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// How many characters of untrusted input a message quotes before it is cut.
+pub const QUOTE_LIMIT: usize = 120;
+
+/// Replaces `path` with `contents` atomically: a temporary file in the same
+/// directory, written, synced, renamed over `path`, and the directory synced.
+/// A reader sees the old file or the new one, whole; a crash leaves at worst
+/// a temporary file behind. The new file gets `mode`, whatever the umask.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    replace_atomic(path, mode, |file| file.write_all(contents))
+}
+
+/// Like [`write_atomic`], with the contents written by `fill`.
+pub fn replace_atomic(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let temp = temporary_name(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp)?;
+        fill(&mut file)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_parent_dir(path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// `.NAME.tmp` beside `path`: hidden, so listings never show it.
+fn temporary_name(path: &Path) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Opens (creating it if needed) a file that is only ever `flock`ed, never
+/// written: `backups/.NAME.lock`, `.backup_schedules.lock`, ….
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Makes a rename in `path`'s directory durable.
+pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => File::open(".")?.sync_all(),
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// `text` made safe to show on one line of a terminal or a log: control
+/// characters (newline, ESC, NUL, …) escaped as `\n`, `\u{1b}`, ….
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Untrusted input as a message quotes it: escaped like [`printable`] and cut
+/// to [`QUOTE_LIMIT`] characters with the number left out, so a 100 KB line
+/// gives a one-line error.
+pub fn quote(text: &str) -> String {
+    let total = text.chars().count();
+    if total <= QUOTE_LIMIT {
+        return printable(text);
+    }
+    let head: String = text.chars().take(QUOTE_LIMIT).collect();
+    format!(
+        "{}… ({} more characters)",
+        printable(&head),
+        total - QUOTE_LIMIT
+    )
+}
+
+/// An error and its causes on one line, `outer: cause: root cause`, the way
+/// every message and log line shows an error. Each level's `Display` says
+/// only what went wrong at that level; the causes come from `source()`.
+pub fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !line.is_empty() {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Sizes as people read them: `512 B`, `3.4 KiB`, `12.0 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_with_a_fixed_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        write_atomic(&path, b"one", 0o600).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn text_is_shown_on_one_line_and_shortened() {
+        assert_eq!(printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        let long = "x".repeat(100_000);
+        let quoted = quote(&long);
+        assert!(quoted.len() < 200, "{quoted}");
+        assert!(quoted.ends_with("(99880 more characters)"), "{quoted}");
+        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
+    }
+
+    #[test]
+    fn chains_read_as_one_sentence() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read schedule file x")]
+        struct Outer(#[source] io::Error);
+        let error = Outer(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            error_chain(&error),
+            "cannot read schedule file x: permission denied"
+        );
+    }
+}

@@ -11,9 +11,8 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::archive::restore::RestoreError;
+use crate::backup::{JobError, LockError, RunError};
 use crate::daemon::DaemonError;
-use crate::daemon::job::JobError;
-use crate::daemon::runner::RunError;
 use crate::file_error::FileError;
 use crate::store::StoreError;
 
@@ -33,6 +32,8 @@ pub enum Error {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Job(#[from] JobError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(transparent)]
     Io(#[from] FileError),
     #[error("{0}")]

@@ -5,6 +5,7 @@
 //! modules (`clock`, `home`, `logging`, `error`).
 
 pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod daemon;
@@ -12,5 +13,6 @@ pub mod error;
 pub mod file_error;
 pub mod home;
 pub mod logging;
+pub mod model;
 pub mod primitives;
 pub mod store;

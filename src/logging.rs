@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter};
 
 use crate::clock::{self, Clock};
+use crate::primitives;
 
 /// Where a process logs to.
 pub struct LogTarget<'a> {
@@ -221,15 +222,7 @@ pub fn format_line(stamp: &str, level: Level, message: &std::fmt::Arguments<'_>)
     };
     let mut text = String::new();
     let _ = write!(text, "{message}");
-    let mut line = format!("[{stamp}] {prefix}");
-    for c in text.chars() {
-        if c.is_control() {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
-        }
-    }
-    line
+    format!("[{stamp}] {prefix}{}", primitives::printable(&text))
 }
 
 #[cfg(test)]

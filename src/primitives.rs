@@ -125,7 +125,9 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
     let mut source = error.source();
     while let Some(cause) = source {
         let line = cause.to_string();
-        if !line.is_empty() {
+        // Our own errors never repeat their cause; some foreign ones (io
+        // errors wrapping another error) show it twice, once is enough.
+        if !line.is_empty() && !text.ends_with(&line) {
             text.push_str(": ");
             text.push_str(&line);
         }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use backupctl::archive::manifest::{Manifest, write_manifest};
+use backupctl::model::{Format, RunState};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -59,23 +60,20 @@ fn sha256_hex(path: &Path) -> String {
 /// Writes the manifest of `backups/NAME` as the writer would.
 fn manifest_for(env: &TestEnv, name: &str, schedule: &str) {
     let path = env.path("backups").join(name);
-    let format = ["tar.gz", "tar.zst", "tar"]
-        .into_iter()
-        .find(|ext| name.ends_with(&format!(".{ext}")))
-        .unwrap();
+    let format = Format::of_file_name(name).unwrap();
     let manifest = Manifest {
         schedule: schedule.into(),
         source: "src".into(),
         archive: name.into(),
-        created: "2025-01-01T02:00:00+00:00".into(),
-        format: format.into(),
+        created: chrono::DateTime::parse_from_rfc3339("2025-01-01T02:00:00+00:00").unwrap(),
+        format,
         level: None,
         archive_size: fs::metadata(&path).unwrap().len(),
         sha256: sha256_hex(&path),
         entries: 5,
         bytes_read: 18,
         skipped: vec![],
-        state: "ok".into(),
+        state: RunState::Ok,
         duration_seconds: 0.1,
         backupctl_version: "0.1.0".into(),
         fingerprint: "0".into(),

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::writer::hex;
+use crate::primitives::hex;
 
 /// Accumulates entry records into the fingerprint.
 pub struct Fingerprint {

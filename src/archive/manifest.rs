@@ -3,12 +3,15 @@
 //! atomically, after the archive is in place; an archive without a manifest
 //! counts as not verified.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
+
+use crate::model::{Format, RunState};
+use crate::primitives;
 
 /// A file left out of the archive, or archived inconsistently, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,10 +29,10 @@ pub struct Manifest {
     pub source: String,
     /// Archive file name (no directory).
     pub archive: String,
-    /// Creation time, RFC 3339 with offset.
-    pub created: String,
+    /// Creation time, RFC 3339 with the local offset.
+    pub created: DateTime<FixedOffset>,
     /// `tar`, `tar.gz` or `tar.zst`.
-    pub format: String,
+    pub format: Format,
     /// Compression level, when the format compresses.
     pub level: Option<i32>,
     pub archive_size: u64,
@@ -39,7 +42,7 @@ pub struct Manifest {
     pub bytes_read: u64,
     pub skipped: Vec<SkippedFile>,
     /// `ok` or `partial` (some files skipped).
-    pub state: String,
+    pub state: RunState,
     pub duration_seconds: f64,
     pub backupctl_version: String,
     /// Fingerprint of the source tree's metadata (paths, sizes, mtimes,
@@ -56,28 +59,9 @@ pub fn manifest_path(archive: &Path) -> PathBuf {
 
 /// Writes the manifest for `archive` atomically (temp file, fsync, rename).
 pub fn write_manifest(archive: &Path, manifest: &Manifest) -> io::Result<()> {
-    let path = manifest_path(archive);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(path.file_name().unwrap_or_default());
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        serde_json::to_writer_pretty(&mut file, manifest).map_err(io::Error::other)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        crate::store::sync_parent_dir(&path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut text = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
+    text.push(b'\n');
+    primitives::write_atomic(&manifest_path(archive), &text, 0o600)
 }
 
 /// Reads the manifest of `archive`; `NotFound` when there is none.
@@ -99,15 +83,15 @@ mod tests {
             schedule: "docs".into(),
             source: "/home/me/docs".into(),
             archive: "docs_20250101_020000.tar.gz".into(),
-            created: "2025-01-01T02:00:00+01:00".into(),
-            format: "tar.gz".into(),
+            created: DateTime::parse_from_rfc3339("2025-01-01T02:00:00+01:00").unwrap(),
+            format: Format::TarGz,
             level: Some(6),
             archive_size: 10,
             sha256: "00".repeat(32),
             entries: 3,
             bytes_read: 100,
             skipped: vec![],
-            state: "ok".into(),
+            state: RunState::Ok,
             duration_seconds: 0.5,
             backupctl_version: "0.1.0".into(),
             fingerprint: "ab".into(),
@@ -115,5 +99,13 @@ mod tests {
         write_manifest(&archive, &manifest).unwrap();
         assert!(dir.path().join("docs_20250101_020000.tar.gz.json").exists());
         assert_eq!(read_manifest(&archive).unwrap(), manifest);
+        // The documented JSON shape: plain strings for the typed fields.
+        let text = std::fs::read_to_string(manifest_path(&archive)).unwrap();
+        assert!(
+            text.contains(r#""created": "2025-01-01T02:00:00+01:00""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""format": "tar.gz""#), "{text}");
+        assert!(text.contains(r#""state": "ok""#), "{text}");
     }
 }

@@ -4,11 +4,9 @@
 
 mod fingerprint;
 pub mod manifest;
-pub mod naming;
 mod pgzip;
 mod reader;
 pub mod restore;
-pub mod retention;
 mod tree;
 pub mod verify;
 mod writer;
@@ -19,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::store::Format;
+use crate::model::Format;
 
 pub use reader::AbortRequested;
 pub use tree::{Watch, fingerprint_tree};
@@ -30,13 +28,13 @@ pub use tree::{Watch, fingerprint_tree};
 pub enum ArchiveError {
     #[error("source {} does not exist", path.display())]
     SourceMissing { path: PathBuf },
-    #[error("cannot read source {}: {source}", path.display())]
+    #[error("cannot read source {}", path.display())]
     SourceUnreadable {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot write archive {}: {source}", path.display())]
+    #[error("cannot write archive {}", path.display())]
     Write {
         path: PathBuf,
         #[source]
@@ -139,7 +137,7 @@ pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError
     }
     fs::rename(job.temp, job.destination).map_err(write_error)?;
     temp.keep();
-    crate::store::sync_parent_dir(job.destination).map_err(write_error)?;
+    crate::primitives::sync_parent_dir(job.destination).map_err(write_error)?;
     report.duration = started.elapsed();
     Ok(report)
 }
@@ -172,61 +170,5 @@ impl Drop for TempFile {
         if let Some(path) = self.0.take() {
             let _ = fs::remove_file(path);
         }
-    }
-}
-
-/// Lists the archive files in `dir`, sorted by name: regular files named
-/// `*.tar`, `*.tar.gz` or `*.tar.zst`, never hidden (temporary, lock) files
-/// nor manifests.
-pub fn list_archives(dir: &Path) -> io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !is_archive_name(&name) || !entry.file_type()?.is_file() {
-            continue;
-        }
-        names.push(name);
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// True for a name ending in an archive extension.
-fn is_archive_name(name: &str) -> bool {
-    [Format::Tar, Format::TarGz, Format::TarZst]
-        .iter()
-        .any(|f| name.ends_with(&format!(".{}", f.extension())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_archives_are_listed() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "a.tar",
-            "a.tar.json",
-            "b_20250101_000000.tar.gz",
-            "b_20250101_000000.tar.gz.json",
-            "c.tar.zst",
-            ".a.partial",
-            "notes.txt",
-            "x.tar.bz2",
-        ] {
-            fs::write(dir.path().join(name), b"").unwrap();
-        }
-        fs::create_dir(dir.path().join("d.tar")).unwrap();
-        assert_eq!(
-            list_archives(dir.path()).unwrap(),
-            ["a.tar", "b_20250101_000000.tar.gz", "c.tar.zst"]
-        );
     }
 }

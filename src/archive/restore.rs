@@ -37,8 +37,8 @@ use nix::sys::time::TimeVal;
 use tar::EntryType;
 
 use super::manifest;
-use super::verify::{HashingReader, decompressed, error_chain, format_of};
-use crate::store::Format;
+use super::verify::{HashingReader, decompressed, format_of};
+use crate::model::Format;
 
 /// Why a restore was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +47,12 @@ pub enum RestoreError {
     ArchiveMissing { path: PathBuf },
     #[error("{} is not an archive name (expected .tar, .tar.gz or .tar.zst)", path.display())]
     UnknownFormat { path: PathBuf },
-    #[error("cannot read archive {}: {detail}", path.display())]
-    Read { path: PathBuf, detail: String },
+    #[error("cannot read archive {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("archive {} does not match its manifest ({why}); run `verify` on it", path.display())]
     Mismatch { path: PathBuf, why: String },
     #[error("refusing hostile archive {}: entry {entry:?} {why}", archive.display())]
@@ -61,7 +65,7 @@ pub enum RestoreError {
     Exists { path: PathBuf },
     #[error("refusing to restore into {}: {why}", path.display())]
     UnsafeDestination { path: PathBuf, why: &'static str },
-    #[error("cannot restore {}: {source}", path.display())]
+    #[error("cannot restore {}", path.display())]
     Write {
         path: PathBuf,
         #[source]
@@ -89,18 +93,18 @@ pub struct RestoreJob<'a> {
 }
 
 /// What the manifest said about the archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ManifestCheck {
     /// Size and SHA-256 match the manifest.
     Matched,
     /// No manifest: the archive's integrity is unknown.
     Missing,
     /// The manifest could not be read; why.
-    Unreadable(String),
+    Unreadable(io::Error),
 }
 
 /// What a restore did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RestoreReport {
     pub manifest: ManifestCheck,
     pub restored: u64,
@@ -137,15 +141,15 @@ fn open_archive(path: &Path) -> Result<File, RestoreError> {
                 path: path.to_path_buf(),
             }
         } else {
-            read_error(path, &e)
+            read_error(path, e)
         }
     })
 }
 
-fn read_error(path: &Path, error: &io::Error) -> RestoreError {
+fn read_error(path: &Path, error: io::Error) -> RestoreError {
     RestoreError::Read {
         path: path.to_path_buf(),
-        detail: error_chain(error),
+        source: error,
     }
 }
 
@@ -154,18 +158,18 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
     let file = open_archive(job.archive)?;
     let mut hashing = HashingReader::new(io::BufReader::new(file));
     {
-        let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, &e))?;
+        let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, e))?;
         let mut archive = tar::Archive::new(reader);
         let mut checker = Checker::new(job);
-        for entry in archive.entries().map_err(|e| read_error(job.archive, &e))? {
-            let mut entry = entry.map_err(|e| read_error(job.archive, &e))?;
+        for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
+            let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
             checker.check(&entry)?;
-            io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, &e))?;
+            io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, e))?;
         }
         io::copy(&mut archive.into_inner(), &mut io::sink())
-            .map_err(|e| read_error(job.archive, &e))?;
+            .map_err(|e| read_error(job.archive, e))?;
     }
-    let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, &e))?;
+    let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, e))?;
     Ok(match manifest::read_manifest(job.archive) {
         Ok(m) if m.archive_size != size => {
             return Err(RestoreError::Mismatch {
@@ -181,7 +185,7 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
         }
         Ok(_) => ManifestCheck::Matched,
         Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
-        Err(e) => ManifestCheck::Unreadable(e.to_string()),
+        Err(e) => ManifestCheck::Unreadable(e),
     })
 }
 
@@ -258,7 +262,7 @@ impl<'a> Checker<'a> {
         }
         let raw = entry
             .path()
-            .map_err(|e| read_error(self.job.archive, &e))?
+            .map_err(|e| read_error(self.job.archive, e))?
             .into_owned();
         let relative = safe_relative(&raw).map_err(|why| self.hostile(&raw, why))?;
         if relative.as_os_str().is_empty() {
@@ -286,7 +290,7 @@ impl<'a> Checker<'a> {
             match entry.link_name() {
                 Ok(Some(target)) => Ok(target.into_owned()),
                 Ok(None) => Err(self.hostile(raw, "is a link without a target")),
-                Err(e) => Err(read_error(self.job.archive, &e)),
+                Err(e) => Err(read_error(self.job.archive, e)),
             }
         };
         Ok(match entry.header().entry_type() {
@@ -419,7 +423,7 @@ fn extract(
 ) -> Result<RestoreReport, RestoreError> {
     let file = open_archive(job.archive)?;
     let reader =
-        decompressed(format, io::BufReader::new(file)).map_err(|e| read_error(job.archive, &e))?;
+        decompressed(format, io::BufReader::new(file)).map_err(|e| read_error(job.archive, e))?;
     let mut archive = tar::Archive::new(reader);
     let mut checker = Checker::new(job);
     let mut report = RestoreReport {
@@ -429,8 +433,8 @@ fn extract(
     };
     // Directories get their mode and mtime once their content is in place.
     let mut finished_dirs: Vec<(PathBuf, u32, SystemTime)> = Vec::new();
-    for entry in archive.entries().map_err(|e| read_error(job.archive, &e))? {
-        let mut entry = entry.map_err(|e| read_error(job.archive, &e))?;
+    for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
+        let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
         let Some(checked) = checker.check(&entry)? else {
             continue;
         };
@@ -554,7 +558,7 @@ impl Writer<'_> {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(self.path)
             .map_err(|e| self.error(e))?;
-        io::copy(content, &mut file).map_err(|e| read_error(archive, &e))?;
+        io::copy(content, &mut file).map_err(|e| read_error(archive, e))?;
         file.set_permissions(fs::Permissions::from_mode(mode))
             .and_then(|()| file.set_modified(mtime))
             .map_err(|e| self.error(e))

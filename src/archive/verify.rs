@@ -13,20 +13,15 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{self, Manifest};
-use crate::store::Format;
+use crate::model::Format;
+use crate::primitives::error_chain;
 
 /// Read buffer for the archive file.
 const READ_BUFFER: usize = 1 << 16;
 
 /// The format of an archive, from its file name: `.tar`, `.tar.gz` or `.tar.zst`.
 pub fn format_of(path: &Path) -> Option<Format> {
-    let name = path.file_name()?.to_str()?;
-    [Format::TarGz, Format::TarZst, Format::Tar]
-        .into_iter()
-        .find(|format| {
-            name.strip_suffix(format.extension())
-                .is_some_and(|stem| stem.len() > 1 && stem.ends_with('.'))
-        })
+    Format::of_file_name(path.file_name()?.to_str()?)
 }
 
 /// `reader` decompressed according to `format`: the tar stream.
@@ -60,8 +55,7 @@ impl<R: Read> HashingReader<R> {
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
         let digest = self.hasher.finalize();
-        let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Ok((hex, self.bytes))
+        Ok((crate::primitives::hex(&digest), self.bytes))
     }
 }
 
@@ -102,7 +96,7 @@ pub struct Verified {
 pub enum Problem {
     #[error("no manifest, not verified")]
     NoManifest,
-    #[error("manifest {} cannot be read: {source}", path.display())]
+    #[error("manifest {} cannot be read", path.display())]
     BadManifest {
         path: PathBuf,
         #[source]
@@ -112,7 +106,7 @@ pub enum Problem {
     UnknownFormat,
     #[error("the manifest is for {named}")]
     OtherArchive { named: String },
-    #[error("cannot read it: {source}")]
+    #[error("cannot read it")]
     Unreadable {
         #[source]
         source: io::Error,
@@ -121,8 +115,11 @@ pub enum Problem {
     Size { actual: u64, expected: u64 },
     #[error("SHA-256 is {actual}, the manifest says {expected}")]
     Checksum { actual: String, expected: String },
-    #[error("does not read through: {detail}")]
-    Damaged { detail: String },
+    #[error("does not read through")]
+    Damaged {
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Why an archive failed: every problem found, in the order checked.
@@ -133,7 +130,7 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reasons: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        let reasons: Vec<String> = self.problems.iter().map(|p| error_chain(p)).collect();
         f.write_str(&reasons.join("; "))
     }
 }
@@ -178,9 +175,7 @@ pub fn verify(archive: &Path) -> Result<Verified, Failure> {
     let entries = match walked {
         Ok(entries) => entries,
         Err(error) => {
-            problems.push(Problem::Damaged {
-                detail: error_chain(&error),
-            });
+            problems.push(Problem::Damaged { source: error });
             0
         }
     };
@@ -206,22 +201,6 @@ fn read_manifest(archive: &Path) -> Result<Manifest, Problem> {
             }
         }
     })
-}
-
-/// An error and its causes on one line; the tar crate puts the useful part
-/// ("unexpected EOF", "corrupt deflate stream") in the cause.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -15,8 +15,10 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
+use crate::primitives::hex;
+
 use super::pgzip::ParallelGzip;
-use crate::store::Format;
+use crate::model::Format;
 
 /// Output buffer size: large enough that small writes do not each cost a
 /// system call, small enough to keep memory flat.
@@ -186,14 +188,6 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 /// The sink stack reached by the stage thread.

@@ -9,9 +9,10 @@ use chrono::{DateTime, Local, SecondsFormat};
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
-use crate::archive::{self, manifest, naming, verify};
-use crate::daemon::runner::human_bytes;
+use crate::archive::{manifest, verify};
+use crate::backup::{self, history};
 use crate::error::Error;
+use crate::primitives::human_bytes;
 
 /// How to show the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,7 @@ struct ArchiveJson {
 
 pub fn run(ctx: &Context, style: Style) -> Result<ExitCode, Error> {
     let dir = ctx.home.backups_dir();
-    let names = archive::list_archives(&dir).map_err(|e| Error::io("list", &dir, e))?;
+    let names = backup::archive_names(&dir).map_err(|e| Error::io("list", &dir, e))?;
     log::info!("Show backups list");
     if style == Style::Names {
         print_lines(names)?;
@@ -72,7 +73,7 @@ fn describe(path: &Path, archive: String, schedules: &[String]) -> Result<Archiv
     let manifest = manifest::read_manifest(path).ok();
     let schedule = schedules
         .iter()
-        .find(|s| naming::parse_for_schedule(&archive, s).is_some())
+        .find(|s| history::parse_for_schedule(&archive, s).is_some())
         .cloned()
         .or_else(|| manifest.as_ref().map(|m| m.schedule.clone()));
     let verified_manifest = manifest

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use chrono::{DateTime, Local, TimeDelta, Utc};
 
 use super::{Context, print_lines};
+use crate::backup::History;
 use crate::clock::log_stamp;
-use crate::daemon::job::latest_archive;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::home::Home;
 use crate::store::Schedule;
@@ -61,9 +61,11 @@ fn last_success(home: &Home, states: &RunStates, schedule: &Schedule) -> Option<
         .get(&schedule.name)
         .and_then(|s| s.last_success.as_ref())
         .map(|r| r.started);
-    let archived = latest_archive(home, schedule)
-        .and_then(|(path, _)| std::fs::metadata(path).ok()?.modified().ok())
-        .map(DateTime::<Utc>::from);
+    let archived = History::of(home, schedule)
+        .newest()
+        .ok()
+        .flatten()
+        .map(|newest| DateTime::<Utc>::from(newest.modified));
     recorded.max(archived)
 }
 
@@ -71,6 +73,7 @@ pub fn run(ctx: &Context, max_age: Option<TimeDelta>) -> Result<ExitCode, Error>
     let states = StateFile::new(ctx.home.state_file(), ctx.home.state_lock())
         .load()
         .unwrap_or_else(|error| {
+            let error = crate::primitives::error_chain(&error);
             eprintln!(
                 "{}: warning: {error}; judging by the archives alone",
                 ctx.program

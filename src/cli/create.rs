@@ -7,7 +7,7 @@ use crate::error::Error;
 
 pub fn run(ctx: &Context, line: &str) -> Result<ExitCode, Error> {
     let schedule = ctx.store.add(line)?;
-    log::info!("New schedule added: {}", crate::store::printable(line));
+    log::info!("New schedule added: {}", crate::primitives::printable(line));
     let source = ctx.home.resolve_source(&schedule.source);
     if !source.exists() {
         let warning = format!(

@@ -73,7 +73,7 @@ fn to_json(index: usize, entry: &Entry) -> ScheduleJson {
             time: None,
             name: None,
             options: None,
-            error: Some(reason.clone()),
+            error: Some(reason.to_string()),
             line,
         },
     }

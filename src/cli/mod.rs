@@ -320,7 +320,7 @@ pub fn run(invocation: Invocation) -> Result<ExitCode, Error> {
     if let Err(error) = &result
         && !matches!(error, Error::Run(_) | Error::Job(_))
     {
-        log::error!("{error}");
+        log::error!("{}", crate::primitives::error_chain(error));
     }
     result
 }
@@ -353,19 +353,13 @@ fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode, Error> {
     }
 }
 
-/// Prints an error once, at the top: `program: message`, then its causes.
+/// Prints an error once, at the top: `program: message: cause: …`, one line.
 pub fn report_error(personality: Personality, error: &Error) {
-    let mut text = format!("{}: {error}", personality.program_name());
-    let mut source = std::error::Error::source(error);
-    // Causes already quoted in the message are not repeated.
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(&format!("\n  caused by: {line}"));
-        }
-        source = cause.source();
-    }
-    eprintln!("{text}");
+    eprintln!(
+        "{}: {}",
+        personality.program_name(),
+        crate::primitives::error_chain(error)
+    );
 }
 
 /// Writes command output to stdout. A closed stdout (`list | head -1`) ends

@@ -8,7 +8,8 @@ use chrono::Local;
 
 use super::{Context, print_lines};
 use crate::error::Error;
-use crate::store::{printable, schedule};
+use crate::primitives::printable;
+use crate::store::schedule;
 
 pub fn run(ctx: &Context, expression: &str, count: u16) -> Result<ExitCode, Error> {
     let timing =

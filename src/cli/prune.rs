@@ -5,9 +5,8 @@
 use std::process::ExitCode;
 
 use super::{Context, print_lines};
-use crate::archive::naming;
-use crate::archive::retention::{self, Decision};
-use crate::daemon::runner::{self, WhenBusy};
+use crate::backup::retention::Decision;
+use crate::backup::{self, History, WhenBusy};
 use crate::error::Error;
 use crate::store::Schedule;
 
@@ -49,15 +48,13 @@ fn prune_schedule(ctx: &Context, schedule: &Schedule, dry_run: bool) -> Result<(
     let _lock = if dry_run {
         None
     } else {
-        Some(runner::lock_schedule(&ctx.home, schedule, WhenBusy::Wait)?)
+        Some(backup::lock_schedule(&ctx.home, schedule, WhenBusy::Wait)?)
     };
-    let dir = ctx.home.backups_dir();
-    let archives: Vec<_> = naming::schedule_archives(&dir, &schedule.name)
-        .map_err(|e| Error::io("list", &dir, e))?
-        .into_iter()
-        .filter_map(|archive| archive.stamp.map(|stamp| (archive.path, stamp)))
-        .collect();
-    let decisions = retention::plan(&archives, &schedule.options.retention);
+    let history = History::of(&ctx.home, schedule);
+    let dir = history.dir();
+    let decisions = history
+        .prune_plan(None)
+        .map_err(|e| Error::io("list", dir, e))?;
     let doomed = decisions.iter().filter(|d| !d.keep).count();
     if dry_run {
         log::info!(
@@ -67,7 +64,9 @@ fn prune_schedule(ctx: &Context, schedule: &Schedule, dry_run: bool) -> Result<(
         );
         return print_lines(decisions.iter().map(|d| line(ctx, d, "delete")));
     }
-    let deleted = retention::apply(&decisions).map_err(|e| Error::io("prune", &dir, e))?;
+    let deleted = history
+        .prune(&decisions)
+        .map_err(|e| Error::io("prune", dir, e))?;
     for path in &deleted {
         log::info!(
             "Pruned {} (retention of {})",

@@ -14,10 +14,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Context, print_lines};
 use crate::archive::Watch;
-use crate::daemon::job;
-use crate::daemon::runner::{self, RunOutcome, RunState, WhenBusy};
+use crate::backup::{self, History, RunOutcome, WhenBusy};
 use crate::daemon::signals::{FirstSignal, Shutdown};
 use crate::error::{EXIT_PARTIAL, Error};
+use crate::model::RunState;
 use crate::store::Schedule;
 
 pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
@@ -34,9 +34,11 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
         progress: Some(&progress),
     };
     // The last run's byte count is the estimate: no extra walk to size the tree.
-    let estimate = runner::newest_manifest(&ctx.home, &schedule).map(|(_, m)| m.bytes_read);
+    let estimate = History::of(&ctx.home, &schedule)
+        .newest_current()
+        .map(|(_, manifest)| manifest.bytes_read);
     let outcome = with_progress_bar(estimate, &progress, || {
-        job::run_job(
+        backup::run_job(
             &ctx.home,
             ctx.clock.as_ref(),
             &schedule,
@@ -49,7 +51,7 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
             print_lines([format!(
                 "{}: unchanged since {}; no archive written",
                 schedule.source,
-                ctx.home.display_path(&since)
+                ctx.home.display_path(&since.path)
             )])?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -66,7 +68,7 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     let mut lines = vec![format!(
         "{}: {}",
         ctx.home.display_path(&finished.archive),
-        runner::summary(&finished.report)
+        backup::summary(&finished.report)
     )];
     lines.extend(
         finished
@@ -76,14 +78,14 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     );
     print_lines(lines)?;
     Ok(match finished.state {
-        RunState::Ok => ExitCode::SUCCESS,
         RunState::Partial => ExitCode::from(EXIT_PARTIAL),
+        RunState::Ok | RunState::Failed => ExitCode::SUCCESS,
     })
 }
 
 /// `run --dry-run`: the archive it would write and retention's verdicts.
 fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<ExitCode, Error> {
-    let plan = runner::plan_run(&ctx.home, schedule, now)?;
+    let plan = backup::plan_run(&ctx.home, schedule, now)?;
     if let Some(since) = &plan.unchanged_since {
         print_lines([format!(
             "would skip: {} unchanged since {}",

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
         .status()
         .map_err(|e| Error::io("run", &exe, e))?;
     if !status.success() {
-        return Err(DaemonError::StartFailed(format!("the daemon exited with {status}")).into());
+        return Err(DaemonError::StartExited { status }.into());
     }
     let started = Instant::now();
     while started.elapsed() < START_TIMEOUT {
@@ -41,10 +41,14 @@ pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(DaemonError::StartFailed(format!(
-        "no pidfile after {} s; see {}",
-        START_TIMEOUT.as_secs(),
-        ctx.home.display_path(&ctx.home.service_log())
-    ))
+    Err(DaemonError::StartTimeout {
+        seconds: START_TIMEOUT.as_secs(),
+        log: ctx
+            .home
+            .service_log()
+            .strip_prefix(ctx.home.root())
+            .unwrap_or(&ctx.home.service_log())
+            .to_path_buf(),
+    }
     .into())
 }

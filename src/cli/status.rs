@@ -66,6 +66,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
     let states = StateFile::new(ctx.home.state_file(), ctx.home.state_lock())
         .load()
         .unwrap_or_else(|error| {
+            let error = crate::primitives::error_chain(&error);
             eprintln!("{}: warning: {error}", ctx.program);
             log::warn!("{error}");
             RunStates::default()
@@ -77,7 +78,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
             index,
             line: entry.text(),
             valid: entry.parsed.is_ok(),
-            error: entry.parsed.as_ref().err().cloned(),
+            error: entry.parsed.as_ref().err().map(ToString::to_string),
             name: None,
             source: None,
             timing: None,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
 use crate::archive::verify::{self, Verified};
-use crate::archive::{self, naming};
+use crate::backup::{self, History};
 use crate::error::{EXIT_FAILURE, Error};
 
 /// One archive's result in `verify --json`.
@@ -116,7 +116,7 @@ fn to_json(path: &Path, shown: &str, result: &Result<Verified, verify::Failure>)
 /// Every archive file in `backups/` (manifests and other files left out).
 fn every_archive(ctx: &Context) -> Result<Vec<PathBuf>, Error> {
     let dir = ctx.home.backups_dir();
-    Ok(archive::list_archives(&dir)
+    Ok(backup::archive_names(&dir)
         .map_err(|e| Error::io("list", &dir, e))?
         .into_iter()
         .map(|name| dir.join(name))
@@ -131,8 +131,9 @@ fn resolve(ctx: &Context, target: &str) -> Result<Vec<PathBuf>, Error> {
     if !target.contains('/') && !target.starts_with('.') && dir.join(target).is_file() {
         return Ok(vec![dir.join(target)]);
     }
-    let archives =
-        naming::schedule_archives(&dir, target).map_err(|e| Error::io("list", &dir, e))?;
+    let archives = History::named(&ctx.home, target)
+        .list()
+        .map_err(|e| Error::io("list", &dir, e))?;
     let is_schedule = ctx
         .store
         .load()?

@@ -1,10 +1,7 @@
 //! The backup service: detaching, the pidfile, signals and the loop, plus the
 //! single-schedule runner that `run` shares with it.
 
-pub mod hooks;
-pub mod job;
 pub mod pidfile;
-pub mod runner;
 pub mod scheduler;
 pub mod service;
 pub mod signals;
@@ -30,13 +27,15 @@ pub enum DaemonError {
     NotRunning,
     #[error(transparent)]
     Io(#[from] FileError),
-    #[error("cannot detach the daemon: {0}")]
-    Detach(String),
-    #[error("backup_service did not start: {0}")]
-    StartFailed(String),
+    #[error("cannot detach the daemon")]
+    Detach(#[source] daemonize::Error),
+    #[error("backup_service did not start: the daemon exited with {status}")]
+    StartExited { status: std::process::ExitStatus },
+    #[error("backup_service did not start: no pidfile after {seconds} s; see {}", log.display())]
+    StartTimeout { seconds: u64, log: PathBuf },
     #[error("backup_service (pid {pid}) did not stop within {seconds} s; it is still running")]
     StopTimeout { pid: i32, seconds: u64 },
-    #[error("cannot send SIGTERM to backup_service (pid {pid}): {source}")]
+    #[error("cannot send SIGTERM to backup_service (pid {pid})")]
     Signal {
         pid: i32,
         #[source]
@@ -91,7 +90,7 @@ pub fn run_daemon(
         match detach.execute() {
             Outcome::Parent(Ok(_)) => return Ok(()),
             Outcome::Parent(Err(e)) | Outcome::Child(Err(e)) => {
-                return Err(DaemonError::Detach(e.to_string()));
+                return Err(DaemonError::Detach(e));
             }
             Outcome::Child(Ok(_)) => {}
         }
@@ -108,7 +107,7 @@ pub fn run_daemon(
     .map_err(|e| DaemonError::io("open log file", &log, e))?;
     let result = serve_with_pidfile(home, clock.as_ref(), options.jobs);
     if let Err(error) = &result {
-        log::error!("{error}");
+        log::error!("{}", crate::primitives::error_chain(error));
     }
     result
 }

@@ -9,13 +9,13 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::job;
-use super::runner::WhenBusy;
 use super::scheduler::{self, Decision, MinuteTracker, Window};
 use super::signals::{Shutdown, Wake};
 use crate::archive::Watch;
+use crate::backup::{self, History, WhenBusy};
 use crate::clock::{Clock, log_stamp};
 use crate::home::Home;
+use crate::primitives::error_chain;
 use crate::store::{Entry, Schedule, StateFile, Store};
 
 /// Why a run was queued.
@@ -141,7 +141,7 @@ fn work(home: &Home, clock: &dyn Clock, queue: &RunQueue, abort: &AtomicBool) {
                 abort,
                 progress: None,
             };
-            let _ = job::run_job(home, clock, &run.schedule, WhenBusy::Skip, watch);
+            let _ = backup::run_job(home, clock, &run.schedule, WhenBusy::Skip, watch);
         }
         queue.done(&name);
     }
@@ -198,7 +198,10 @@ fn run_loop<Tz: TimeZone>(
                     "SIGHUP received: log files reopened, {} schedules loaded",
                     entries.len()
                 ),
-                Err(error) => log::error!("SIGHUP received: log files reopened; {error}"),
+                Err(error) => log::error!(
+                    "SIGHUP received: log files reopened; {}",
+                    error_chain(&error)
+                ),
             }
         }
     }
@@ -225,7 +228,7 @@ impl Cycle<'_> {
         let entries = match self.store.load() {
             Ok(entries) => entries,
             Err(error) => {
-                log::error!("{error}; no backups this minute");
+                log::error!("{}; no backups this minute", error_chain(&error));
                 return Vec::new();
             }
         };
@@ -315,7 +318,10 @@ impl LastRuns {
     fn read(home: &Home) -> Self {
         let file = StateFile::new(home.state_file(), home.state_lock());
         Self(file.load().unwrap_or_else(|error| {
-            log::warn!("{error}; judging missed runs by the archives alone");
+            log::warn!(
+                "{}; judging missed runs by the archives alone",
+                error_chain(&error)
+            );
             Default::default()
         }))
     }
@@ -327,9 +333,11 @@ impl LastRuns {
             .get(&schedule.name)
             .and_then(|s| s.last_run.as_ref())
             .map(|r| r.started);
-        let archived = job::latest_archive(home, schedule)
-            .and_then(|(path, _)| std::fs::metadata(path).ok()?.modified().ok())
-            .map(DateTime::<Utc>::from);
+        let archived = History::of(home, schedule)
+            .newest()
+            .ok()
+            .flatten()
+            .map(|newest| DateTime::<Utc>::from(newest.modified));
         recorded.max(archived)
     }
 }

@@ -11,20 +11,21 @@ pub mod options;
 pub mod schedule;
 pub mod state;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub use options::{Format, Options};
 
 use crate::file_error::FileError;
+use crate::primitives::{self, quote};
 pub use schedule::{Schedule, ScheduleError, Timing};
 pub use state::{RunRecord, RunState, StateFile};
 
 /// Errors of the schedule store. Input errors name the bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("malformed schedule: {} ({reason})", printable(input))]
+    #[error("malformed schedule: {} ({reason})", quote(input))]
     Malformed {
         input: String,
         reason: ScheduleError,
@@ -38,23 +39,9 @@ pub enum StoreError {
     #[error("no schedule with index or name {text:?}")]
     UnknownSchedule { text: String },
     #[error("schedule {index} is not valid ({reason}); fix or delete it first")]
-    InvalidEntry { index: usize, reason: String },
+    InvalidEntry { index: usize, reason: EntryError },
     #[error(transparent)]
     Io(#[from] FileError),
-}
-
-/// `text` with control characters escaped, so a message stays on one line.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 fn count_phrase(count: usize) -> String {
@@ -72,20 +59,29 @@ impl StoreError {
     }
 }
 
+/// Why a line of the store is not a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("the line is not valid UTF-8")]
+    NotUtf8,
+    #[error(transparent)]
+    Invalid(#[from] ScheduleError),
+}
+
 /// One line of the store, valid or not.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The line exactly as stored, without its newline.
     pub raw: Vec<u8>,
     /// The parsed schedule, or why the line is not one.
-    pub parsed: Result<Schedule, String>,
+    pub parsed: Result<Schedule, EntryError>,
 }
 
 impl Entry {
     fn from_raw(raw: Vec<u8>) -> Self {
         let parsed = match std::str::from_utf8(&raw) {
-            Ok(text) => Schedule::parse(text).map_err(|e| e.to_string()),
-            Err(_) => Err("the line is not valid UTF-8".to_string()),
+            Ok(text) => Schedule::parse(text).map_err(EntryError::from),
+            Err(_) => Err(EntryError::NotUtf8),
         };
         Self { raw, parsed }
     }
@@ -193,11 +189,7 @@ impl Store {
         &self,
         change: impl FnOnce(&mut Vec<Entry>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
+        let lock = primitives::open_lock_file(&self.lock_path)
             .map_err(FileError::on("open lock file", &self.lock_path))?;
         lock.lock()
             .map_err(FileError::on("lock", &self.lock_path))?;
@@ -214,18 +206,8 @@ impl Store {
             text.extend_from_slice(&entry.raw);
             text.push(b'\n');
         }
-        let tmp = tmp_path(&self.path);
-        let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            sync_parent_dir(&self.path)
-        };
-        write().map_err(|source| {
-            let _ = fs::remove_file(&tmp);
-            self.io_error("write schedule file", source)
-        })
+        primitives::write_atomic(&self.path, &text, 0o644)
+            .map_err(|source| self.io_error("write schedule file", source))
     }
 
     fn io_error(&self, action: &'static str, source: io::Error) -> StoreError {
@@ -241,27 +223,6 @@ fn parse_index(text: &str) -> Result<usize, StoreError> {
         return Err(bad());
     }
     text.parse().map_err(|_| bad())
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-/// Makes a rename in `path`'s directory durable.
-pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) => File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        })?
-        .sync_all(),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 
 use chrono::TimeDelta;
 
+pub use crate::model::{Format, Retention};
+
 /// Why the options field was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("option {option:?} {why}")]
@@ -19,60 +21,6 @@ fn refuse(option: &str, why: impl Into<String>) -> OptionError {
     OptionError {
         option: option.to_string(),
         why: why.into(),
-    }
-}
-
-/// Archive format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    #[default]
-    Tar,
-    TarGz,
-    TarZst,
-}
-
-impl Format {
-    /// The file-name extension, without the dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Tar => "tar",
-            Format::TarGz => "tar.gz",
-            Format::TarZst => "tar.zst",
-        }
-    }
-
-    pub fn from_extension(text: &str) -> Option<Self> {
-        [Format::Tar, Format::TarGz, Format::TarZst]
-            .into_iter()
-            .find(|f| f.extension() == text)
-    }
-
-    /// The compression levels this format accepts, and its default.
-    pub fn levels(self) -> Option<(std::ops::RangeInclusive<i32>, i32)> {
-        match self {
-            Format::Tar => None,
-            Format::TarGz => Some((0..=9, 6)),
-            Format::TarZst => Some((1..=22, 3)),
-        }
-    }
-}
-
-/// Retention rules. Setting any of them keeps a timestamped archive per run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Retention {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_within: Option<TimeDelta>,
-    pub min_keep: Option<u32>,
-}
-
-impl Retention {
-    /// True when any rule is set, which switches the schedule to history mode.
-    pub fn is_set(&self) -> bool {
-        *self != Retention::default()
     }
 }
 

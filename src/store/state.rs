@@ -8,41 +8,16 @@
 //! lock. The file is hidden, so the home's listing stays as the spec shows it.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::file_error::FileError;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    /// The archive holds the whole tree.
-    Ok,
-    /// An archive was written, but some files could not be read.
-    Partial,
-    /// No archive was written (or a `before` hook failed).
-    Failed,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Ok => "ok",
-            RunState::Partial => "partial",
-            RunState::Failed => "failed",
-        }
-    }
-
-    /// True when the run left an archive behind.
-    pub fn produced_archive(self) -> bool {
-        self != RunState::Failed
-    }
-}
+pub use crate::model::RunState;
+use crate::primitives;
 
 /// One run of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +56,7 @@ pub struct RunStates {
 pub enum StateError {
     #[error(transparent)]
     Io(#[from] FileError),
-    #[error("state file {} is not valid: {source}", path.display())]
+    #[error("state file {} is not valid", path.display())]
     Corrupt {
         path: PathBuf,
         #[source]
@@ -127,17 +102,13 @@ impl StateFile {
             let on = FileError::on(action, path);
             move |source| StateError::Io(on(source))
         };
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
+        let lock = primitives::open_lock_file(&self.lock_path)
             .map_err(io("open lock file", &self.lock_path))?;
         lock.lock().map_err(io("lock", &self.lock_path))?;
         let mut states = match self.load() {
             Ok(states) => states,
             Err(error @ StateError::Corrupt { .. }) => {
-                log::warn!("{error}; starting a new one");
+                log::warn!("{}; starting a new one", primitives::error_chain(&error));
                 RunStates::default()
             }
             Err(error) => return Err(error),
@@ -154,16 +125,7 @@ impl StateFile {
                 source,
             })?;
         text.push(b'\n');
-        let tmp = self.path.with_file_name(".backupctl-state.json.tmp");
-        let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            super::sync_parent_dir(&self.path)
-        };
-        write().map_err(|source| {
-            let _ = fs::remove_file(&tmp);
+        primitives::write_atomic(&self.path, &text, 0o600).map_err(|source| {
             StateError::Io(FileError::new("write state file", &self.path, source))
         })
     }

@@ -78,7 +78,7 @@ impl HookEnv {
 /// Why a hook failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("{hook} hook of {name} could not be started: {source}")]
+    #[error("{hook} hook of {name} could not be started")]
     Spawn {
         hook: &'static str,
         name: String,

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
 
-use super::manifest::manifest_path;
-use crate::store::options::Retention;
+use crate::archive::manifest::manifest_path;
+use crate::model::Retention;
 
 /// The verdict on one archive.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,30 +1,35 @@
 //! One backup job, as the service and `run` both start it: everything around
 //! the runner's archive writing. Under the schedule's lock it checks the
 //! free space, runs the `before` hook, backs up, runs the `after` or
-//! `on-failure` hook and records the outcome in the state file.
+//! `on-failure` hook and records the outcome in the state file. Every outcome
+//! is logged here (or by the runner), once: callers never log a job's error.
 //!
-//! The schedule's lock (`runner::lock_schedule`) is taken before any hook
-//! runs, so two runs of one schedule (the daemon's and a `run`, or two `run`s)
-//! never overlap, hooks included.
+//! The schedule's lock ([`super::lock_schedule`]) is taken before any hook
+//! runs, so two runs of one schedule never overlap, hooks included.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+use super::history::History;
 use super::hooks::{self, HookEnv, HookError, HookKind};
-use super::runner::{self, RunError, RunOutcome, RunRequest, ScheduleLock, WhenBusy, human_bytes};
-use crate::archive::{Watch, naming};
+use super::lock::{self, LockError, ScheduleLock, WhenBusy};
+use super::runner::{self, RunError, RunOutcome, RunRequest};
+use crate::archive::Watch;
 use crate::clock::Clock;
 use crate::home::Home;
-use crate::store::{RunRecord, RunState, Schedule, StateFile};
+use crate::model::RunState;
+use crate::primitives::{error_chain, human_bytes};
+use crate::store::{RunRecord, Schedule, StateFile};
 
 /// Why a job did not produce an archive.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
     Run(#[from] RunError),
-    #[error("backup of {name} skipped: {source}")]
+    #[error("backup of {name} skipped")]
     BeforeHook {
         name: String,
         #[source]
@@ -39,7 +44,7 @@ pub enum JobError {
         free: u64,
         needed: u64,
     },
-    #[error("cannot check the free space of {}: {source}", path.display())]
+    #[error("cannot check the free space of {}", path.display())]
     Statvfs {
         path: PathBuf,
         #[source]
@@ -51,7 +56,7 @@ impl JobError {
     /// A run skipped because another run of the schedule holds its lock:
     /// not a failure, nothing is recorded.
     pub fn is_busy(&self) -> bool {
-        matches!(self, JobError::Run(RunError::Busy { .. }))
+        matches!(self, JobError::Lock(LockError::Busy { .. }))
     }
 }
 
@@ -64,10 +69,10 @@ pub fn run_job(
     when_busy: WhenBusy,
     watch: Watch<'_>,
 ) -> Result<RunOutcome, JobError> {
-    let lock = match runner::lock_schedule(home, schedule, when_busy) {
+    let lock = match lock::lock_schedule(home, schedule, when_busy) {
         Ok(lock) => lock,
         Err(error) => {
-            log::warn!("{error}");
+            log::warn!("{}", error_chain(&error));
             return Err(error.into());
         }
     };
@@ -77,13 +82,13 @@ pub fn run_job(
         && !matches!(error, JobError::Run(_))
     {
         // The runner logs its own failures; these are ours.
-        log::error!("{error}");
+        log::error!("{}", error_chain(error));
     }
     let record = record_of(home, &outcome, started, clock.now());
     after_hooks(home, schedule, &outcome, &record);
     let state = StateFile::new(home.state_file(), home.state_lock());
     if let Err(error) = state.record(&schedule.name, record) {
-        log::error!("{error}");
+        log::error!("{}", error_chain(&error));
     }
     outcome
 }
@@ -141,12 +146,12 @@ fn after_hooks(
             HookKind::After
         }
         Err(error) => {
-            env.error = error.to_string();
+            env.error = error_chain(error);
             HookKind::OnFailure
         }
     };
     if let Err(error) = hooks::run_hook(kind, schedule, home.root(), &env) {
-        log::error!("{error}");
+        log::error!("{}", error_chain(&error));
     }
 }
 
@@ -166,7 +171,7 @@ fn record_of(
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
 ) -> RunRecord {
-    let success = |state, archive: &Path, size| RunRecord {
+    let success = |state, archive: &std::path::Path, size| RunRecord {
         started,
         finished,
         state,
@@ -175,50 +180,28 @@ fn record_of(
         error: None,
     };
     match outcome {
-        Ok(RunOutcome::Finished(run)) => success(
-            match run.state {
-                runner::RunState::Ok => RunState::Ok,
-                runner::RunState::Partial => RunState::Partial,
-            },
-            &run.archive,
-            Some(run.report.archive_size),
-        ),
-        Ok(RunOutcome::Unchanged { since }) => success(
-            RunState::Ok,
-            since,
-            fs::metadata(since).ok().map(|m| m.len()),
-        ),
+        Ok(RunOutcome::Finished(run)) => {
+            success(run.state, &run.archive, Some(run.report.archive_size))
+        }
+        Ok(RunOutcome::Unchanged { since }) => success(RunState::Ok, &since.path, Some(since.size)),
         Err(error) => RunRecord {
             started,
             finished,
             state: RunState::Failed,
             archive: None,
             size: None,
-            error: Some(error.to_string()),
+            error: Some(error_chain(error)),
         },
     }
-}
-
-/// The newest archive of `schedule` on disk and its size: whatever its format
-/// or naming, the one modified last.
-pub fn latest_archive(home: &Home, schedule: &Schedule) -> Option<(PathBuf, u64)> {
-    let archives = naming::schedule_archives(&home.backups_dir(), &schedule.name).ok()?;
-    archives
-        .into_iter()
-        .filter_map(|a| {
-            let meta = fs::metadata(&a.path).ok()?;
-            Some((meta.modified().ok()?, a.path, meta.len()))
-        })
-        .max_by_key(|(modified, _, _)| *modified)
-        .map(|(_, path, len)| (path, len))
 }
 
 /// Refuses a run when the backups filesystem has less free space than the
 /// schedule's last archive: the new one would most likely not fit.
 fn check_free_space(home: &Home, schedule: &Schedule) -> Result<(), JobError> {
-    let Some((_, needed)) = latest_archive(home, schedule) else {
+    let Ok(Some(newest)) = History::of(home, schedule).newest() else {
         return Ok(());
     };
+    let needed = newest.size;
     let dir = home.backups_dir();
     let stats = nix::sys::statvfs::statvfs(&dir).map_err(|source| JobError::Statvfs {
         path: dir.clone(),

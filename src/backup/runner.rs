@@ -1,0 +1,412 @@
+//! Writing one archive of a schedule, under its lock: clears what a killed
+//! run left behind, skips an unchanged tree when asked to, writes the archive
+//! and its manifest, prunes old archives and logs the outcome. The job layer
+//! ([`super::job`]) wraps this with the free-space check, hooks and the state
+//! record.
+//!
+//! A run ends in one of three states ([`RunState`]): ok (everything
+//! archived), partial (the archive is valid but some files were skipped) or
+//! failed (no new archive).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Local, SubsecRound, Utc};
+
+use super::history::{ArchiveFile, History, NextArchive, NoFreeName};
+use super::lock::ScheduleLock;
+use super::retention::Decision;
+use crate::archive::manifest::{Manifest, SkippedFile};
+use crate::archive::{self, ArchiveError, ArchiveJob, ArchiveReport, Watch};
+use crate::home::Home;
+use crate::model::{Format, RunState};
+use crate::primitives::{error_chain, human_bytes};
+use crate::store::Schedule;
+
+/// Why a run did not produce an archive.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("backup failed for {schedule_source}")]
+    Archive {
+        schedule_source: String,
+        #[source]
+        source: ArchiveError,
+    },
+    #[error("backup failed for {schedule_source}: cannot write the manifest {}", path.display())]
+    Manifest {
+        schedule_source: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("backup failed for {schedule_source}")]
+    NoFreeName {
+        schedule_source: String,
+        #[source]
+        source: NoFreeName,
+    },
+    #[error("cannot list {}", path.display())]
+    List {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What the caller hands a run.
+#[derive(Clone, Copy)]
+pub struct RunRequest<'a> {
+    /// The run's time, from the caller's clock: it names history archives and
+    /// dates the manifest.
+    pub now: DateTime<Utc>,
+    pub watch: Watch<'a>,
+}
+
+/// A run that wrote an archive.
+#[derive(Debug)]
+pub struct Finished {
+    pub archive: PathBuf,
+    pub report: ArchiveReport,
+    /// `Ok` or `Partial`.
+    pub state: RunState,
+    /// Archives deleted by retention after this one was in place.
+    pub pruned: Vec<PathBuf>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub enum RunOutcome {
+    Finished(Finished),
+    /// `if-changed`, and the tree matches the fingerprint of this archive.
+    Unchanged {
+        since: ArchiveFile,
+    },
+}
+
+/// What `run --dry-run` reports, without changing anything.
+#[derive(Debug)]
+pub struct DryRun {
+    pub archive: PathBuf,
+    pub format: Format,
+    pub level: Option<i32>,
+    /// Set when `if-changed` would skip the run.
+    pub unchanged_since: Option<PathBuf>,
+    /// Retention's verdict on the archives as they would be after the run.
+    pub decisions: Vec<Decision>,
+}
+
+/// Backs up `schedule` now and logs the outcome, good or bad. The lock
+/// argument is the proof that the caller holds the schedule's lock.
+pub fn run_schedule(
+    home: &Home,
+    schedule: &Schedule,
+    request: &RunRequest<'_>,
+    _lock: &ScheduleLock,
+) -> Result<RunOutcome, RunError> {
+    let outcome = run_locked(home, schedule, request);
+    match &outcome {
+        Ok(outcome) => log_outcome(home, schedule, outcome),
+        Err(error) => log::error!("{}", error_chain(error)),
+    }
+    outcome
+}
+
+fn run_locked(
+    home: &Home,
+    schedule: &Schedule,
+    request: &RunRequest<'_>,
+) -> Result<RunOutcome, RunError> {
+    let history = History::of(home, schedule);
+    let temp = history.temp_path();
+    // Under the lock, a temporary file can only be a leftover of a killed run.
+    match fs::remove_file(&temp) {
+        Ok(()) => log::warn!(
+            "removed {} left by an interrupted run",
+            home.display_path(&temp)
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {}: {e}", home.display_path(&temp)),
+    }
+    let source = home.resolve_source(&schedule.source);
+    if schedule.options.if_changed
+        && let Some(since) = unchanged_since(&history, schedule, &source)
+    {
+        return Ok(RunOutcome::Unchanged { since });
+    }
+    let NextArchive { path: archive, .. } = next_archive(&history, schedule, request.now)?;
+    let job = ArchiveJob {
+        source: &source,
+        destination: &archive,
+        temp: &temp,
+        format: schedule.options.format,
+        level: schedule.options.effective_level(),
+        watch: request.watch,
+    };
+    let report = archive::write_archive(&job).map_err(|source| RunError::Archive {
+        schedule_source: schedule.source.clone(),
+        source,
+    })?;
+    let state = if report.skipped.is_empty() {
+        RunState::Ok
+    } else {
+        RunState::Partial
+    };
+    let manifest = manifest_for(schedule, &archive, &report, state, request.now);
+    history
+        .write_manifest(&archive, &manifest)
+        .map_err(|source| RunError::Manifest {
+            schedule_source: schedule.source.clone(),
+            path: crate::archive::manifest::manifest_path(&archive),
+            source,
+        })?;
+    // Pruning only ever follows a new archive that is in place with its
+    // manifest; a failed run returned above.
+    let pruned = if history.keeps_history() {
+        prune(home, &history)
+    } else {
+        Vec::new()
+    };
+    Ok(RunOutcome::Finished(Finished {
+        archive,
+        report,
+        state,
+        pruned,
+    }))
+}
+
+fn next_archive(
+    history: &History,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Result<NextArchive, RunError> {
+    history
+        .next_archive(now, &Local)
+        .map_err(|source| RunError::NoFreeName {
+            schedule_source: schedule.source.clone(),
+            source,
+        })
+}
+
+/// What a run at `now` would do, changing nothing: no lock, no archive, no
+/// deletion. A failure is logged, as for a real run.
+pub fn plan_run(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
+    let plan = plan_unlogged(home, schedule, now);
+    if let Err(error) = &plan {
+        log::error!("{}", error_chain(error));
+    }
+    plan
+}
+
+fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
+    let history = History::of(home, schedule);
+    let source = home.resolve_source(&schedule.source);
+    let unchanged_since = if schedule.options.if_changed {
+        unchanged_since(&history, schedule, &source).map(|a| a.path)
+    } else {
+        None
+    };
+    let next = next_archive(&history, schedule, now)?;
+    let decisions = if next.stamp.is_some() && unchanged_since.is_none() {
+        // Retention judges the archives as they would be after the run.
+        history
+            .prune_plan(Some(&next))
+            .map_err(|source| RunError::List {
+                path: history.dir().to_path_buf(),
+                source,
+            })?
+    } else {
+        Vec::new()
+    };
+    Ok(DryRun {
+        archive: next.path,
+        format: schedule.options.format,
+        level: schedule.options.effective_level(),
+        unchanged_since,
+        decisions,
+    })
+}
+
+/// Applies retention to the schedule's archives. A failure here does not undo
+/// the good archive just written: it is logged, and the next run retries.
+fn prune(home: &Home, history: &History) -> Vec<PathBuf> {
+    let deleted = history
+        .prune_plan(None)
+        .and_then(|decisions| history.prune(&decisions));
+    match deleted {
+        Ok(deleted) => deleted,
+        Err(error) => {
+            log::warn!(
+                "retention for {} not applied: {}",
+                home.display_path(history.dir()),
+                error_chain(&error)
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// The newest archive whose manifest records a complete run of the same
+/// source with the tree's current fingerprint. An archive without a manifest,
+/// or a partial one, never counts: the run goes ahead.
+fn unchanged_since(history: &History, schedule: &Schedule, source: &Path) -> Option<ArchiveFile> {
+    let (archive, manifest) = history.newest_current()?;
+    let comparable = manifest.state == RunState::Ok && manifest.source == schedule.source;
+    if !comparable || archive::check_source(source).is_err() {
+        return None;
+    }
+    let current = archive::fingerprint_tree(source);
+    (current == manifest.fingerprint).then_some(archive)
+}
+
+fn manifest_for(
+    schedule: &Schedule,
+    archive: &Path,
+    report: &ArchiveReport,
+    state: RunState,
+    now: DateTime<Utc>,
+) -> Manifest {
+    Manifest {
+        schedule: schedule.name.clone(),
+        source: schedule.source.clone(),
+        archive: archive
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        created: now.with_timezone(&Local).fixed_offset().trunc_subsecs(0),
+        format: schedule.options.format,
+        level: schedule.options.effective_level(),
+        archive_size: report.archive_size,
+        sha256: report.sha256.clone(),
+        entries: report.entries,
+        bytes_read: report.bytes_read,
+        skipped: report
+            .skipped
+            .iter()
+            .map(|s| SkippedFile {
+                path: s.path.to_string_lossy().into_owned(),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+        state,
+        duration_seconds: report.duration.as_secs_f64(),
+        backupctl_version: env!("CARGO_PKG_VERSION").to_string(),
+        fingerprint: report.fingerprint.clone(),
+    }
+}
+
+fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
+    let finished = match outcome {
+        RunOutcome::Unchanged { since } => {
+            log::info!(
+                "Backup skipped for {}: unchanged since {}",
+                schedule.source,
+                home.display_path(&since.path)
+            );
+            return;
+        }
+        RunOutcome::Finished(finished) => finished,
+    };
+    let report = &finished.report;
+    for skipped in &report.skipped {
+        log::warn!(
+            "{}: {} ({})",
+            schedule.name,
+            skipped.path.display(),
+            skipped.reason
+        );
+    }
+    let archive = home.display_path(&finished.archive);
+    if finished.state == RunState::Partial {
+        log::info!(
+            "Backup partial for {} in {archive} ({} files skipped; {})",
+            schedule.source,
+            report.skipped.len(),
+            summary(report)
+        );
+    } else {
+        log::info!(
+            "Backup done for {} in {archive} ({})",
+            schedule.source,
+            summary(report)
+        );
+    }
+    for pruned in &finished.pruned {
+        log::info!("Pruned {} (retention)", home.display_path(pruned));
+    }
+}
+
+/// `12 files, 3.4 MiB in, archive 1.1 MiB, ratio 3.09, 0.21 s, 16.2 MB/s`.
+/// The ratio is bytes in per archive byte; MB/s is bytes in per second.
+pub fn summary(report: &ArchiveReport) -> String {
+    let seconds = report.duration.as_secs_f64();
+    let ratio = if report.archive_size == 0 {
+        0.0
+    } else {
+        report.bytes_read as f64 / report.archive_size as f64
+    };
+    let speed = if seconds > 0.0 {
+        report.bytes_read as f64 / seconds / 1e6
+    } else {
+        0.0
+    };
+    let mut text = format!(
+        "{} {}, {} in, archive {}, ratio {ratio:.2}, {seconds:.2} s, {speed:.1} MB/s",
+        report.files,
+        if report.files == 1 { "file" } else { "files" },
+        human_bytes(report.bytes_read),
+        human_bytes(report.archive_size),
+    );
+    if report.sockets_ignored > 0 {
+        text.push_str(&format!(", {} sockets left out", report.sockets_ignored));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_summary_gives_files_sizes_ratio_and_speed() {
+        let report = ArchiveReport {
+            files: 3,
+            bytes_read: 4_000_000,
+            archive_size: 1_000_000,
+            duration: Duration::from_secs(2),
+            ..ArchiveReport::default()
+        };
+        assert_eq!(
+            summary(&report),
+            "3 files, 3.8 MiB in, archive 976.6 KiB, ratio 4.00, 2.00 s, 2.0 MB/s"
+        );
+    }
+
+    fn history_schedule(name: &str) -> Schedule {
+        Schedule::parse(&format!("src;10:00;{name};keep-last=2")).unwrap()
+    }
+
+    #[test]
+    fn a_partial_run_is_recorded_as_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = ArchiveReport {
+            skipped: vec![archive::Skipped {
+                path: dir.path().join("gone"),
+                reason: "vanished while the backup ran".into(),
+            }],
+            ..ArchiveReport::default()
+        };
+        let schedule = history_schedule("n");
+        let manifest = manifest_for(
+            &schedule,
+            &dir.path().join("n_20250101_000000.tar"),
+            &report,
+            RunState::Partial,
+            Utc::now(),
+        );
+        assert_eq!(manifest.state, RunState::Partial);
+        assert_eq!(manifest.skipped[0].reason, "vanished while the backup ran");
+    }
+}

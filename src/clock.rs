@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone, Utc};
 
 /// Environment variable that starts the process clock at a fixed local time
 /// (`YYYY-MM-DDTHH:MM[:SS]`); it then advances in real time. A testing aid: it
@@ -74,7 +74,8 @@ pub fn from_env() -> Result<Box<dyn Clock>, String> {
     }
 }
 
-fn parse_local(text: &str) -> Option<DateTime<Utc>> {
+/// `YYYY-MM-DDTHH:MM[:SS]` on the local wall clock, as an instant.
+pub fn parse_local(text: &str) -> Option<DateTime<Utc>> {
     let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
         .ok()?;
@@ -82,6 +83,14 @@ fn parse_local(text: &str) -> Option<DateTime<Utc>> {
         .from_local_datetime(&naive)
         .earliest()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// `instant` on the local wall clock, with its offset. With [`log_stamp`]
+/// and [`parse_local`] the one place below the command line that reads the
+/// local time zone (`TZ`, `/etc/localtime`); the commands read it once in
+/// their context and the service loop takes it from there.
+pub fn to_local(instant: DateTime<Utc>) -> DateTime<FixedOffset> {
+    instant.with_timezone(&Local).fixed_offset()
 }
 
 /// The spec's log timestamp, `dd/mm/YYYY HH:MM`, in local time.

@@ -9,6 +9,12 @@
 //! Every line is written to the file now at the log's path: a log moved away
 //! (by logrotate) or rotated by another process is followed at the next line,
 //! and [`reopen`] (SIGHUP) forces a fresh open.
+//!
+//! Why not the `file-rotate` crate: it assumes one writer that owns the file,
+//! while here several processes append to one log (the service and each
+//! `run`), and logrotate may move it away underneath them. Rotation therefore
+//! happens under an `flock` on the file, after checking that the file at the
+//! path is still ours, which file-rotate has no place for.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};

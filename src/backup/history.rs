@@ -14,10 +14,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use chrono::{DateTime, Local, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 
 use super::retention::{self, Decision};
 use crate::archive::manifest::{self, Manifest};
+use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, Retention};
 use crate::store::Schedule;
@@ -42,12 +43,9 @@ pub struct ArchiveFile {
 impl ArchiveFile {
     /// When the archive was taken: its stamp, or else its modification time,
     /// as a local wall-clock time. The one order of "newest".
-    fn taken<Tz: TimeZone>(&self, zone: &Tz) -> NaiveDateTime {
-        self.stamp.unwrap_or_else(|| {
-            DateTime::<Utc>::from(self.modified)
-                .with_timezone(zone)
-                .naive_local()
-        })
+    fn taken(&self) -> NaiveDateTime {
+        self.stamp
+            .unwrap_or_else(|| clock::to_local(self.modified.into()).naive_local())
     }
 
     /// The file name, without the directory.
@@ -142,11 +140,7 @@ impl History {
                 size: metadata.len(),
             });
         }
-        found.sort_by(|a, b| {
-            a.taken(&Local)
-                .cmp(&b.taken(&Local))
-                .then_with(|| a.path.cmp(&b.path))
-        });
+        found.sort_by(|a, b| a.taken().cmp(&b.taken()).then_with(|| a.path.cmp(&b.path)));
         Ok(found)
     }
 
@@ -168,15 +162,11 @@ impl History {
     }
 
     /// The archive a run at `now` writes: `<name>.<ext>` (replaced) without
-    /// retention, else `<name>_YYYYMMDD_HHMMSS.<ext>` in `zone`'s time. When
+    /// retention, else `<name>_YYYYMMDD_HHMMSS.<ext>` in local time. When
     /// that stamp is taken (two runs within one second, or the hour that
     /// repeats when clocks go back) the next free second is used: a run never
     /// replaces another run's archive, and is never refused for it.
-    pub fn next_archive<Tz: TimeZone>(
-        &self,
-        now: DateTime<Utc>,
-        zone: &Tz,
-    ) -> Result<NextArchive, NoFreeName> {
+    pub fn next_archive(&self, now: DateTime<Utc>) -> Result<NextArchive, NoFreeName> {
         if !self.keeps_history() {
             let name = archive_file_name(&self.name, self.format, None);
             return Ok(NextArchive {
@@ -184,7 +174,7 @@ impl History {
                 stamp: None,
             });
         }
-        let wanted = now.with_timezone(zone).naive_local();
+        let wanted = clock::to_local(now).naive_local();
         let stamp = (0..MAX_STAMP_SHIFT)
             .map(|shift| wanted + TimeDelta::seconds(shift))
             .find(|stamp| !self.stamp_taken(*stamp))
@@ -379,13 +369,10 @@ mod tests {
     fn the_newest_is_by_stamp_and_a_taken_second_moves_on() {
         let dir = tempfile::tempdir().unwrap();
         let history = history_in(dir.path(), "s;10:00;n;keep-last=3");
-        let now = Local
-            .from_local_datetime(&stamp())
-            .unwrap()
-            .with_timezone(&Utc);
-        let first = history.next_archive(now, &Local).unwrap();
+        let now = clock::parse_local("2025-01-02T03:04:05").unwrap();
+        let first = history.next_archive(now).unwrap();
         fs::write(&first.path, b"").unwrap();
-        let second = history.next_archive(now, &Local).unwrap();
+        let second = history.next_archive(now).unwrap();
         assert_ne!(first.path, second.path);
         assert_eq!(
             second.stamp.unwrap() - first.stamp.unwrap(),

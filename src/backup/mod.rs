@@ -15,6 +15,7 @@ mod lock;
 pub mod retention;
 mod runner;
 
+pub use crate::archive::Watch;
 pub use history::{ArchiveFile, History, archive_names};
 pub use job::{JobError, run_job};
 pub use lock::{LockError, ScheduleLock, WhenBusy, lock_schedule};

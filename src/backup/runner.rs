@@ -12,13 +12,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Local, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::history::{ArchiveFile, History, NextArchive, NoFreeName};
 use super::lock::ScheduleLock;
 use super::retention::Decision;
 use crate::archive::manifest::{Manifest, SkippedFile};
 use crate::archive::{self, ArchiveError, ArchiveJob, ArchiveReport, Watch};
+use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, RunState};
 use crate::primitives::{error_chain, human_bytes};
@@ -181,7 +182,7 @@ fn next_archive(
     now: DateTime<Utc>,
 ) -> Result<NextArchive, RunError> {
     history
-        .next_archive(now, &Local)
+        .next_archive(now)
         .map_err(|source| RunError::NoFreeName {
             schedule_source: schedule.source.clone(),
             source,
@@ -274,7 +275,7 @@ fn manifest_for(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned(),
-        created: now.with_timezone(&Local).fixed_offset().trunc_subsecs(0),
+        created: clock::to_local(now).trunc_subsecs(0),
         format: schedule.options.format,
         level: schedule.options.effective_level(),
         archive_size: report.archive_size,

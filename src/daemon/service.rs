@@ -11,8 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::scheduler::{self, Decision, MinuteTracker, Window};
 use super::signals::{Shutdown, Wake};
-use crate::archive::Watch;
-use crate::backup::{self, History, WhenBusy};
+use crate::backup::{self, History, Watch, WhenBusy};
 use crate::clock::{Clock, log_stamp};
 use crate::home::Home;
 use crate::primitives::error_chain;

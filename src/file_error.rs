@@ -1,12 +1,13 @@
 //! An I/O failure on a named path, shared by every module's error enum: what
 //! was being done, to which file, and the system's reason, read as one
-//! sentence: `cannot read schedule file backup_schedules.txt: permission denied`.
+//! sentence once the printer adds the cause from `source()`: `cannot read
+//! schedule file backup_schedules.txt: permission denied`.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {source}", path.display())]
+#[error("cannot {action} {}", path.display())]
 pub struct FileError {
     pub action: &'static str,
     pub path: PathBuf,

@@ -4,8 +4,6 @@
 //! is partial, 1 when the run failed. Ctrl-C abandons the archive and removes
 //! the partial file. On a terminal a progress bar shows on stderr.
 
-use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,13 +15,25 @@ use crate::archive::Watch;
 use crate::daemon::job;
 use crate::daemon::runner::{self, RunOutcome, RunState, WhenBusy};
 use crate::daemon::signals::{FirstSignal, Shutdown};
-use crate::error::{EXIT_PARTIAL, Error};
+use crate::error::Error;
+use crate::exit_codes::ExitCode;
 use crate::store::Schedule;
 
-pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
-    let (_, schedule) = ctx.store.find(key)?;
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The schedule's index or name
+    #[arg(allow_hyphen_values = true)]
+    pub schedule: String,
+    /// Print the archive it would write and what retention would delete;
+    /// change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let (_, schedule) = ctx.store.find(&args.schedule)?;
     let now = ctx.clock.now();
-    if dry_run {
+    if args.dry_run {
         return print_plan(ctx, &schedule, now);
     }
     let shutdown = Shutdown::install(FirstSignal::Abort)
@@ -35,7 +45,8 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     };
     // The last run's byte count is the estimate: no extra walk to size the tree.
     let estimate = runner::newest_manifest(&ctx.home, &schedule).map(|(_, m)| m.bytes_read);
-    let outcome = with_progress_bar(estimate, &progress, || {
+    let bar = ctx.stderr_is_terminal.then_some(estimate);
+    let outcome = with_progress_bar(bar, &progress, || {
         job::run_job(
             &ctx.home,
             ctx.clock.as_ref(),
@@ -51,7 +62,7 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
                 schedule.source,
                 ctx.home.display_path(&since)
             )])?;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(ExitCode::Success);
         }
         RunOutcome::Finished(finished) => finished,
     };
@@ -76,8 +87,8 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     );
     print_lines(lines)?;
     Ok(match finished.state {
-        RunState::Ok => ExitCode::SUCCESS,
-        RunState::Partial => ExitCode::from(EXIT_PARTIAL),
+        RunState::Ok => ExitCode::Success,
+        RunState::Partial => ExitCode::Partial,
     })
 }
 
@@ -90,7 +101,7 @@ fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<
             schedule.source,
             ctx.home.display_path(since)
         )])?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::Success);
     }
     let level = plan
         .level
@@ -115,19 +126,20 @@ fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<
         format!("{verdict} {}{why}", ctx.home.display_path(&d.path))
     }));
     print_lines(lines)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
-/// Runs `work`, drawing a bar of `progress` against `estimate` on stderr when
-/// stderr is a terminal (a spinner with a byte count without an estimate).
+/// Runs `work`, drawing a bar of `progress` on stderr when `bar` is given
+/// (stderr is a terminal): against the estimate it holds, or a spinner with a
+/// byte count without one.
 fn with_progress_bar<T>(
-    estimate: Option<u64>,
+    bar: Option<Option<u64>>,
     progress: &AtomicU64,
     work: impl FnOnce() -> T,
 ) -> T {
-    if !std::io::stderr().is_terminal() {
+    let Some(estimate) = bar else {
         return work();
-    }
+    };
     let bar = match estimate.filter(|&n| n > 0) {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")

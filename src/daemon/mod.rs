@@ -57,14 +57,13 @@ pub fn state(home: &Home) -> Result<DaemonState, DaemonError> {
 }
 
 /// How the service runs.
-#[derive(Debug, Clone, Copy)]
-pub struct DaemonOptions {
-    /// Stay in the foreground, logging to stderr too.
+pub struct DaemonOptions<'a> {
+    /// Stay in the foreground.
     pub foreground: bool,
     /// How many backups may run at once (at least 1).
     pub jobs: usize,
-    /// When the service log rotates.
-    pub rotation: logging::Rotation,
+    /// The service log, opened once detached (the cli decides which file).
+    pub log: LogTarget<'a>,
 }
 
 /// Runs the service: detached into the background unless `foreground`. In the
@@ -73,7 +72,7 @@ pub struct DaemonOptions {
 pub fn run_daemon(
     home: &Home,
     clock: Arc<dyn Clock>,
-    options: DaemonOptions,
+    options: DaemonOptions<'_>,
 ) -> Result<(), DaemonError> {
     let foreground = options.foreground;
     home.ensure_layout()
@@ -96,16 +95,9 @@ pub fn run_daemon(
             Outcome::Child(Ok(_)) => {}
         }
     }
-    let log = home.service_log();
-    logging::init(
-        LogTarget {
-            file: &log,
-            echo_to_stderr: foreground,
-            rotation: options.rotation,
-        },
-        clock.clone(),
-    )
-    .map_err(|e| DaemonError::io("open log file", &log, e))?;
+    let log = options.log.file;
+    logging::init(options.log, clock.clone())
+        .map_err(|e| DaemonError::io("open log file", log, e))?;
     let result = serve_with_pidfile(home, clock.as_ref(), options.jobs);
     if let Err(error) = &result {
         log::error!("{error}");

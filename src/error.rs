@@ -1,11 +1,9 @@
-//! The top-level error and the exit codes, in one table:
-//!
-//! | code | meaning |
-//! |------|---------|
-//! | 0    | success |
-//! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
-//! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
-//! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest) |
+//! The top-level error: every failure a command can end with, each variant
+//! keeping the value it is about and the underlying error. A `Display` says
+//! what went wrong at its own level and leaves the cause to `source()`; the
+//! one printer (`cli::report_error`) walks the chain onto one line. The exit
+//! code of each error comes from [`Error::exit_code`] (table in
+//! [`crate::exit_codes`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -13,31 +11,65 @@ use std::path::PathBuf;
 use crate::archive::restore::RestoreError;
 use crate::backup::{JobError, LockError, RunError};
 use crate::daemon::DaemonError;
+use crate::exit_codes::ExitCode;
 use crate::file_error::FileError;
-use crate::store::StoreError;
-
-pub const EXIT_FAILURE: u8 = 1;
-pub const EXIT_INVALID_INPUT: u8 = 2;
-pub const EXIT_PARTIAL: u8 = 3;
+use crate::primitives::quote;
+use crate::store::{ScheduleError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Asking about or signalling the daemon (`start`, `stop`, `status`).
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// The service itself failed (`daemon`, `backup_service`); it logs its
+    /// own errors once its log is open.
+    #[error(transparent)]
+    Service(DaemonError),
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Job(#[from] JobError),
+    /// A schedule's lock could not be taken (`prune`).
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
     Io(#[from] FileError),
-    #[error("{0}")]
-    Invalid(String),
+    /// The command line was refused; `message` names the bad input.
+    #[error("{message} (see --help)")]
+    Usage { message: String },
+    /// `BACKUPCTL_FAKE_NOW` does not parse; the clock's own explanation.
+    #[error("{message}")]
+    BadFakeNow { message: String },
+    #[error("cannot find the current directory")]
+    CurrentDir(#[source] io::Error),
+    #[error("cannot write JSON to stdout")]
+    Json(#[source] serde_json::Error),
+    /// `next EXPR` with an expression that is not a schedule time.
+    #[error(transparent)]
+    BadTime(ScheduleError),
+    #[error("name the archives or schedules to verify, or give --all")]
+    NothingToVerify,
+    #[error(
+        "no archive or schedule named \"{}\" (looked in backups/ and at that path)",
+        quote(target)
+    )]
+    NoVerifyTarget { target: String },
+    #[error(
+        "schedule \"{}\" has no archives in backups/ to verify",
+        quote(schedule)
+    )]
+    NoArchivesToVerify { schedule: String },
+    #[error("no archive \"{}\" in backups/ or at that path", quote(archive))]
+    NoSuchArchive { archive: String },
+    #[error(
+        "schedule \"{}\" has no retention rules (keep-last=N, keep-daily=N, …): prune has nothing to do",
+        quote(schedule)
+    )]
+    NoRetention { schedule: String },
 }
 
 impl Error {
@@ -45,13 +77,67 @@ impl Error {
         Self::Io(FileError::new(action, path, source))
     }
 
-    /// The process exit code for this error (see the table above).
-    pub fn exit_code(&self) -> u8 {
+    /// The process exit code for this error (table in [`crate::exit_codes`]).
+    pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Store(e) if e.is_input_error() => EXIT_INVALID_INPUT,
-            Error::Invalid(_) => EXIT_INVALID_INPUT,
-            Error::Restore(e) if e.is_input_error() => EXIT_INVALID_INPUT,
-            _ => EXIT_FAILURE,
+            Error::Store(e) if e.is_input_error() => ExitCode::InvalidInput,
+            Error::Restore(e) if e.is_input_error() => ExitCode::InvalidInput,
+            Error::Usage { .. }
+            | Error::BadFakeNow { .. }
+            | Error::BadTime(_)
+            | Error::NothingToVerify
+            | Error::NoVerifyTarget { .. }
+            | Error::NoArchivesToVerify { .. }
+            | Error::NoSuchArchive { .. }
+            | Error::NoRetention { .. } => ExitCode::InvalidInput,
+            Error::Store(_)
+            | Error::Daemon(_)
+            | Error::Service(_)
+            | Error::Run(_)
+            | Error::Restore(_)
+            | Error::Job(_)
+            | Error::Lock(_)
+            | Error::Io(_)
+            | Error::CurrentDir(_)
+            | Error::Json(_) => ExitCode::Failure,
         }
+    }
+
+    /// True for the errors of a backup run and of the service: the pipeline
+    /// that met them has logged them already, with their context (which
+    /// schedule, which archive). Every other error is logged once, by the cli.
+    pub fn logged_by_pipeline(&self) -> bool {
+        matches!(self, Error::Run(_) | Error::Job(_) | Error::Service(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_input_exits_2_and_failures_exit_1() {
+        let usage = Error::Usage {
+            message: "unrecognized subcommand 'x'".into(),
+        };
+        assert_eq!(usage.exit_code(), ExitCode::InvalidInput);
+        assert_eq!(Error::NothingToVerify.exit_code(), ExitCode::InvalidInput);
+        let io = Error::io("read", "f", io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(io.exit_code(), ExitCode::Failure);
+        assert_eq!(
+            Error::Daemon(DaemonError::NotRunning).exit_code(),
+            ExitCode::Failure
+        );
+    }
+
+    #[test]
+    fn untrusted_names_are_quoted_on_one_line() {
+        let error = Error::NoSuchArchive {
+            archive: "a\nb".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "no archive \"a\\nb\" in backups/ or at that path"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! An I/O failure on a named path, shared by every module's error enum: what
 //! was being done, to which file, and the system's reason, read as one
-//! sentence: `cannot read schedule file backup_schedules.txt: permission denied`
-//! (the reason is the `#[source]`, which the error printer appends).
+//! sentence once the printer adds the cause from `source()`: `cannot read
+//! schedule file backup_schedules.txt: permission denied`.
 
 use std::io;
 use std::path::{Path, PathBuf};

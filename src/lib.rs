@@ -2,7 +2,7 @@
 //! into these modules, which integration tests and examples use as well.
 //!
 //! Dependencies point one way: `cli` → `daemon` → `store` / `archive` → the leaf
-//! modules (`clock`, `home`, `logging`, `error`).
+//! modules (`clock`, `home`, `logging`, `error`, `exit_codes`, `primitives`).
 
 pub mod archive;
 pub mod backup;
@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod error;
+pub mod exit_codes;
 pub mod file_error;
 pub mod home;
 pub mod logging;

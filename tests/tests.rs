@@ -4,6 +4,7 @@
 mod support;
 
 mod archive;
+mod cli_args;
 mod daemon;
 mod history;
 mod manager;

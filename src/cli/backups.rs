@@ -3,20 +3,30 @@
 //! schedule and manifest (shape in docs/archives.md).
 
 use std::path::Path;
-use std::process::ExitCode;
 
-use chrono::{DateTime, Local, SecondsFormat};
+use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
 use crate::archive::{manifest, verify};
 use crate::backup::{self, history};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 use crate::primitives::human_bytes;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show each archive's date and size
+    #[arg(long, short)]
+    pub long: bool,
+    /// Print the archives as JSON, with their schedule and checksum
+    #[arg(long, conflicts_with = "long")]
+    pub json: bool,
+}
 
 /// How to show the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+enum Style {
     /// File names only (the spec's output).
     Names,
     /// Date, size and name.
@@ -35,13 +45,24 @@ struct ArchiveJson {
     verified_manifest: bool,
 }
 
-pub fn run(ctx: &Context, style: Style) -> Result<ExitCode, Error> {
+impl Args {
+    fn style(&self) -> Style {
+        match (self.long, self.json) {
+            (_, true) => Style::Json,
+            (true, false) => Style::Long,
+            (false, false) => Style::Names,
+        }
+    }
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let style = args.style();
     let dir = ctx.home.backups_dir();
     let names = backup::archive_names(&dir).map_err(|e| Error::io("list", &dir, e))?;
     log::info!("Show backups list");
     if style == Style::Names {
         print_lines(names)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::Success);
     }
     let schedules: Vec<String> = ctx
         .store
@@ -55,17 +76,22 @@ pub fn run(ctx: &Context, style: Style) -> Result<ExitCode, Error> {
         if verify::format_of(&path).is_none() {
             continue; // manifests and foreign files
         }
-        rows.push(describe(&path, name, &schedules)?);
+        rows.push(describe(ctx, &path, name, &schedules)?);
     }
     if style == Style::Json {
         print_json(&rows)?;
     } else {
         print_lines(rows.iter().map(long_line))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
-fn describe(path: &Path, archive: String, schedules: &[String]) -> Result<ArchiveJson, Error> {
+fn describe(
+    ctx: &Context,
+    path: &Path,
+    archive: String,
+    schedules: &[String],
+) -> Result<ArchiveJson, Error> {
     let metadata = path.metadata().map_err(|e| Error::io("read", path, e))?;
     let modified = metadata
         .modified()
@@ -82,7 +108,9 @@ fn describe(path: &Path, archive: String, schedules: &[String]) -> Result<Archiv
     Ok(ArchiveJson {
         schedule,
         size: metadata.len(),
-        modified: DateTime::<Local>::from(modified).to_rfc3339_opts(SecondsFormat::Secs, false),
+        modified: DateTime::<chrono::Utc>::from(modified)
+            .with_timezone(&ctx.zone)
+            .to_rfc3339_opts(SecondsFormat::Secs, false),
         sha256: manifest.map(|m| m.sha256),
         verified_manifest,
         archive,

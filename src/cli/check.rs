@@ -3,15 +3,15 @@
 //! enough, else prints the overdue schedules (and those never backed up) and
 //! exits 1. It needs no daemon: the state file and the archives are the truth.
 
-use std::process::ExitCode;
-
-use chrono::{DateTime, Local, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::{Context, print_lines};
 use crate::backup::History;
 use crate::clock::log_stamp;
-use crate::error::{EXIT_FAILURE, Error};
+use crate::error::Error;
+use crate::exit_codes::ExitCode;
 use crate::home::Home;
+use crate::primitives::error_chain;
 use crate::store::Schedule;
 use crate::store::state::{RunStates, StateFile};
 
@@ -32,18 +32,22 @@ enum Verdict {
     Never,
 }
 
-fn judge(
+fn judge<Tz: TimeZone>(
     schedule: &Schedule,
     last_success: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     max_age: Option<TimeDelta>,
-) -> Verdict {
+    zone: &Tz,
+) -> Verdict
+where
+    Tz::Offset: Copy,
+{
     let Some(last) = last_success else {
         return Verdict::Never;
     };
     let interval = schedule
         .timing
-        .interval_before(&now.with_timezone(&Local))
+        .interval_before(&now.with_timezone(zone))
         .unwrap_or(TimeDelta::days(1));
     let allowed = max_age.unwrap_or_else(|| default_max_age(interval));
     if now - last <= allowed {
@@ -69,11 +73,23 @@ fn last_success(home: &Home, states: &RunStates, schedule: &Schedule) -> Option<
     recorded.max(archived)
 }
 
-pub fn run(ctx: &Context, max_age: Option<TimeDelta>) -> Result<ExitCode, Error> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Overdue after this long without a successful backup (90m, 36h, 7d)
+    /// [default: the schedule's interval plus a margin]
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
+    pub max_age: Option<TimeDelta>,
+}
+
+fn parse_max_age(text: &str) -> Result<TimeDelta, String> {
+    crate::store::options::parse_duration(text)
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let states = StateFile::new(ctx.home.state_file(), ctx.home.state_lock())
         .load()
         .unwrap_or_else(|error| {
-            let error = crate::primitives::error_chain(&error);
+            let error = error_chain(&error);
             eprintln!(
                 "{}: warning: {error}; judging by the archives alone",
                 ctx.program
@@ -93,7 +109,7 @@ pub fn run(ctx: &Context, max_age: Option<TimeDelta>) -> Result<ExitCode, Error>
             continue;
         };
         let last = last_success(&ctx.home, &states, schedule);
-        match judge(schedule, last, now, max_age) {
+        match judge(schedule, last, now, args.max_age, &ctx.zone) {
             Verdict::Fresh => fresh += 1,
             Verdict::Never => problems.push(format!("{}: never backed up", schedule.name)),
             Verdict::Overdue { last, allowed } => problems.push(format!(
@@ -109,11 +125,11 @@ pub fn run(ctx: &Context, max_age: Option<TimeDelta>) -> Result<ExitCode, Error>
         let what = if fresh == 1 { "schedule" } else { "schedules" };
         log::info!("Check: {fresh} {what} backed up in time");
         print_lines([format!("ok: {fresh} {what} backed up in time")])?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::Success);
     }
     log::warn!("Check failed: {}", problems.join("; "));
     print_lines(problems)?;
-    Ok(ExitCode::from(EXIT_FAILURE))
+    Ok(ExitCode::Failure)
 }
 
 /// `3d 4h`, `2h 5m`, `45m`.
@@ -130,7 +146,6 @@ fn human_duration(d: TimeDelta) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn fresh_overdue_and_never() {
@@ -138,15 +153,15 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2024, 3, 5, 12, 30, 0).unwrap();
         let ago = |m: i64| Some(now - TimeDelta::minutes(m));
         // Hourly: allowed 1 h + 1 h margin.
-        assert_eq!(judge(&hourly, ago(119), now, None), Verdict::Fresh);
+        assert_eq!(judge(&hourly, ago(119), now, None, &Utc), Verdict::Fresh);
         assert!(matches!(
-            judge(&hourly, ago(121), now, None),
+            judge(&hourly, ago(121), now, None, &Utc),
             Verdict::Overdue { .. }
         ));
-        assert_eq!(judge(&hourly, None, now, None), Verdict::Never);
+        assert_eq!(judge(&hourly, None, now, None, &Utc), Verdict::Never);
         // --max-age wins.
         assert_eq!(
-            judge(&hourly, ago(300), now, Some(TimeDelta::hours(6))),
+            judge(&hourly, ago(300), now, Some(TimeDelta::hours(6)), &Utc),
             Verdict::Fresh
         );
         assert_eq!(default_max_age(TimeDelta::days(1)), TimeDelta::hours(36));

@@ -1,38 +1,34 @@
-//! `completions SHELL` and `man`: a shell completion script and a roff man
-//! page, generated from the clap definitions so they never fall behind.
-
-use std::io::Write;
-use std::process::ExitCode;
+//! `completions SHELL`: a shell completion script, generated from the clap
+//! definitions so it never falls behind.
 
 use clap::CommandFactory;
 
-use super::Cli;
+use super::{Cli, Context};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 
-/// Prints the completion script for `shell`.
-pub fn completions(program: &'static str, shell: clap_complete::Shell) -> Result<ExitCode, Error> {
-    let mut cmd = Cli::command().name(program);
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The shell to complete for
+    pub shell: clap_complete::Shell,
+}
+
+/// Prints the completion script for the shell.
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let mut cmd = Cli::command().name(ctx.program);
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut cmd, program, &mut script);
+    clap_complete::generate(args.shell, &mut cmd, ctx.program, &mut script);
     print_bytes(&script)
 }
 
-/// Prints the man page.
-pub fn man(program: &'static str) -> Result<ExitCode, Error> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command().name(program))
-        .render(&mut page)
-        .map_err(|e| Error::io("render", "the man page", e))?;
-    print_bytes(&page)
-}
-
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn print_bytes(bytes: &[u8]) -> Result<ExitCode, Error> {
+pub fn print_bytes(bytes: &[u8]) -> Result<ExitCode, Error> {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Error::io("write to", "stdout", e))
         }
-        _ => Ok(ExitCode::SUCCESS),
+        _ => Ok(ExitCode::Success),
     }
 }

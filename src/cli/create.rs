@@ -1,13 +1,24 @@
 //! `create "path;hh:mm;name"`: validates a schedule and appends it to the store.
 
-use std::process::ExitCode;
-
 use super::Context;
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
+use crate::primitives::printable;
 
-pub fn run(ctx: &Context, line: &str) -> Result<ExitCode, Error> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The schedule, e.g. "/home/me/docs;02:30;docs": back up the
+    /// directory every day at that time into backups/NAME.tar. The time
+    /// may also be a cron expression ("30 2 * * mon-fri") or @hourly,
+    /// @daily, @weekly, @monthly; try it with `next` first
+    #[arg(allow_hyphen_values = true)]
+    pub schedule: String,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let line = &args.schedule;
     let schedule = ctx.store.add(line)?;
-    log::info!("New schedule added: {}", crate::primitives::printable(line));
+    log::info!("New schedule added: {}", printable(line));
     let source = ctx.home.resolve_source(&schedule.source);
     if !source.exists() {
         let warning = format!(
@@ -17,5 +28,5 @@ pub fn run(ctx: &Context, line: &str) -> Result<ExitCode, Error> {
         log::warn!("{warning}");
         eprintln!("{}: warning: {warning}", ctx.program);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }

@@ -2,12 +2,11 @@
 //! Lines that are not valid schedules are shown as stored and flagged on stderr.
 //! `--json` prints every line as an object instead (shape in docs/archives.md).
 
-use std::process::ExitCode;
-
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 use crate::store::Entry;
 
 /// One schedule line in `list --json`.
@@ -24,17 +23,24 @@ struct ScheduleJson {
     error: Option<String>,
 }
 
-pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the schedules as JSON (shape in docs/archives.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let entries = ctx.store.load()?;
     log::info!("Show schedules list");
-    if json {
+    if args.json {
         let rows: Vec<ScheduleJson> = entries
             .iter()
             .enumerate()
             .map(|(index, entry)| to_json(index, entry))
             .collect();
         print_json(&rows)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::Success);
     }
     for (index, entry) in entries.iter().enumerate() {
         if let Err(reason) = &entry.parsed {
@@ -50,7 +56,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
             .enumerate()
             .map(|(index, entry)| format!("{index}: {}", entry.text())),
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
 fn to_json(index: usize, entry: &Entry) -> ScheduleJson {

@@ -2,23 +2,32 @@
 //! every schedule that has retention rules. Prints each archive with `keep`
 //! (and the rules that keep it) or `delete`; `--dry-run` changes nothing.
 
-use std::process::ExitCode;
-
 use super::{Context, print_lines};
 use crate::backup::retention::Decision;
 use crate::backup::{self, History, WhenBusy};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 use crate::store::Schedule;
 
-pub fn run(ctx: &Context, name: Option<&str>, dry_run: bool) -> Result<ExitCode, Error> {
-    let schedules = match name {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The schedule (index or name) [default: every schedule with retention rules]
+    #[arg(allow_hyphen_values = true)]
+    pub schedule: Option<String>,
+    /// Print each archive with keep (and the rules that keep it) or delete;
+    /// change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let schedules = match args.schedule.as_deref() {
         Some(key) => {
             let (_, schedule) = ctx.store.find(key)?;
             if !schedule.options.retention.is_set() {
-                return Err(Error::Invalid(format!(
-                    "schedule {:?} has no retention rules (keep-last=N, keep-daily=N, …): prune has nothing to do",
-                    schedule.name
-                )));
+                return Err(Error::NoRetention {
+                    schedule: schedule.name,
+                });
             }
             vec![schedule]
         }
@@ -38,9 +47,9 @@ pub fn run(ctx: &Context, name: Option<&str>, dry_run: bool) -> Result<ExitCode,
         log::info!("Prune: no schedule has retention rules");
     }
     for schedule in &schedules {
-        prune_schedule(ctx, schedule, dry_run)?;
+        prune_schedule(ctx, schedule, args.dry_run)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
 fn prune_schedule(ctx: &Context, schedule: &Schedule, dry_run: bool) -> Result<(), Error> {

@@ -3,14 +3,28 @@
 //! written, existing files are kept unless `--force`. Prints each restored path.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use super::{Context, print_lines};
 use crate::archive::restore::{self, ManifestCheck, RestoreJob};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 
-pub fn run(ctx: &Context, archive: &str, to: &Path, force: bool) -> Result<ExitCode, Error> {
-    let archive = resolve(ctx, archive)?;
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// An archive file name in backups/, or a path to an archive
+    #[arg(allow_hyphen_values = true)]
+    pub archive: String,
+    /// The directory to restore into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replace existing files and symlinks (never directories)
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let (to, force) = (args.to.as_path(), args.force);
+    let archive = resolve(ctx, &args.archive)?;
     let shown = ctx.home.display_path(&archive);
     let job = RestoreJob {
         archive: &archive,
@@ -48,7 +62,7 @@ pub fn run(ctx: &Context, archive: &str, to: &Path, force: bool) -> Result<ExitC
         to.display(),
         if force { " (--force)" } else { "" }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
 /// An archive file name in `backups/`, or a path.
@@ -61,7 +75,7 @@ fn resolve(ctx: &Context, archive: &str) -> Result<PathBuf, Error> {
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
-    Err(Error::Invalid(format!(
-        "no archive {archive:?} in backups/ or at that path"
-    )))
+    Err(Error::NoSuchArchive {
+        archive: archive.to_string(),
+    })
 }

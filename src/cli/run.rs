@@ -4,8 +4,6 @@
 //! is partial, 1 when the run failed. Ctrl-C abandons the archive and removes
 //! the partial file. On a terminal a progress bar shows on stderr.
 
-use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,14 +14,26 @@ use super::{Context, print_lines};
 use crate::archive::Watch;
 use crate::backup::{self, History, RunOutcome, WhenBusy};
 use crate::daemon::signals::{FirstSignal, Shutdown};
-use crate::error::{EXIT_PARTIAL, Error};
+use crate::error::Error;
+use crate::exit_codes::ExitCode;
 use crate::model::RunState;
 use crate::store::Schedule;
 
-pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
-    let (_, schedule) = ctx.store.find(key)?;
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The schedule's index or name
+    #[arg(allow_hyphen_values = true)]
+    pub schedule: String,
+    /// Print the archive it would write and what retention would delete;
+    /// change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let (_, schedule) = ctx.store.find(&args.schedule)?;
     let now = ctx.clock.now();
-    if dry_run {
+    if args.dry_run {
         return print_plan(ctx, &schedule, now);
     }
     let shutdown = Shutdown::install(FirstSignal::Abort)
@@ -37,7 +47,8 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     let estimate = History::of(&ctx.home, &schedule)
         .newest_current()
         .map(|(_, manifest)| manifest.bytes_read);
-    let outcome = with_progress_bar(estimate, &progress, || {
+    let bar = ctx.stderr_is_terminal.then_some(estimate);
+    let outcome = with_progress_bar(bar, &progress, || {
         backup::run_job(
             &ctx.home,
             ctx.clock.as_ref(),
@@ -53,7 +64,7 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
                 schedule.source,
                 ctx.home.display_path(&since.path)
             )])?;
-            return Ok(ExitCode::SUCCESS);
+            return Ok(ExitCode::Success);
         }
         RunOutcome::Finished(finished) => finished,
     };
@@ -78,8 +89,8 @@ pub fn run(ctx: &Context, key: &str, dry_run: bool) -> Result<ExitCode, Error> {
     );
     print_lines(lines)?;
     Ok(match finished.state {
-        RunState::Partial => ExitCode::from(EXIT_PARTIAL),
-        RunState::Ok | RunState::Failed => ExitCode::SUCCESS,
+        RunState::Partial => ExitCode::Partial,
+        RunState::Ok | RunState::Failed => ExitCode::Success,
     })
 }
 
@@ -92,7 +103,7 @@ fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<
             schedule.source,
             ctx.home.display_path(since)
         )])?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitCode::Success);
     }
     let level = plan
         .level
@@ -117,19 +128,20 @@ fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<
         format!("{verdict} {}{why}", ctx.home.display_path(&d.path))
     }));
     print_lines(lines)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
-/// Runs `work`, drawing a bar of `progress` against `estimate` on stderr when
-/// stderr is a terminal (a spinner with a byte count without an estimate).
+/// Runs `work`, drawing a bar of `progress` on stderr when `bar` is given
+/// (stderr is a terminal): against the estimate it holds, or a spinner with a
+/// byte count without one.
 fn with_progress_bar<T>(
-    estimate: Option<u64>,
+    bar: Option<Option<u64>>,
     progress: &AtomicU64,
     work: impl FnOnce() -> T,
 ) -> T {
-    if !std::io::stderr().is_terminal() {
+    let Some(estimate) = bar else {
         return work();
-    }
+    };
     let bar = match estimate.filter(|&n| n > 0) {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")

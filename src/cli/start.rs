@@ -1,18 +1,23 @@
 //! `start`: launches `backupctl daemon` and returns once the daemon runs and
 //! holds its pidfile, or says why it could not start.
 
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Context;
 use crate::daemon::pidfile::DaemonState;
 use crate::daemon::{self, DaemonError};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 
 /// How long a daemon may take to write its pidfile.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
+/// `start` takes no arguments of its own.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     if let DaemonState::Running { pid, .. } = daemon::state(&ctx.home)? {
         return Err(DaemonError::AlreadyRunning {
             pid: pid.to_string(),
@@ -37,7 +42,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode, Error> {
     while started.elapsed() < START_TIMEOUT {
         if let DaemonState::Running { pid, .. } = daemon::state(&ctx.home)? {
             log::info!("backup_service started (pid {pid})");
-            return Ok(ExitCode::SUCCESS);
+            return Ok(ExitCode::Success);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -5,15 +5,15 @@
 //! RFC 3339 in UTC, absent values are `null`, fields may be added but are
 //! never renamed or removed.
 
-use std::process::ExitCode;
-
-use chrono::{DateTime, Local, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::{Context, print_lines};
+use super::{Context, print_json, print_lines};
 use crate::clock::log_stamp;
 use crate::daemon::{self, pidfile::DaemonState};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
+use crate::primitives::error_chain;
 use crate::store::state::{RunRecord, RunStates, StateFile};
 
 #[derive(Serialize)]
@@ -50,7 +50,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead (the shape is documented in docs/scheduling.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let service = match daemon::state(&ctx.home)? {
         DaemonState::Running { pid, since } => Service {
             running: true,
@@ -66,19 +73,19 @@ pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
     let states = StateFile::new(ctx.home.state_file(), ctx.home.state_lock())
         .load()
         .unwrap_or_else(|error| {
-            let error = crate::primitives::error_chain(&error);
+            let error = error_chain(&error);
             eprintln!("{}: warning: {error}", ctx.program);
             log::warn!("{error}");
             RunStates::default()
         });
-    let now = ctx.clock.now().with_timezone(&Local);
+    let now = ctx.clock.now().with_timezone(&ctx.zone);
     let mut schedules = Vec::new();
     for (index, entry) in ctx.store.load()?.iter().enumerate() {
         let mut status = ScheduleStatus {
             index,
             line: entry.text(),
             valid: entry.parsed.is_ok(),
-            error: entry.parsed.as_ref().err().map(ToString::to_string),
+            error: entry.parsed.as_ref().err().map(|e| e.to_string()),
             name: None,
             source: None,
             timing: None,
@@ -102,14 +109,12 @@ pub fn run(ctx: &Context, json: bool) -> Result<ExitCode, Error> {
     }
     let status = Status { service, schedules };
     log::info!("Show status");
-    if json {
-        let text = serde_json::to_string_pretty(&status)
-            .map_err(|e| Error::io("write", "JSON", std::io::Error::other(e)))?;
-        print_lines([text])?;
+    if args.json {
+        print_json(&status)?;
     } else {
         print_lines(text_lines(&status))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
 fn text_lines(status: &Status) -> Vec<String> {

@@ -1,7 +1,6 @@
 //! `stop`: sends SIGTERM to the daemon named by the locked pidfile and waits
 //! until it has finished its backups in progress and exited.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -11,11 +10,20 @@ use super::Context;
 use crate::daemon::pidfile::{self, DaemonState};
 use crate::daemon::{self, DaemonError};
 use crate::error::Error;
+use crate::exit_codes::ExitCode;
 
 /// After this long, say what we are waiting for.
 const PATIENCE: Duration = Duration::from_secs(3);
 
-pub fn run(ctx: &Context, timeout: Option<u64>) -> Result<ExitCode, Error> {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Give up waiting after this many seconds [default: wait until it exits]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let timeout = args.timeout;
     let pid = match daemon::state(&ctx.home)? {
         DaemonState::Running { pid, .. } => pid,
         DaemonState::NotRunning { stale } => {
@@ -50,7 +58,7 @@ pub fn run(ctx: &Context, timeout: Option<u64>) -> Result<ExitCode, Error> {
     }
     wait_for_exit(pid);
     log::info!("backup_service stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
 /// The lock goes a moment before the process: wait (briefly) for the process

@@ -3,14 +3,14 @@
 //! `FAILED` with the reason per archive. Exit 1 if any failed.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
 use crate::archive::verify::{self, Verified};
 use crate::backup::{self, History};
-use crate::error::{EXIT_FAILURE, Error};
+use crate::error::Error;
+use crate::exit_codes::ExitCode;
 
 /// One archive's result in `verify --json`.
 #[derive(Debug, Serialize)]
@@ -24,16 +24,29 @@ struct VerifyJson {
     entries: Option<u64>,
 }
 
-pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<ExitCode, Error> {
-    let archives = if all {
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Schedule names (all their archives), archive file names in backups/,
+    /// or paths to archives (after `--` when one starts with '-')
+    #[arg(conflicts_with = "all")]
+    pub targets: Vec<String>,
+    /// Verify every archive in backups/
+    #[arg(long)]
+    pub all: bool,
+    /// Print the results as JSON (shape in docs/archives.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    let json = args.json;
+    let archives = if args.all {
         every_archive(ctx)?
-    } else if targets.is_empty() {
-        return Err(Error::Invalid(
-            "name the archives or schedules to verify, or give --all".to_string(),
-        ));
+    } else if args.targets.is_empty() {
+        return Err(Error::NothingToVerify);
     } else {
         let mut found = Vec::new();
-        for target in targets {
+        for target in &args.targets {
             for path in resolve(ctx, target)? {
                 if !found.contains(&path) {
                     found.push(path);
@@ -71,9 +84,9 @@ pub fn run(ctx: &Context, targets: &[String], all: bool, json: bool) -> Result<E
         let summary = format!("{failed} of {} archives failed verification", results.len());
         eprintln!("{}: {summary}", ctx.program);
         log::error!("{summary}");
-        ExitCode::from(EXIT_FAILURE)
+        ExitCode::Failure
     } else {
-        ExitCode::SUCCESS
+        ExitCode::Success
     })
 }
 
@@ -143,15 +156,15 @@ fn resolve(ctx: &Context, target: &str) -> Result<Vec<PathBuf>, Error> {
         return Ok(archives.into_iter().map(|a| a.path).collect());
     }
     if is_schedule {
-        return Err(Error::Invalid(format!(
-            "schedule {target:?} has no archives in backups/ to verify"
-        )));
+        return Err(Error::NoArchivesToVerify {
+            schedule: target.to_string(),
+        });
     }
     let path = Path::new(target);
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    Err(Error::Invalid(format!(
-        "no archive or schedule named {target:?} (looked in backups/ and at that path)"
-    )))
+    Err(Error::NoVerifyTarget {
+        target: target.to_string(),
+    })
 }

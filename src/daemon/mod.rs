@@ -56,14 +56,15 @@ pub fn state(home: &Home) -> Result<DaemonState, DaemonError> {
 }
 
 /// How the service runs.
-#[derive(Debug, Clone, Copy)]
-pub struct DaemonOptions {
-    /// Stay in the foreground, logging to stderr too.
+pub struct DaemonOptions<'a> {
+    /// Stay in the foreground.
     pub foreground: bool,
     /// How many backups may run at once (at least 1).
     pub jobs: usize,
-    /// When the service log rotates.
-    pub rotation: logging::Rotation,
+    /// The service log, opened once detached (the cli decides which file).
+    pub log: LogTarget<'a>,
+    /// The time zone schedules are read in (resolved once by the cli).
+    pub zone: chrono::Local,
 }
 
 /// Runs the service: detached into the background unless `foreground`. In the
@@ -72,7 +73,7 @@ pub struct DaemonOptions {
 pub fn run_daemon(
     home: &Home,
     clock: Arc<dyn Clock>,
-    options: DaemonOptions,
+    options: DaemonOptions<'_>,
 ) -> Result<(), DaemonError> {
     let foreground = options.foreground;
     home.ensure_layout()
@@ -95,24 +96,22 @@ pub fn run_daemon(
             Outcome::Child(Ok(_)) => {}
         }
     }
-    let log = home.service_log();
-    logging::init(
-        LogTarget {
-            file: &log,
-            echo_to_stderr: foreground,
-            rotation: options.rotation,
-        },
-        clock.clone(),
-    )
-    .map_err(|e| DaemonError::io("open log file", &log, e))?;
-    let result = serve_with_pidfile(home, clock.as_ref(), options.jobs);
+    let log = options.log.file;
+    logging::init(options.log, clock.clone())
+        .map_err(|e| DaemonError::io("open log file", log, e))?;
+    let result = serve_with_pidfile(home, clock.as_ref(), &options.zone, options.jobs);
     if let Err(error) = &result {
         log::error!("{}", crate::primitives::error_chain(error));
     }
     result
 }
 
-fn serve_with_pidfile(home: &Home, clock: &dyn Clock, jobs: usize) -> Result<(), DaemonError> {
+fn serve_with_pidfile(
+    home: &Home,
+    clock: &dyn Clock,
+    zone: &chrono::Local,
+    jobs: usize,
+) -> Result<(), DaemonError> {
     // Signals first: once the pidfile exists, `stop` may signal us.
     let shutdown = Shutdown::install(FirstSignal::Graceful)
         .map_err(|e| DaemonError::io("install signal handlers for", home.root(), e))?;
@@ -131,7 +130,7 @@ fn serve_with_pidfile(home: &Home, clock: &dyn Clock, jobs: usize) -> Result<(),
     if jobs > 1 {
         log::info!("up to {jobs} backups run at once");
     }
-    service::serve(home, clock, &chrono::Local, &shutdown, jobs);
+    service::serve(home, clock, zone, &shutdown, jobs);
     log::info!("backup_service stopped (pid {})", std::process::id());
     drop(pidfile);
     Ok(())

@@ -1,0 +1,51 @@
+//! The process exit codes, in one table. Commands return an [`ExitCode`] (or
+//! an error, whose [`crate::error::Error::exit_code`] picks one); `main` turns
+//! it into the process's status once. fd's `exit_codes.rs` is the model.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | success |
+//! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
+//! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
+//! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest) |
+
+/// How the process ends (see the table above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Success = 0,
+    Failure = 1,
+    InvalidInput = 2,
+    Partial = 3,
+}
+
+impl ExitCode {
+    /// The number the process exits with.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        Self::from(code.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_the_table() {
+        let table = [
+            (ExitCode::Success, 0),
+            (ExitCode::Failure, 1),
+            (ExitCode::InvalidInput, 2),
+            (ExitCode::Partial, 3),
+        ];
+        for (code, number) in table {
+            assert_eq!(code.code(), number, "{code:?}");
+        }
+    }
+}

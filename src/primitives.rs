@@ -1,8 +1,13 @@
 //! The small primitives every layer uses, written once so that a hardening of
-//! one (no symlink following, exclusive temporary names, fixed modes) reaches
-//! every caller at once: atomic replacement of a file, opening a lock file,
-//! making a rename durable, hex encoding, and showing untrusted text and error
-//! chains on one line.
+//! one reaches every caller at once: atomic replacement of a file, opening a
+//! lock file, making a rename durable, hex encoding, and showing untrusted
+//! text and error chains on one line.
+//!
+//! The service runs as root in directories other users may write to, so every
+//! file created here is opened with `O_NOFOLLOW` (a symlink planted at the
+//! name makes the open fail, it is never followed), temporary files get fresh
+//! unpredictable names and are created with `O_EXCL`, and modes are set by
+//! the caller, never left to the umask.
 //!
 //! This is a leaf: it imports nothing from the rest of the crate.
 
@@ -11,7 +16,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// How many characters of untrusted input a message quotes before it is cut.
@@ -31,13 +36,8 @@ pub fn replace_atomic(
     mode: u32,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let temp = temporary_name(path);
+    let (mut file, temp) = create_temporary(path, "tmp", mode)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp)?;
         fill(&mut file)?;
         file.sync_all()?;
         fs::rename(&temp, path)?;
@@ -49,12 +49,72 @@ pub fn replace_atomic(
     result
 }
 
-/// `.NAME.tmp` beside `path`: hidden, so listings never show it.
-fn temporary_name(path: &Path) -> PathBuf {
-    let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(".tmp");
-    path.with_file_name(name)
+/// Length of the random part of a temporary name.
+pub const TEMP_RANDOM_LEN: usize = 16;
+
+/// Creates a new file `.NAME.RANDOM.SUFFIX` beside `path` (hidden, so
+/// listings never show it) with `O_EXCL|O_NOFOLLOW` and `mode`. The random
+/// part is [`TEMP_RANDOM_LEN`] letters and digits; a name that happens to
+/// exist is skipped, never opened.
+pub fn create_temporary(path: &Path, suffix: &str, mode: u32) -> io::Result<(File, PathBuf)> {
+    let mut last_error = None;
+    for _ in 0..16 {
+        let random: String = (0..TEMP_RANDOM_LEN)
+            .map(|_| fastrand::alphanumeric())
+            .collect();
+        let mut name = OsString::from(".");
+        name.push(path.file_name().unwrap_or_default());
+        name.push(format!(".{random}.{suffix}"));
+        let temp = path.with_file_name(name);
+        match create_new(&temp, mode) {
+            Ok(file) => return Ok((file, temp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("no free temporary name")))
+}
+
+/// True when `file_name` is a temporary name [`create_temporary`] made for
+/// `target_name` with `suffix`: `.TARGET.` + random + `.SUFFIX`, exactly.
+pub fn is_temporary_of(file_name: &str, target_name: &str, suffix: &str) -> bool {
+    file_name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(target_name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .and_then(|rest| rest.strip_suffix('.'))
+        .is_some_and(|random| {
+            random.len() == TEMP_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Creates `path`, which must not exist, with `mode` exactly (the umask is
+/// undone), never through a symlink.
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Opens `path` for appending (a log), creating it with `mode` if needed,
+/// never through a symlink.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .custom_flags(libc_flags::NOFOLLOW)
+        .open(path)
+}
+
+mod libc_flags {
+    pub const NOFOLLOW: i32 = nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC;
 }
 
 /// Opens (creating it if needed) a file that is only ever `flock`ed, never
@@ -65,6 +125,7 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc_flags::NOFOLLOW)
         .open(path)
 }
 
@@ -167,6 +228,33 @@ mod tests {
         assert_eq!(mode, 0o600);
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let lock = dir.path().join(".x.lock");
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        assert!(open_lock_file(&lock).is_err());
+        let log = dir.path().join("x.log");
+        std::os::unix::fs::symlink(&victim, &log).unwrap();
+        assert!(open_append(&log, 0o640).is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn temporary_names_are_fresh_and_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.tar");
+        let (_, one) = create_temporary(&target, "partial", 0o600).unwrap();
+        let (_, two) = create_temporary(&target, "partial", 0o600).unwrap();
+        assert_ne!(one, two);
+        let name = one.file_name().unwrap().to_str().unwrap();
+        assert!(is_temporary_of(name, "a.tar", "partial"), "{name}");
+        assert!(!is_temporary_of(name, "a", "partial"), "{name}");
+        assert!(!is_temporary_of(".a.tar.partial", "a.tar", "partial"));
     }
 
     #[test]

@@ -148,12 +148,26 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// True for a character that changes how text is laid out rather than
+/// showing as itself: a control character (newline, CR, NUL, ESC, DEL, the
+/// C1 controls such as U+0085 NEXT LINE), a Unicode line or paragraph
+/// separator, a bidirectional override or isolate (which reorder what a
+/// terminal shows), or a byte-order mark.
+pub fn is_layout_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
+}
+
 /// `text` made safe to show on one line of a terminal or a log: control
-/// characters (newline, ESC, NUL, …) escaped as `\n`, `\u{1b}`, ….
+/// characters (newline, ESC, NUL, …) and the other [`is_layout_char`]s
+/// escaped as `\n`, `\u{1b}`, `\u{202e}`, ….
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if is_layout_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -260,6 +274,10 @@ mod tests {
     #[test]
     fn text_is_shown_on_one_line_and_shortened() {
         assert_eq!(printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(
+            printable("\r\u{7f}\u{85}\u{202e}é"),
+            "\\r\\u{7f}\\u{85}\\u{202e}é"
+        );
         let long = "x".repeat(100_000);
         let quoted = quote(&long);
         assert!(quoted.len() < 200, "{quoted}");

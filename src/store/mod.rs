@@ -288,4 +288,122 @@ mod tests {
         ));
         assert_eq!(store.find("ok").unwrap().0, 1);
     }
+
+    mod round_trip {
+        use super::*;
+        use proptest::prelude::*;
+
+        const HOSTILE: [&str; 17] = [
+            "\n",
+            "\r",
+            "\r\n",
+            "\0",
+            "\u{1b}",
+            "\u{1b}[31m",
+            "\u{7f}",
+            "\t",
+            " ",
+            "\u{85}",
+            "\u{2028}",
+            "\u{202e}",
+            "\u{feff}",
+            "é",
+            "日本",
+            "\u{a0}",
+            "\n0 0 * * *;n2",
+        ];
+
+        /// A valid field, sometimes with a hostile piece put in front, in
+        /// the middle or at the end.
+        fn field(valid: &'static [&'static str]) -> impl Strategy<Value = String> {
+            (
+                prop::sample::select(valid),
+                prop::option::weighted(0.4, prop::sample::select(&HOSTILE[..])),
+                0..3usize,
+            )
+                .prop_map(|(text, hostile, at)| {
+                    let Some(hostile) = hostile else {
+                        return text.to_string();
+                    };
+                    match at {
+                        0 => format!("{hostile}{text}"),
+                        1 => {
+                            let mid = text.char_indices().nth(text.chars().count() / 2);
+                            let mid = mid.map_or(text.len(), |(i, _)| i);
+                            format!("{}{hostile}{}", &text[..mid], &text[mid..])
+                        }
+                        _ => format!("{text}{hostile}"),
+                    }
+                })
+        }
+
+        /// Lines shaped like schedules, whose fields may hold anything.
+        fn shaped_line() -> impl Strategy<Value = String> {
+            (
+                field(&["src", "/data", "a b"]),
+                field(&["10:00", "23:59", "0 0 * * *", "@daily", "*/5 * * * mon"]),
+                field(&["n", "job", "x.y"]),
+                prop::option::of(field(&[
+                    "catch-up",
+                    "if-changed,catch-up",
+                    "before=echo hi",
+                    "after=true",
+                    "format=tar.zst,level=3",
+                    "keep-last=2",
+                ])),
+            )
+                .prop_map(|(path, time, name, options)| match options {
+                    Some(options) => format!("{path};{time};{name};{options}"),
+                    None => format!("{path};{time};{name}"),
+                })
+        }
+
+        /// Free-form lines: separators and hostile characters in any order.
+        fn loose_line() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                3 => prop::sample::select(vec!["src", "10:00", "0 0 * * *", "n", "catch-up", ";", ",", "="])
+                    .prop_map(str::to_string),
+                2 => prop::sample::select(&HOSTILE[..]).prop_map(str::to_string),
+                1 => any::<char>().prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+        }
+
+        fn line() -> impl Strategy<Value = String> {
+            prop_oneof![3 => shaped_line(), 1 => loose_line()]
+        }
+
+        /// What a reader of the store sees of a schedule.
+        fn shape(s: &Schedule) -> (String, String, String, Options) {
+            (
+                s.source.clone(),
+                s.timing.to_string(),
+                s.name.clone(),
+                s.options.clone(),
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn what_add_accepts_is_what_load_reads_back(line in line()) {
+                let dir = tempfile::tempdir().unwrap();
+                let store = store_in(dir.path());
+                fs::write(store.path(), b"a;10:00;first\nhand edited\xff\n").unwrap();
+                let before = fs::read(store.path()).unwrap();
+                let count = store.load().unwrap().len();
+                match store.add(&line) {
+                    Ok(added) => {
+                        let entries = store.load().unwrap();
+                        prop_assert_eq!(entries.len(), count + 1, "one line, one entry");
+                        let stored = &entries[count];
+                        prop_assert_eq!(&stored.raw, line.as_bytes());
+                        let reread = stored.parsed.as_ref().expect("the stored line parses");
+                        prop_assert_eq!(shape(reread), shape(&added));
+                        prop_assert!(fs::read(store.path()).unwrap().starts_with(&before));
+                    }
+                    Err(_) => prop_assert_eq!(fs::read(store.path()).unwrap(), before),
+                }
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 use chrono::TimeDelta;
 
 pub use crate::model::{Format, Retention};
+use crate::primitives::{is_layout_char, printable};
 
 /// Why the options field was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +71,17 @@ impl Options {
             ));
         }
         for item in field.split(',') {
+            // A newline in a hook would split the stored line in two; an
+            // escape sequence would reach the terminal of whoever lists it.
+            if let Some(c) = item.chars().find(|&c| is_layout_char(c)) {
+                return Err(refuse(
+                    item,
+                    format!(
+                        "contains a control character ({})",
+                        printable(&c.to_string())
+                    ),
+                ));
+            }
             let (key, value) = match item.split_once('=') {
                 Some((key, value)) => (key, Some(value)),
                 None => (item, None),
@@ -230,6 +242,9 @@ mod tests {
             ("before=", "before="),
             ("keep-last=1,keep-last=2", "keep-last=2"),
             ("", ""),
+            ("catch-up,before=a\nb", "before=a\nb"),
+            ("after=x\r", "after=x\r"),
+            ("on-failure=\u{1b}[31m", "on-failure=\u{1b}[31m"),
         ];
         for (field, option) in cases {
             let err = Options::parse(field).unwrap_err();

@@ -8,6 +8,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use super::options::{OptionError, Options};
+use crate::primitives::{is_layout_char, printable};
 
 /// Longest schedule name accepted, in bytes. Archive names add a timestamp and
 /// an extension to it and must stay under the 255-byte file-name limit.
@@ -20,8 +21,12 @@ pub enum ScheduleError {
     FieldCount { found: usize },
     #[error("the path is empty")]
     EmptyPath,
-    #[error("the path contains a control character")]
-    PathControl,
+    /// A newline, CR, NUL, ESC or other character that would change how
+    /// the stored line reads back, or what a terminal shows of it.
+    #[error("the {field} contains a control character ({})", printable(&found.to_string()))]
+    ControlChar { field: Field, found: char },
+    #[error("the {field} starts or ends with whitespace")]
+    SurroundingSpace { field: Field },
     #[error(
         "time {0:?} is not hh:mm between 00:00 and 23:59, a five-field cron expression or @hourly, @daily, @weekly, @monthly"
     )]
@@ -34,6 +39,46 @@ pub enum ScheduleError {
     BadName { name: String, why: &'static str },
     #[error(transparent)]
     BadOption(#[from] OptionError),
+}
+
+/// The fields of a schedule line, as messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Path,
+    Time,
+    Name,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Field::Path => "path",
+            Field::Time => "time",
+            Field::Name => "backup name",
+        })
+    }
+}
+
+/// Refuses a field holding a character that would not survive the store
+/// (one line per schedule, a trailing CR dropped on reading) or that a
+/// terminal would act on instead of showing. What `create` validates must
+/// be exactly what `load` reads back.
+fn check_characters(field: Field, text: &str) -> Result<(), ScheduleError> {
+    match text.chars().find(|&c| is_layout_char(c)) {
+        Some(found) => Err(ScheduleError::ControlChar { field, found }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses leading or trailing whitespace, which would make the field mean
+/// something else than what `list` seems to show (a path " data", a cron
+/// expression that croner trims).
+fn check_edges(field: Field, text: &str) -> Result<(), ScheduleError> {
+    if text.trim() == text {
+        Ok(())
+    } else {
+        Err(ScheduleError::SurroundingSpace { field })
+    }
 }
 
 /// When a schedule runs.
@@ -189,10 +234,13 @@ impl Schedule {
                 });
             }
         };
+        let source = validate_source(source)?.to_string();
+        check_characters(Field::Time, time)?;
+        check_edges(Field::Time, time)?;
         Ok(Self {
-            source: validate_source(source)?.to_string(),
+            source,
             timing: parse_time(time)?,
-            name: validate_name(name)?.to_string(),
+            name: check_name(name)?.to_string(),
             options: options.map(Options::parse).transpose()?.unwrap_or_default(),
         })
     }
@@ -200,12 +248,19 @@ impl Schedule {
 
 fn validate_source(source: &str) -> Result<&str, ScheduleError> {
     if source.is_empty() {
-        Err(ScheduleError::EmptyPath)
-    } else if source.chars().any(char::is_control) {
-        Err(ScheduleError::PathControl)
-    } else {
-        Ok(source)
+        return Err(ScheduleError::EmptyPath);
     }
+    check_characters(Field::Path, source)?;
+    check_edges(Field::Path, source)?;
+    Ok(source)
+}
+
+/// The name's own rules ([`validate_name`]), then the characters every field
+/// must avoid.
+fn check_name(name: &str) -> Result<&str, ScheduleError> {
+    let name = validate_name(name)?;
+    check_characters(Field::Name, name)?;
+    Ok(name)
 }
 
 /// The time field: a cron expression (it has spaces or starts with `@`) or
@@ -286,7 +341,42 @@ mod tests {
             ("p;07:60;n", ScheduleError::BadTime("07:60".into())),
             ("p;07-05;n", ScheduleError::BadTime("07-05".into())),
             ("p;+1:05;n", ScheduleError::BadTime("+1:05".into())),
-            ("p\tq;07:05;n", ScheduleError::PathControl),
+            (
+                "p\tq;07:05;n",
+                ScheduleError::ControlChar {
+                    field: Field::Path,
+                    found: '\t',
+                },
+            ),
+            (
+                "p;\n0 0 * * *;n",
+                ScheduleError::ControlChar {
+                    field: Field::Time,
+                    found: '\n',
+                },
+            ),
+            (
+                "p;07:05\r;n",
+                ScheduleError::ControlChar {
+                    field: Field::Time,
+                    found: '\r',
+                },
+            ),
+            (
+                "p;0 0 * * * ;n",
+                ScheduleError::SurroundingSpace { field: Field::Time },
+            ),
+            (
+                " p;07:05;n",
+                ScheduleError::SurroundingSpace { field: Field::Path },
+            ),
+            (
+                "p;07:05;n\u{202e}x",
+                ScheduleError::ControlChar {
+                    field: Field::Name,
+                    found: '\u{202e}',
+                },
+            ),
         ];
         for (line, expected) in cases {
             assert_eq!(Schedule::parse(line).unwrap_err(), expected, "{line}");

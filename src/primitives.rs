@@ -180,16 +180,19 @@ pub fn printable(text: &str) -> String {
 /// to [`QUOTE_LIMIT`] characters with the number left out, so a 100 KB line
 /// gives a one-line error.
 pub fn quote(text: &str) -> String {
+    quote_at(text, QUOTE_LIMIT)
+}
+
+/// Like [`quote`], cut at `limit` characters: for a value quoted inside a
+/// message that already quotes the line it comes from, so the two together
+/// stay one short line.
+pub fn quote_at(text: &str, limit: usize) -> String {
     let total = text.chars().count();
-    if total <= QUOTE_LIMIT {
+    if total <= limit {
         return printable(text);
     }
-    let head: String = text.chars().take(QUOTE_LIMIT).collect();
-    format!(
-        "{}… ({} more characters)",
-        printable(&head),
-        total - QUOTE_LIMIT
-    )
+    let head: String = text.chars().take(limit).collect();
+    format!("{}… ({} more characters)", printable(&head), total - limit)
 }
 
 /// An error and its causes on one line, `outer: cause: root cause`, the way

@@ -48,3 +48,87 @@ fn control_characters_in_any_field_are_refused() {
         .success()
         .stdout_is("0: src;10:00;first\n");
 }
+
+#[test]
+fn a_huge_line_gives_a_short_error_and_changes_nothing() {
+    let env = TestEnv::new();
+    env.manager(&["create", "src;10:00;first"]).success();
+    let before = env.read("backup_schedules.txt");
+    let huge = "y".repeat(100_000);
+    for line in [
+        huge.clone(),
+        format!("src;{huge};n"),
+        format!("src;10:00;{huge}"),
+        format!("src;0 0 * * {huge};n"),
+        format!("src;10:00;n;keep-within={huge}"),
+        format!("src;10:00;n;{huge}"),
+        format!("src;10:00;n;before={huge}\n"),
+        format!("{huge}\u{1b}[31m;10:00;n"),
+        format!("src;10:00;first;format=tar.zst,keep-last=1{huge}"),
+    ] {
+        let run = env.manager(&["create", &line]);
+        run.code(2).stderr_has("malformed schedule: ");
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.len() < 300,
+            "{} bytes: {}",
+            run.stderr.len(),
+            run.stderr
+        );
+        assert_eq!(env.read("backup_schedules.txt"), before);
+    }
+    for args in [
+        vec!["delete", huge.as_str()],
+        vec!["run", huge.as_str()],
+        vec!["prune", huge.as_str()],
+    ] {
+        let run = env.manager(&args);
+        assert_ne!(run.code, 0, "{run:#?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.len() < 300,
+            "{} bytes: {}",
+            run.stderr.len(),
+            run.stderr
+        );
+    }
+    let log = env.log_messages("backup_manager.log");
+    let refused = log
+        .iter()
+        .filter(|l| l.contains("malformed schedule"))
+        .count();
+    assert_eq!(refused, 9, "{log:?}");
+    assert!(log.iter().all(|l| l.len() < 400), "{log:?}");
+}
+
+#[test]
+fn list_shows_hand_edited_control_characters_escaped() {
+    let env = TestEnv::new();
+    env.write(
+        "backup_schedules.txt",
+        b"src;10:00;ok\nsrc;10:00;\x1b[31mred\r\nbad\x1b[2J\x07;x\n",
+    );
+    let run = env.manager(&["list"]);
+    run.success()
+        .stdout_is("0: src;10:00;ok\n1: src;10:00;\\u{1b}[31mred\n2: bad\\u{1b}[2J\\u{7};x\n");
+    assert!(
+        !run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'),
+        "{run:#?}"
+    );
+    run.stderr_has("schedule 1 is not valid")
+        .stderr_has("schedule 2 is not valid");
+    // A CR that is not at the end of the line is shown too.
+    env.write("backup_schedules.txt", b"src;10:00;a\rb\n");
+    env.manager(&["list"])
+        .success()
+        .stdout_is("0: src;10:00;a\\rb\n")
+        .stderr_has("a\\rb");
+    // --json keeps the line as stored, JSON-escaped.
+    let json = env.manager(&["list", "--json"]);
+    json.success();
+    assert!(
+        json.stdout.contains(r#""line": "src;10:00;a\rb""#),
+        "{}",
+        json.stdout
+    );
+}

@@ -1,5 +1,7 @@
 //! `list`: prints each schedule with its index, `0: test;16:07;backup_test`.
-//! Lines that are not valid schedules are shown as stored and flagged on stderr.
+//! Lines that are not valid schedules are shown as stored and flagged on stderr;
+//! control characters of hand-edited lines are shown escaped (`\u{1b}`),
+//! never sent to the terminal. `--json` keeps them, JSON-escaped.
 //! `--json` prints every line as an object instead (shape in docs/archives.md).
 
 use serde::Serialize;
@@ -7,6 +9,7 @@ use serde::Serialize;
 use super::{Context, print_json, print_lines};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::primitives::printable;
 use crate::store::Entry;
 
 /// One schedule line in `list --json`.
@@ -54,7 +57,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         entries
             .iter()
             .enumerate()
-            .map(|(index, entry)| format!("{index}: {}", entry.text())),
+            .map(|(index, entry)| format!("{index}: {}", printable(&entry.text()))),
     )?;
     Ok(ExitCode::Success)
 }

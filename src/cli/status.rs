@@ -13,7 +13,7 @@ use crate::clock::log_stamp;
 use crate::daemon::{self, pidfile::DaemonState};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::primitives::error_chain;
+use crate::primitives::{error_chain, printable};
 use crate::store::state::{RunRecord, RunStates, StateFile};
 
 #[derive(Serialize)]
@@ -130,7 +130,7 @@ fn text_lines(status: &Status) -> Vec<String> {
             lines.push(format!(
                 "{}: not valid, never runs: {} ({})",
                 s.index,
-                s.line,
+                printable(&s.line),
                 s.error.as_deref().unwrap_or("")
             ));
             continue;
@@ -139,7 +139,7 @@ fn text_lines(status: &Status) -> Vec<String> {
             None => "never".to_string(),
             Some(run) => {
                 let detail = match (&run.archive, &run.error) {
-                    (_, Some(error)) => format!(" ({error})"),
+                    (_, Some(error)) => format!(" ({})", printable(error)),
                     (Some(archive), None) => format!(" {archive}"),
                     (None, None) => String::new(),
                 };
@@ -149,7 +149,8 @@ fn text_lines(status: &Status) -> Vec<String> {
         let next = s.next_run.as_deref().map_or("never".to_string(), stamp_of);
         lines.push(format!(
             "{}: {name}  last run {last}  next run {next}  ({})",
-            s.index, s.line
+            s.index,
+            printable(&s.line)
         ));
     }
     lines

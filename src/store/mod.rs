@@ -18,25 +18,32 @@ use std::path::{Path, PathBuf};
 pub use options::{Format, Options};
 
 use crate::file_error::FileError;
-use crate::primitives::{self, quote};
+use crate::primitives::{self, quote, quote_at};
+
+/// How much of a refused line its message quotes; the reason quotes the bad
+/// field again, and the whole stays one short line whatever was typed.
+const LINE_QUOTE: usize = 60;
 pub use schedule::{Schedule, ScheduleError, Timing};
 pub use state::{RunRecord, RunState, StateFile};
 
 /// Errors of the schedule store. Input errors name the bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("malformed schedule: {} ({reason})", quote(input))]
+    #[error("malformed schedule: {} ({reason})", quote_at(input, LINE_QUOTE))]
     Malformed {
         input: String,
         reason: ScheduleError,
     },
-    #[error("a schedule named {name:?} already exists at index {index}")]
+    #[error("a schedule named \"{}\" already exists at index {index}", quote(name))]
     DuplicateName { name: String, index: usize },
-    #[error("invalid index {text:?}: expected a schedule number from `list`, such as 0")]
+    #[error(
+        "invalid index \"{}\": expected a schedule number from `list`, such as 0",
+        quote(text)
+    )]
     BadIndex { text: String },
     #[error("no schedule at index {index}: {}", count_phrase(*count))]
     IndexOutOfRange { index: usize, count: usize },
-    #[error("no schedule with index or name {text:?}")]
+    #[error("no schedule with index or name \"{}\"", quote(text))]
     UnknownSchedule { text: String },
     #[error("schedule {index} is not valid ({reason}); fix or delete it first")]
     InvalidEntry { index: usize, reason: EntryError },

@@ -7,12 +7,13 @@
 
 use chrono::TimeDelta;
 
+use super::schedule::quote_field;
 pub use crate::model::{Format, Retention};
 use crate::primitives::{is_layout_char, printable};
 
 /// Why the options field was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("option {option:?} {why}")]
+#[error("option \"{}\" {why}", quote_field(option))]
 pub struct OptionError {
     pub option: String,
     pub why: String,
@@ -119,7 +120,10 @@ impl Options {
             "min-keep" => r.min_keep = Some(count(item, value)?),
             "keep-within" => {
                 let text = need(item, value)?;
-                r.keep_within = Some(parse_duration(text).map_err(|why| refuse(item, why))?);
+                // The message names the item; the duration's own would repeat it.
+                let duration = parse_duration(text)
+                    .map_err(|_| refuse(item, "is not a duration such as 90m, 36h, 7d or 4w"))?;
+                r.keep_within = Some(duration);
             }
             "if-changed" => self.if_changed = flag(item, value)?,
             "catch-up" => self.catch_up = flag(item, value)?,
@@ -180,7 +184,12 @@ fn command(item: &str, value: Option<&str>) -> Result<String, OptionError> {
 
 /// A duration such as `90m`, `36h`, `7d` or `4w` (also `s` for seconds).
 pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
-    let bad = || format!("{text:?} is not a duration such as 90m, 36h, 7d or 4w");
+    let bad = || {
+        format!(
+            "\"{}\" is not a duration such as 90m, 36h, 7d or 4w",
+            quote_field(text)
+        )
+    };
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (digits, unit) = text.split_at(split);
     let n: i64 = digits.parse().map_err(|_| bad())?;

@@ -8,7 +8,15 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use super::options::{OptionError, Options};
-use crate::primitives::{is_layout_char, printable};
+use crate::primitives::{is_layout_char, printable, quote_at};
+
+/// How much of a field a message quotes: the message also quotes the line.
+pub const FIELD_QUOTE: usize = 32;
+
+/// A field of a bad line as a message shows it: shortened, escaped.
+pub fn quote_field(text: &str) -> String {
+    quote_at(text, FIELD_QUOTE)
+}
 
 /// Longest schedule name accepted, in bytes. Archive names add a timestamp and
 /// an extension to it and must stay under the 255-byte file-name limit.
@@ -28,14 +36,20 @@ pub enum ScheduleError {
     #[error("the {field} starts or ends with whitespace")]
     SurroundingSpace { field: Field },
     #[error(
-        "time {0:?} is not hh:mm between 00:00 and 23:59, a five-field cron expression or @hourly, @daily, @weekly, @monthly"
+        "time \"{}\" is not hh:mm (00:00 to 23:59), a cron expression or @hourly, @daily, @weekly, @monthly",
+        quote_field(.0)
     )]
     BadTime(String),
-    #[error("cron expression {expr:?} is not valid: {why}")]
+    /// `why` may be croner's, which can repeat the expression: quoted too.
+    #[error(
+        "cron expression \"{}\" is not valid: {}",
+        quote_field(expr),
+        quote_at(why, 40)
+    )]
     BadCron { expr: String, why: String },
     #[error("the backup name is empty")]
     EmptyName,
-    #[error("backup name {name:?} {why}")]
+    #[error("backup name \"{}\" {why}", quote_field(name))]
     BadName { name: String, why: &'static str },
     #[error(transparent)]
     BadOption(#[from] OptionError),

@@ -132,3 +132,57 @@ fn list_shows_hand_edited_control_characters_escaped() {
         json.stdout
     );
 }
+
+#[test]
+fn check_reports_invalid_lines_an_empty_home_and_partial_runs() {
+    let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
+    // No schedules at all: the wrong directory, most likely.
+    let run = env.ctl(&["check"]);
+    run.code(1);
+    assert_eq!(run.stdout_lines().len(), 1, "{run:#?}");
+    assert!(
+        run.stdout.starts_with("no schedules: the home "),
+        "{run:#?}"
+    );
+    let home = env.home().display().to_string();
+    assert!(run.stdout.contains(&home), "{run:#?}");
+
+    env.write("src/file", b"data");
+    env.manager(&["create", "src;@daily;daily"]).success();
+    env.ctl(&["run", "daily"]).success();
+    env.ctl(&["check"])
+        .success()
+        .stdout_is("ok: 1 schedule backed up in time\n");
+    let state = env.read(".backupctl-state.json");
+    assert!(state.contains("\"skipped\": 0"), "{state}");
+
+    // A hand-edited line that never runs.
+    let mut schedules = env.read("backup_schedules.txt");
+    schedules.push_str("src;25:00;broken\n");
+    env.write("backup_schedules.txt", schedules.as_bytes());
+    let run = env.ctl(&["check"]);
+    run.code(1).stdout_is(
+        "schedule 1 is not valid and never runs: time \"25:00\" is not hh:mm (00:00 to 23:59), a cron expression or @hourly, @daily, @weekly, @monthly\n",
+    );
+    env.write("backup_schedules.txt", b"src;@daily;daily\n");
+
+    // A partial last run, however recent, is a problem.
+    let partial = state
+        .replacen("\"state\": \"ok\"", "\"state\": \"partial\"", 1)
+        .replacen("\"skipped\": 0", "\"skipped\": 7", 1);
+    assert_ne!(partial, state);
+    env.write(".backupctl-state.json", partial.as_bytes());
+    let run = env.ctl(&["check"]);
+    run.code(1);
+    assert_eq!(run.stdout_lines().len(), 1, "{run:#?}");
+    assert!(
+        run.stdout
+            .starts_with("daily: last run 02/01/2030 10:07 was partial, 7 files skipped"),
+        "{run:#?}"
+    );
+    let log = env.log_messages("backup_manager.log");
+    assert!(
+        log.last().is_some_and(|l| l.contains("7 files skipped")),
+        "{log:?}"
+    );
+}

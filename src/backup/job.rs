@@ -171,19 +171,25 @@ fn record_of(
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
 ) -> RunRecord {
-    let success = |state, archive: &std::path::Path, size| RunRecord {
+    let success = |state, archive: &std::path::Path, size, skipped| RunRecord {
         started,
         finished,
         state,
         archive: Some(home.display_path(archive)),
         size,
         error: None,
+        skipped: Some(skipped),
     };
     match outcome {
-        Ok(RunOutcome::Finished(run)) => {
-            success(run.state, &run.archive, Some(run.report.archive_size))
+        Ok(RunOutcome::Finished(run)) => success(
+            run.state,
+            &run.archive,
+            Some(run.report.archive_size),
+            run.report.skipped.len() as u64,
+        ),
+        Ok(RunOutcome::Unchanged { since }) => {
+            success(RunState::Ok, &since.path, Some(since.size), 0)
         }
-        Ok(RunOutcome::Unchanged { since }) => success(RunState::Ok, &since.path, Some(since.size)),
         Err(error) => RunRecord {
             started,
             finished,
@@ -191,6 +197,7 @@ fn record_of(
             archive: None,
             size: None,
             error: Some(error_chain(error)),
+            skipped: None,
         },
     }
 }

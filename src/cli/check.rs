@@ -1,7 +1,9 @@
 //! `check [--max-age DURATION]`: a health check for cron, monitoring or a
 //! container. Exits 0 when every schedule's last successful backup is recent
-//! enough, else prints the overdue schedules (and those never backed up) and
-//! exits 1. It needs no daemon: the state file and the archives are the truth.
+//! enough, else prints one line per problem and exits 1: a schedule overdue
+//! or never backed up, a last run that was partial, a line that is not a
+//! valid schedule, a home with no schedules at all. It needs no daemon: the
+//! state file and the archives are the truth.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
@@ -11,7 +13,8 @@ use crate::clock::log_stamp;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::home::Home;
-use crate::primitives::error_chain;
+use crate::model::RunState;
+use crate::primitives::{error_chain, printable};
 use crate::store::Schedule;
 use crate::store::state::{RunStates, StateFile};
 
@@ -98,15 +101,26 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             RunStates::default()
         });
     let now = ctx.clock.now();
+    let entries = ctx.store.load()?;
     let mut problems = Vec::new();
     let mut fresh = 0;
-    for (index, entry) in ctx.store.load()?.iter().enumerate() {
-        let Ok(schedule) = &entry.parsed else {
-            eprintln!(
-                "{}: warning: schedule {index} is not valid and never runs",
-                ctx.program
-            );
-            continue;
+    if entries.is_empty() {
+        // Most likely run from the wrong directory: say which home was read.
+        problems.push(format!(
+            "no schedules: the home {} has none in {}",
+            printable(&ctx.home.root().display().to_string()),
+            ctx.home.display_path(ctx.store.path())
+        ));
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        let schedule = match &entry.parsed {
+            Ok(schedule) => schedule,
+            Err(reason) => {
+                problems.push(format!(
+                    "schedule {index} is not valid and never runs: {reason}"
+                ));
+                continue;
+            }
         };
         let last = last_success(&ctx.home, &states, schedule);
         match judge(schedule, last, now, args.max_age, &ctx.zone) {
@@ -120,6 +134,9 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
                 human_duration(allowed)
             )),
         }
+        if let Some(problem) = partial_last_run(&states, schedule) {
+            problems.push(problem);
+        }
     }
     if problems.is_empty() {
         let what = if fresh == 1 { "schedule" } else { "schedules" };
@@ -130,6 +147,30 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     log::warn!("Check failed: {}", problems.join("; "));
     print_lines(problems)?;
     Ok(ExitCode::Failure)
+}
+
+/// A last run that was partial: its archive misses the files it skipped,
+/// however recent it is.
+fn partial_last_run(states: &RunStates, schedule: &Schedule) -> Option<String> {
+    let last = states.schedules.get(&schedule.name)?.last_run.as_ref()?;
+    if last.state != RunState::Partial {
+        return None;
+    }
+    let skipped = match last.skipped {
+        Some(1) => "1 file skipped".to_string(),
+        Some(n) => format!("{n} files skipped"),
+        None => "some files skipped".to_string(),
+    };
+    let archive = last
+        .archive
+        .as_deref()
+        .map(|a| format!(", listed in the manifest of {}", printable(a)))
+        .unwrap_or_default();
+    Some(format!(
+        "{}: last run {} was partial, {skipped}{archive}",
+        schedule.name,
+        log_stamp(last.started)
+    ))
 }
 
 /// `3d 4h`, `2h 5m`, `45m`.

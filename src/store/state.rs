@@ -35,6 +35,10 @@ pub struct RunRecord {
     pub size: Option<u64>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// How many files a `partial` run skipped (0 for `ok`); `None` for a
+    /// failed run, and in files written before this was recorded.
+    #[serde(default)]
+    pub skipped: Option<u64>,
 }
 
 /// What is known about one schedule.
@@ -162,6 +166,7 @@ mod tests {
             archive: state.produced_archive().then(|| "backups/a.tar".into()),
             size: Some(10),
             error: None,
+            skipped: Some(0),
         }
     }
 

@@ -186,3 +186,42 @@ fn check_reports_invalid_lines_an_empty_home_and_partial_runs() {
         "{log:?}"
     );
 }
+
+#[test]
+fn device_numbers_are_stored_in_the_tar_header() {
+    let env = TestEnv::new();
+    env.write("src/file", b"data");
+    // /dev/null's numbers, 1,3, on any Linux.
+    let made = std::process::Command::new("mknod")
+        .arg(env.path("src/null"))
+        .args(["c", "1", "3"])
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("note: mknod is not permitted here; device numbers not tested");
+        return;
+    }
+    env.manager(&["create", "src;10:00;dev"]).success();
+    env.ctl(&["run", "dev"]).success();
+    let listing = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(env.path("backups/dev.tar"))
+        .output()
+        .expect("GNU tar");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.ends_with("src/null"))
+        .unwrap_or_else(|| panic!("no src/null in {listing}"));
+    assert!(line.starts_with('c'), "{line}");
+    assert!(line.contains(" 1,3 "), "{line}");
+    let mut archive = tar::Archive::new(fs::File::open(env.path("backups/dev.tar")).unwrap());
+    let entry = archive
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().ends_with("null"))
+        .expect("src/null in the archive");
+    assert_eq!(entry.header().entry_type(), tar::EntryType::Char);
+    assert_eq!(entry.header().device_major().unwrap(), Some(1));
+    assert_eq!(entry.header().device_minor().unwrap(), Some(3));
+}

@@ -6,7 +6,7 @@
 
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -193,6 +193,13 @@ fn append_entry<W: Write>(
         return append_file(builder, entry.path, entry.name, watch, report);
     }
     let mut header = header_for(entry.metadata);
+    if let Err(reason) = set_device_numbers(&mut header, entry.metadata) {
+        report.skipped.push(Skipped {
+            path: entry.path.to_path_buf(),
+            reason,
+        });
+        return Ok(());
+    }
     match entry.target {
         Some(Ok(target)) => builder.append_link(&mut header, entry.name, target)?,
         Some(Err(e)) => {
@@ -269,6 +276,25 @@ fn header_for(metadata: &Metadata) -> Header {
         header.set_entry_type(EntryType::Symlink);
     }
     header
+}
+
+/// A character or block device's numbers, which the tar crate leaves at
+/// 0,0: without them a restored `/dev`-like tree holds the wrong devices.
+fn set_device_numbers(header: &mut Header, metadata: &Metadata) -> Result<(), String> {
+    let kind = metadata.file_type();
+    if !kind.is_char_device() && !kind.is_block_device() {
+        return Ok(());
+    }
+    let rdev = metadata.rdev();
+    let too_large = || format!("device number {rdev:#x} does not fit a tar header");
+    // The header's fields hold seven octal digits.
+    let field = |n: u64| u32::try_from(n).ok().filter(|&n| n <= 0o7777777);
+    let major = field(nix::sys::stat::major(rdev)).ok_or_else(too_large)?;
+    let minor = field(nix::sys::stat::minor(rdev)).ok_or_else(too_large)?;
+    let set = header
+        .set_device_major(major)
+        .and_then(|()| header.set_device_minor(minor));
+    set.map_err(|e| e.to_string())
 }
 
 fn skipped(path: &Path, error: &io::Error) -> Skipped {

@@ -1,5 +1,8 @@
 //! Hooks: the `before=CMD`, `after=CMD` and `on-failure=CMD` options of a
 //! schedule, run with `sh -c` from the home, with variables describing the run.
+//! They run only from a schedule file nobody else could have written
+//! ([`crate::store::trust`]); otherwise the hook is refused, which for a
+//! `before` hook is a failure like any other.
 //!
 //! A hook's standard output and error go to the log of the process that runs
 //! it (the service log), one log line per output line, prefixed with the hook
@@ -11,7 +14,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
-use crate::store::Schedule;
+use crate::store::{Schedule, Untrusted};
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,13 @@ pub enum HookError {
         #[source]
         source: io::Error,
     },
+    #[error("{hook} hook of {name} refused")]
+    Refused {
+        hook: &'static str,
+        name: String,
+        #[source]
+        source: Untrusted,
+    },
     #[error("{hook} hook of {name} failed ({status})")]
     Failed {
         hook: &'static str,
@@ -94,18 +104,27 @@ pub enum HookError {
 }
 
 /// Runs `kind`'s hook of `schedule`, if it has one, and waits for it. Its
-/// output is logged line by line.
+/// output is logged line by line. `trusted` says whether the schedule file
+/// may be trusted with commands; when it may not, the hook is refused.
 pub fn run_hook(
     kind: HookKind,
     schedule: &Schedule,
     home: &Path,
     env: &HookEnv,
+    trusted: &Result<(), Untrusted>,
 ) -> Result<(), HookError> {
     let Some(command) = kind.command(schedule) else {
         return Ok(());
     };
     let hook = kind.option_name();
     let name = &schedule.name;
+    if let Err(untrusted) = trusted {
+        return Err(HookError::Refused {
+            hook,
+            name: name.clone(),
+            source: untrusted.clone(),
+        });
+    }
     let spawn_error = |source| HookError::Spawn {
         hook,
         name: name.clone(),
@@ -164,23 +183,59 @@ mod tests {
             state: "ok".into(),
             ..HookEnv::default()
         };
-        run_hook(HookKind::After, &s, dir.path(), &env).unwrap();
+        run_hook(HookKind::After, &s, dir.path(), &env, &Ok(())).unwrap();
         let out = std::fs::read_to_string(dir.path().join("out")).unwrap();
         let home = dir.path().canonicalize().unwrap();
         assert_eq!(out, format!("job:ok\n{}\n", home.display()));
         // No hook configured: nothing to do.
-        run_hook(HookKind::Before, &s, dir.path(), &env).unwrap();
+        run_hook(HookKind::Before, &s, dir.path(), &env, &Ok(())).unwrap();
     }
 
     #[test]
     fn a_failing_hook_reports_its_status() {
         let dir = tempfile::tempdir().unwrap();
         let s = schedule("before=echo nope >&2 && exit 3");
-        let err = run_hook(HookKind::Before, &s, dir.path(), &HookEnv::default()).unwrap_err();
+        let err = run_hook(
+            HookKind::Before,
+            &s,
+            dir.path(),
+            &HookEnv::default(),
+            &Ok(()),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("before hook of job failed"),
             "{err}"
         );
         assert!(err.to_string().contains('3'), "{err}");
+    }
+
+    #[test]
+    fn a_hook_from_an_untrusted_file_is_refused_and_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = schedule("before=touch ran");
+        let untrusted = Err(Untrusted {
+            path: dir.path().join("backup_schedules.txt"),
+            why: "is writable by everyone (mode 0666)".into(),
+        });
+        let err = run_hook(
+            HookKind::Before,
+            &s,
+            dir.path(),
+            &HookEnv::default(),
+            &untrusted,
+        )
+        .unwrap_err();
+        assert!(matches!(err, HookError::Refused { .. }), "{err}");
+        assert!(!dir.path().join("ran").exists());
+        // No hook configured: nothing is refused.
+        run_hook(
+            HookKind::After,
+            &s,
+            dir.path(),
+            &HookEnv::default(),
+            &untrusted,
+        )
+        .unwrap();
     }
 }

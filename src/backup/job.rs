@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::home::Home;
 use crate::model::RunState;
 use crate::primitives::{error_chain, human_bytes};
-use crate::store::{RunRecord, Schedule, StateFile};
+use crate::store::{RunRecord, Schedule, StateFile, Store, Untrusted};
 
 /// Why a job did not produce an archive.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,9 @@ pub fn run_job(
         }
     };
     let started = clock.now();
-    let outcome = backup(home, clock, schedule, watch, &lock);
+    // Checked under the lock, just before any hook of this run.
+    let trusted = Store::new(home.schedules_file(), home.schedules_lock()).hooks_trusted();
+    let outcome = backup(home, clock, schedule, watch, &lock, &trusted);
     if let Err(error) = &outcome
         && !matches!(error, JobError::Run(_))
     {
@@ -85,7 +87,7 @@ pub fn run_job(
         log::error!("{}", error_chain(error));
     }
     let record = record_of(home, &outcome, started, clock.now());
-    after_hooks(home, schedule, &outcome, &record);
+    after_hooks(home, schedule, &outcome, &record, &trusted);
     let state = StateFile::new(home.state_file(), home.state_lock());
     if let Err(error) = state.record(&schedule.name, record) {
         log::error!("{}", error_chain(&error));
@@ -99,13 +101,16 @@ fn backup(
     schedule: &Schedule,
     watch: Watch<'_>,
     lock: &ScheduleLock,
+    trusted: &Result<(), Untrusted>,
 ) -> Result<RunOutcome, JobError> {
     check_free_space(home, schedule)?;
     let env = HookEnv {
         state: "running".into(),
         ..base_env(home, schedule)
     };
-    hooks::run_hook(HookKind::Before, schedule, home.root(), &env).map_err(|source| {
+    // A refused before hook fails the run like a failing one: the backup
+    // must not go ahead as if the hook had prepared it.
+    hooks::run_hook(HookKind::Before, schedule, home.root(), &env, trusted).map_err(|source| {
         JobError::BeforeHook {
             name: schedule.name.clone(),
             source,
@@ -124,6 +129,7 @@ fn after_hooks(
     schedule: &Schedule,
     outcome: &Result<RunOutcome, JobError>,
     record: &RunRecord,
+    trusted: &Result<(), Untrusted>,
 ) {
     let mut env = HookEnv {
         state: record.state.as_str().into(),
@@ -150,7 +156,7 @@ fn after_hooks(
             HookKind::OnFailure
         }
     };
-    if let Err(error) = hooks::run_hook(kind, schedule, home.root(), &env) {
+    if let Err(error) = hooks::run_hook(kind, schedule, home.root(), &env, trusted) {
         log::error!("{}", error_chain(&error));
     }
 }

@@ -102,6 +102,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         });
     let now = ctx.clock.now();
     let entries = ctx.store.load()?;
+    let hooks_trusted = ctx.store.hooks_trusted();
     let mut problems = Vec::new();
     let mut fresh = 0;
     if entries.is_empty() {
@@ -137,6 +138,12 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         if let Some(problem) = partial_last_run(&states, schedule) {
             problems.push(problem);
         }
+        if let (Err(untrusted), true) = (&hooks_trusted, has_hooks(schedule)) {
+            problems.push(format!(
+                "{}: its hooks will not run: {untrusted}",
+                schedule.name
+            ));
+        }
     }
     if problems.is_empty() {
         let what = if fresh == 1 { "schedule" } else { "schedules" };
@@ -147,6 +154,11 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     log::warn!("Check failed: {}", problems.join("; "));
     print_lines(problems)?;
     Ok(ExitCode::Failure)
+}
+
+fn has_hooks(schedule: &Schedule) -> bool {
+    let hooks = &schedule.options.hooks;
+    hooks.before.is_some() || hooks.after.is_some() || hooks.on_failure.is_some()
 }
 
 /// A last run that was partial: its archive misses the files it skipped,

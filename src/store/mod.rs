@@ -10,9 +10,11 @@
 pub mod options;
 pub mod schedule;
 pub mod state;
+pub mod trust;
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 pub use options::{Format, Options};
@@ -25,6 +27,7 @@ use crate::primitives::{self, quote, quote_at};
 const LINE_QUOTE: usize = 60;
 pub use schedule::{Schedule, ScheduleError, Timing};
 pub use state::{RunRecord, RunState, StateFile};
+pub use trust::Untrusted;
 
 /// Errors of the schedule store. Input errors name the bad input.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the hooks of these schedules may run (see [`trust`]).
+    pub fn hooks_trusted(&self) -> Result<(), Untrusted> {
+        trust::check_schedule_file(&self.path)
     }
 
     /// Every non-blank line, in order; the position is the schedule's index.
@@ -213,12 +221,41 @@ impl Store {
             text.extend_from_slice(&entry.raw);
             text.push(b'\n');
         }
-        primitives::write_atomic(&self.path, &text, 0o644)
-            .map_err(|source| self.io_error("write schedule file", source))
+        // The new file keeps the old one's permissions and, when we may set
+        // it (root), its owner: an edit must neither make a file others could
+        // write trusted with hooks, nor hand root's file to the editor.
+        let old = fs::symlink_metadata(&self.path)
+            .ok()
+            .filter(|m| m.is_file());
+        let mode = old.as_ref().map_or(NEW_FILE_MODE, |m| m.mode() & 0o777);
+        let owner = old.as_ref().map(|m| (m.uid(), m.gid()));
+        primitives::replace_atomic(&self.path, mode, |file| {
+            if let Some((uid, gid)) = owner {
+                keep_owner(file, uid, gid);
+            }
+            file.write_all(&text)
+        })
+        .map_err(|source| self.io_error("write schedule file", source))
     }
 
     fn io_error(&self, action: &'static str, source: io::Error) -> StoreError {
         StoreError::Io(FileError::new(action, &self.path, source))
+    }
+}
+
+/// The mode of a schedule file `create` makes.
+const NEW_FILE_MODE: u32 = 0o644;
+
+/// Gives the new copy the old file's owner and group. Only root may give a
+/// file away; anyone else's copy stays theirs (they wrote it), with the old
+/// file's permissions.
+fn keep_owner(file: &fs::File, uid: u32, gid: u32) {
+    let meta = file.metadata();
+    if meta.is_ok_and(|m| m.uid() == uid && m.gid() == gid) {
+        return;
+    }
+    if std::os::unix::fs::fchown(file, Some(uid), Some(gid)).is_err() {
+        let _ = std::os::unix::fs::fchown(file, None, Some(gid));
     }
 }
 
@@ -294,6 +331,27 @@ mod tests {
             Err(StoreError::InvalidEntry { index: 0, .. })
         ));
         assert_eq!(store.find("ok").unwrap().0, 1);
+    }
+
+    #[test]
+    fn edits_keep_the_file_mode_and_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        store.add("a;10:00;one").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(store.path()), NEW_FILE_MODE);
+        for kept in [0o600, 0o664, 0o640] {
+            fs::set_permissions(store.path(), fs::Permissions::from_mode(kept)).unwrap();
+            store.add(&format!("b;10:00;m{kept:o}")).unwrap();
+            assert_eq!(mode(store.path()), kept);
+        }
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(store.path(), Some(65534), Some(65534)).unwrap();
+            store.remove("0").unwrap();
+            let meta = fs::metadata(store.path()).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        }
     }
 
     mod round_trip {

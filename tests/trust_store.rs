@@ -327,3 +327,72 @@ fn hooks_run_only_from_a_schedule_file_nobody_else_can_write() {
         eprintln!("note: not root; the owner checks are not tested");
     }
 }
+
+#[test]
+fn absurd_log_rotation_counts_are_refused() {
+    let env = TestEnv::new();
+    let run = env.ctl(&["--log-keep", "99999999", "list"]);
+    run.code(2).stderr_has("99999999 is not in 0..=1000");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    env.ctl(&["--log-keep", "1000", "list"]).success();
+    let mut cmd = env.command("backupctl");
+    cmd.arg("list").env("BACKUPCTL_LOG_KEEP", "4294967295");
+    env.run_cmd(cmd).code(2).stderr_has("is not in 0..=1000");
+}
+
+/// Peak resident memory of a `run`, read from /proc while it runs.
+fn peak_rss_kib_of_run(env: &TestEnv, name: &str) -> (u64, i32) {
+    let mut cmd = env.command("backupctl");
+    cmd.args(["run", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("run backupctl");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = fs::read_to_string(&status)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(exit) = child.try_wait().unwrap() {
+            return (peak, exit.code().unwrap_or(-1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_highest_zstd_level_stays_within_the_memory_budget() {
+    let env = TestEnv::new();
+    // 5 MiB of text that compresses, but not to nothing: three zstd jobs.
+    let mut seed: u64 = 1;
+    let mut text = String::new();
+    while text.len() < 5 << 20 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.push_str(&format!("{:x} ", seed >> 40));
+    }
+    env.write("src/data.txt", text.as_bytes());
+    env.manager(&["create", "src;10:00;z;format=tar.zst,level=22"])
+        .success();
+    let (peak_kib, code) = peak_rss_kib_of_run(&env, "z");
+    assert_eq!(code, 0);
+    assert!(
+        peak_kib < 64 * 1024,
+        "level 22 peaked at {} MiB",
+        peak_kib / 1024
+    );
+    let listed = env.run_cmd({
+        let mut tar = std::process::Command::new("tar");
+        tar.arg("--zstd")
+            .arg("-tf")
+            .arg(env.path("backups/z.tar.zst"));
+        tar
+    });
+    listed.success().stdout_is("src/\nsrc/data.txt\n");
+}

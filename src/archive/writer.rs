@@ -62,6 +62,7 @@ pub fn open_stream(format: Format, level: Option<i32>, file: File) -> Box<dyn Ar
                 // took 80 MiB of RSS with two workers; 2 MiB jobs keep a run
                 // near 36 MiB, for archives about 1.5% larger.
                 e.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB))?;
+                bound_zstd_memory(&mut e, level)?;
                 Ok(e)
             });
             match encoder {
@@ -78,6 +79,61 @@ pub fn open_stream(format: Format, level: Option<i32>, file: File) -> Box<dyn Ar
 
 /// Bytes of input per zstd worker job.
 const ZSTD_JOB: u32 = 2 << 20;
+
+/// The largest window, hash table and chain table (as log2) any level may
+/// use. zstd's high levels size them for speed on big inputs: level 19
+/// wants an 8 MiB window and 80 MiB of tables per worker, level 22 a 128 MiB
+/// window and 640 MiB of tables (a run took 1.7 GiB). Bounded to a 2 MiB
+/// window and 2 MiB tables, every level keeps its search strategy (what
+/// makes it slower and stronger) and a run stays under the 64 MiB goal with
+/// up to four workers; high levels lose a little ratio on large files.
+const ZSTD_MAX_WINDOW_LOG: u32 = 21;
+const ZSTD_MAX_TABLE_LOG: u32 = 19;
+
+/// zstd's own window, chain and hash logs for levels 1 to 22 on inputs over
+/// 256 KiB (`ZSTD_defaultCParameters` in zstd's `clevels.h`), so that a
+/// bound is only ever applied downwards.
+const ZSTD_LEVEL_LOGS: [(u32, u32, u32); 22] = [
+    (19, 13, 14),
+    (20, 15, 16),
+    (21, 16, 17),
+    (21, 18, 18),
+    (21, 18, 19),
+    (21, 18, 19),
+    (21, 19, 20),
+    (21, 19, 20),
+    (22, 20, 21),
+    (22, 21, 22),
+    (22, 21, 22),
+    (22, 22, 23),
+    (22, 22, 22),
+    (22, 22, 23),
+    (22, 23, 23),
+    (22, 22, 22),
+    (23, 23, 22),
+    (23, 23, 22),
+    (23, 24, 22),
+    (25, 25, 23),
+    (26, 26, 24),
+    (27, 27, 25),
+];
+
+/// Caps the encoder's window and tables (see [`ZSTD_MAX_WINDOW_LOG`]) and
+/// keeps long-distance matching, which zstd turns on by itself for large
+/// windows, off.
+fn bound_zstd_memory<W: Write>(
+    encoder: &mut zstd::stream::write::Encoder<'static, W>,
+    level: i32,
+) -> io::Result<()> {
+    use zstd::zstd_safe::CParameter;
+    let index = usize::try_from(level.clamp(1, 22) - 1).unwrap_or(0);
+    let (window, chain, hash) = ZSTD_LEVEL_LOGS[index];
+    encoder.set_parameter(CParameter::WindowLog(window.min(ZSTD_MAX_WINDOW_LOG)))?;
+    encoder.set_parameter(CParameter::ChainLog(chain.min(ZSTD_MAX_TABLE_LOG)))?;
+    encoder.set_parameter(CParameter::HashLog(hash.min(ZSTD_MAX_TABLE_LOG)))?;
+    encoder.set_parameter(CParameter::EnableLongDistanceMatching(false))?;
+    Ok(())
+}
 
 /// zstd's own worker threads, besides the stage thread that feeds them.
 fn zstd_workers() -> u32 {

@@ -49,6 +49,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The most rotated log files `--log-keep` may ask for.
+const MAX_LOG_KEEP: i64 = 1000;
+
 /// The options every command takes, before or after its name.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
@@ -63,13 +66,15 @@ pub struct GlobalArgs {
           env = "BACKUPCTL_LOG_MAX_SIZE", value_parser = logging::parse_size)]
     pub log_max_size: u64,
 
-    /// How many rotated log files to keep (NAME.log.1 is the newest)
+    /// How many rotated log files to keep (NAME.log.1 is the newest), at most 1000
     #[arg(
         long,
         global = true,
         value_name = "N",
         default_value_t = 3,
-        env = "BACKUPCTL_LOG_KEEP"
+        env = "BACKUPCTL_LOG_KEEP",
+        // Rotation renames every kept file in turn: a huge count hung it.
+        value_parser = clap::value_parser!(u32).range(0..=MAX_LOG_KEEP)
     )]
     pub log_keep: u32,
 }

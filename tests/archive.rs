@@ -52,7 +52,7 @@ fn an_archive_round_trips_through_gnu_tar() {
     env.write("src/readme.txt", b"hello\n");
     env.write(
         "src/sub/deeper/data.bin",
-        &(0..=255u8).cycle().take(100_000).collect::<Vec<_>>(),
+        (0..=255u8).cycle().take(100_000).collect::<Vec<_>>(),
     );
     env.write("src/empty", b"");
     fs::create_dir(env.path("src/empty-dir")).unwrap();
@@ -63,8 +63,8 @@ fn an_archive_round_trips_through_gnu_tar() {
     .unwrap();
     fs::set_permissions(env.path("src/sub"), fs::Permissions::from_mode(0o750)).unwrap();
     symlink("readme.txt", env.path("src/link")).unwrap();
-    env.manager(&["create", "src;04:00;src"]).success();
-    let run = env.manager(&["run", "src"]);
+    env.old_manager(&["create", "src;04:00;src"]).success();
+    let run = env.old_manager(&["run", "src"]);
     run.success();
     assert!(
         run.stdout.starts_with("backups/src.tar: 3 files, "),
@@ -117,8 +117,8 @@ fn odd_trees_archive_without_hanging_or_escaping() {
     let latin1 = OsStr::from_bytes(b"caf\xe9.txt");
     fs::write(env.path("odd").join(latin1), b"latin-1 name").unwrap();
 
-    env.manager(&["create", "odd;04:00;odd"]).success();
-    let run = env.manager(&["run", "odd"]);
+    env.old_manager(&["create", "odd;04:00;odd"]).success();
+    let run = env.old_manager(&["run", "odd"]);
     run.success();
     assert!(
         run.stdout.contains("left out"),
@@ -142,8 +142,8 @@ fn a_source_given_as_a_symlink_is_followed_at_the_top_only() {
     env.write("real/inner.txt", b"inside");
     symlink("inner.txt", env.path("real/alias")).unwrap();
     symlink("real", env.path("via-link")).unwrap();
-    env.manager(&["create", "via-link;04:00;vl"]).success();
-    env.manager(&["run", "vl"]).success();
+    env.old_manager(&["create", "via-link;04:00;vl"]).success();
+    env.old_manager(&["run", "vl"]).success();
     assert_eq!(
         env.tar_list("backups/vl.tar"),
         ["via-link/", "via-link/alias", "via-link/inner.txt"]
@@ -175,19 +175,19 @@ fn relative_sources_are_taken_from_the_home_wherever_the_command_runs() {
 fn a_failed_run_reports_why_and_keeps_the_previous_archive() {
     let env = TestEnv::new();
     env.write("docs/a.txt", b"a");
-    env.manager(&["create", "docs;04:00;docs"]).success();
-    env.manager(&["run", "docs"]).success();
+    env.old_manager(&["create", "docs;04:00;docs"]).success();
+    env.old_manager(&["run", "docs"]).success();
     let before = fs::read(env.path("backups/docs.tar")).unwrap();
     fs::rename(env.path("docs"), env.path("moved")).unwrap();
-    env.manager(&["run", "docs"])
+    env.old_manager(&["run", "docs"])
         .code(1)
         .stderr_has("backup failed for docs: source ")
         .stderr_has("docs does not exist");
     assert_eq!(fs::read(env.path("backups/docs.tar")).unwrap(), before);
-    env.manager(&["run", "nosuch"])
+    env.old_manager(&["run", "nosuch"])
         .code(2)
         .stderr_has("no schedule with index or name \"nosuch\"");
-    env.manager(&["run", "7"]).code(2).stderr_has("\"7\"");
+    env.old_manager(&["run", "7"]).code(2).stderr_has("\"7\"");
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn backups_lists_only_finished_archives() {
     env.write("backups/b.tar", b"");
     env.write("backups/a.tar", b"");
     fs::create_dir(env.path("backups/a-directory")).unwrap();
-    env.manager(&["backups"])
+    env.old_manager(&["backups"])
         .success()
         .stdout_is("a.tar\nb.tar\n");
 }

@@ -23,24 +23,24 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn start_returns_with_the_daemon_running_and_stop_waits_for_it() {
     let env = TestEnv::new();
-    env.manager(&["start"]).success().stdout_is("");
+    env.old_manager(&["start"]).success().stdout_is("");
     let pid = pid_in_pidfile(&env);
     assert!(alive(pid));
-    let status = env.manager(&["status"]);
+    let status = env.old_manager(&["status"]);
     assert!(
         status
             .success()
             .stdout
             .starts_with(&format!("backup_service: running (pid {pid}, since "))
     );
-    env.manager(&["stop"]).success().stdout_is("");
+    env.old_manager(&["stop"]).success().stdout_is("");
     assert!(!env.path("backup_service.pid").exists());
     assert!(
         !alive(pid),
         "daemon still alive after stop returned: {:?}",
         fs::read_to_string(format!("/proc/{pid}/stat"))
     );
-    env.manager(&["status"])
+    env.old_manager(&["status"])
         .success()
         .stdout_is("backup_service: not running\n");
     let log = env.log_messages("backup_manager.log");
@@ -58,22 +58,24 @@ fn start_returns_with_the_daemon_running_and_stop_waits_for_it() {
 #[test]
 fn a_second_start_is_refused_and_leaves_the_first_daemon_alone() {
     let env = TestEnv::new();
-    env.manager(&["start"]).success();
+    env.old_manager(&["start"]).success();
     let pid = pid_in_pidfile(&env);
-    env.manager(&["start"])
+    env.old_manager(&["start"])
         .code(1)
         .stderr_has(&format!("backup_service is already running (pid {pid})"));
     // A direct second daemon is refused too.
-    env.ctl(&["daemon"]).code(1).stderr_has("already running");
+    env.old_ctl(&["daemon"])
+        .code(1)
+        .stderr_has("already running");
     assert!(alive(pid));
     assert_eq!(pid_in_pidfile(&env), pid);
-    env.manager(&["stop"]).success();
+    env.old_manager(&["stop"]).success();
 }
 
 #[test]
 fn stop_without_a_daemon_fails_clearly() {
     let env = TestEnv::new();
-    env.manager(&["stop"])
+    env.old_manager(&["stop"])
         .code(1)
         .stderr_has("backup_manager: backup_service is not running");
     assert!(
@@ -86,14 +88,14 @@ fn stop_without_a_daemon_fails_clearly() {
 fn a_stale_pidfile_is_ignored_and_replaced() {
     let env = TestEnv::new();
     env.write("backup_service.pid", b"999999\n");
-    env.manager(&["status"])
+    env.old_manager(&["status"])
         .success()
         .stdout_is("backup_service: not running\n");
     env.write("backup_service.pid", b"999999\n");
-    env.manager(&["start"]).success();
+    env.old_manager(&["start"]).success();
     let pid = pid_in_pidfile(&env);
     assert_ne!(pid, 999_999);
-    env.manager(&["stop"]).success();
+    env.old_manager(&["stop"]).success();
 }
 
 #[test]
@@ -104,14 +106,14 @@ fn a_pidfile_naming_a_foreign_live_process_never_gets_it_signalled() {
         "backup_service.pid",
         format!("{}\n", stranger.id()).as_bytes(),
     );
-    env.manager(&["stop"]).code(1).stderr_has("not running");
+    env.old_manager(&["stop"]).code(1).stderr_has("not running");
     assert!(
         stranger.try_wait().unwrap().is_none(),
         "the stranger was signalled"
     );
     // And a real daemon can start despite the leftover.
-    env.manager(&["start"]).success();
-    env.manager(&["stop"]).success();
+    env.old_manager(&["start"]).success();
+    env.old_manager(&["stop"]).success();
     assert!(
         stranger.try_wait().unwrap().is_none(),
         "the stranger was signalled"
@@ -124,12 +126,15 @@ fn a_pidfile_naming_a_foreign_live_process_never_gets_it_signalled() {
 fn the_service_runs_what_is_due_and_a_failing_schedule_does_not_stop_the_others() {
     let env = TestEnv::new().with_clock("2024-05-06T09:30:00");
     env.write("docs/a.txt", b"alpha");
-    env.manager(&["create", "missing;09:30;broken"]).success();
-    env.manager(&["create", "docs;09:30;docs"]).success();
-    env.manager(&["create", "docs;09:31;later"]).success();
-    env.manager(&["start"]).success();
-    env.manager(&["stop"]).success();
-    env.manager(&["backups"]).success().stdout_is("docs.tar\n");
+    env.old_manager(&["create", "missing;09:30;broken"])
+        .success();
+    env.old_manager(&["create", "docs;09:30;docs"]).success();
+    env.old_manager(&["create", "docs;09:31;later"]).success();
+    env.old_manager(&["start"]).success();
+    env.old_manager(&["stop"]).success();
+    env.old_manager(&["backups"])
+        .success()
+        .stdout_is("docs.tar\n");
     let log = env.log_messages("backup_service.log");
     assert!(
         log.iter().any(
@@ -148,14 +153,14 @@ fn the_service_runs_what_is_due_and_a_failing_schedule_does_not_stop_the_others(
 fn backup_service_runs_in_the_foreground_and_stops_on_sigterm() {
     let env = TestEnv::new().with_clock("2024-05-06T09:30:00");
     env.write("docs/a.txt", b"alpha");
-    env.manager(&["create", "docs;09:30;docs"]).success();
+    env.old_manager(&["create", "docs;09:30;docs"]).success();
     let mut service = env.command("backup_service");
     let child = service
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    env.eventually("the archive", || env.path("backups/docs.tar").exists());
+    env.old_eventually("the archive", || env.path("backups/docs.tar").exists());
     let pid = pid_in_pidfile(&env);
     assert_eq!(
         pid,
@@ -189,14 +194,14 @@ fn make_big_source(env: &TestEnv, dir: &str) {
 fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
     let env = TestEnv::new().with_clock("2024-05-06T09:30:00");
     make_big_source(&env, "big");
-    env.manager(&["create", "big;09:30;big"]).success();
+    env.old_manager(&["create", "big;09:30;big"]).success();
     let mut child = env
         .command("backup_service")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    env.eventually("the partial archive", || {
+    env.old_eventually("the partial archive", || {
         env.path("backups/.big.partial").exists()
     });
     let pid = child.id().to_string();
@@ -222,8 +227,8 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
     env.write("data/small.txt", b"first version");
     // A first, complete archive of a small tree.
     fs::rename(env.path("data/big.bin"), env.path("big.bin.aside")).unwrap();
-    env.manager(&["create", "data;03:00;data"]).success();
-    env.manager(&["run", "data"]).success();
+    env.old_manager(&["create", "data;03:00;data"]).success();
+    env.old_manager(&["run", "data"]).success();
     let previous = fs::read(env.path("backups/data.tar")).unwrap();
     // Now a slow run, killed while it writes.
     fs::rename(env.path("big.bin.aside"), env.path("data/big.bin")).unwrap();
@@ -234,16 +239,18 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    env.eventually("the partial archive", || {
+    env.old_eventually("the partial archive", || {
         fs::metadata(env.path("backups/.data.partial")).is_ok_and(|m| m.len() > 0)
     });
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(fs::read(env.path("backups/data.tar")).unwrap(), previous);
-    env.manager(&["backups"]).success().stdout_is("data.tar\n");
+    env.old_manager(&["backups"])
+        .success()
+        .stdout_is("data.tar\n");
     // The next run clears the leftover and succeeds.
     fs::remove_file(env.path("data/big.bin")).unwrap();
-    env.manager(&["run", "data"]).success();
+    env.old_manager(&["run", "data"]).success();
     assert!(!env.path("backups/.data.partial").exists());
     assert!(env.log_messages("backup_service.log").contains(
         &"Warning: removed backups/.data.partial left by an interrupted run".to_string()
@@ -254,7 +261,7 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
 fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
     let env = TestEnv::new();
     make_big_source(&env, "big");
-    env.manager(&["create", "big;09:30;big"]).success();
+    env.old_manager(&["create", "big;09:30;big"]).success();
     let child = env
         .command("backup_manager")
         .args(["run", "big"])
@@ -262,7 +269,7 @@ fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    env.eventually("the partial archive", || {
+    env.old_eventually("the partial archive", || {
         env.path("backups/.big.partial").exists()
     });
     Command::new("kill")

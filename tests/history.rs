@@ -65,7 +65,7 @@ fn assert_extracts_to_source(env: &TestEnv, archive: &str, tar_flags: &[&str], s
 
 /// The archive names under `backups/`, as `backups` lists them.
 fn backups(env: &TestEnv) -> Vec<String> {
-    let run = env.ctl(&["backups"]);
+    let run = env.old_ctl(&["backups"]);
     run.success();
     run.stdout_lines().iter().map(|s| s.to_string()).collect()
 }
@@ -83,8 +83,9 @@ fn dir_listing(env: &TestEnv, dir: &str) -> Vec<String> {
 fn spec_mode_writes_the_spec_archive_with_a_manifest() {
     let env = TestEnv::new();
     make_tree(&env, "test");
-    env.manager(&["create", "test;16:07;backup_test"]).success();
-    let run = env.ctl(&["run", "backup_test"]);
+    env.old_manager(&["create", "test;16:07;backup_test"])
+        .success();
+    let run = env.old_ctl(&["run", "backup_test"]);
     run.success();
     assert_eq!(run.stderr, "", "no progress bar when stderr is not a tty");
     assert!(
@@ -122,7 +123,7 @@ fn spec_mode_writes_the_spec_archive_with_a_manifest() {
     );
 
     // A second run replaces the archive; the listing never shows manifests.
-    env.ctl(&["run", "backup_test"]).success();
+    env.old_ctl(&["run", "backup_test"]).success();
     assert_eq!(backups(&env), ["backup_test.tar"]);
     assert_eq!(
         dir_listing(&env, "backups"),
@@ -173,9 +174,9 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
         ),
     ];
     for (name, options, archive, format, level, flag) in cases {
-        env.ctl(&["create", &format!("src;03:00;{name};{options}")])
+        env.old_ctl(&["create", &format!("src;03:00;{name};{options}")])
             .success();
-        let run = env.ctl(&["run", name]);
+        let run = env.old_ctl(&["run", name]);
         run.success();
         assert!(
             run.stdout.starts_with(&format!("{archive}: 3 files")),
@@ -206,12 +207,12 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
 fn retention_keeps_one_stamped_archive_per_run_even_within_a_second() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;03:00;docs;format=tar.gz,keep-last=5"])
+    env.old_ctl(&["create", "src;03:00;docs;format=tar.gz,keep-last=5"])
         .success();
     // Each process starts its clock at 05:06:07: the second run finds that
     // second taken and takes the next one.
-    env.ctl(&["run", "docs"]).success();
-    env.ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
     assert_eq!(
         backups(&env),
         ["docs_20250304_050607.tar.gz", "docs_20250304_050608.tar.gz"]
@@ -233,16 +234,16 @@ fn retention_keeps_one_stamped_archive_per_run_even_within_a_second() {
 fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;03:00;docs;if-changed,keep-last=9"])
+    env.old_ctl(&["create", "src;03:00;docs;if-changed,keep-last=9"])
         .success();
-    env.ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
     let first = "backups/docs_20250304_050607.tar";
-    let skipped = env.ctl(&["run", "docs"]);
+    let skipped = env.old_ctl(&["run", "docs"]);
     skipped.success().stdout_is(&format!(
         "src: unchanged since {first}; no archive written\n"
     ));
     assert_eq!(backups(&env), ["docs_20250304_050607.tar"]);
-    env.ctl(&["run", "docs", "--dry-run"])
+    env.old_ctl(&["run", "docs", "--dry-run"])
         .success()
         .stdout_is(&format!("would skip: src unchanged since {first}\n"));
     let log = env.log_messages("backup_service.log");
@@ -259,7 +260,7 @@ fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
         .unwrap();
     file.set_modified(std::time::SystemTime::UNIX_EPOCH)
         .unwrap();
-    env.ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
     assert_eq!(
         backups(&env),
         ["docs_20250304_050607.tar", "docs_20250304_050608.tar"]
@@ -270,16 +271,16 @@ fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
 
     // A new entry is a change too.
     env.write("src/new.txt", b"new");
-    env.ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
     assert_eq!(backups(&env).len(), 3);
 }
 
 #[test]
 fn a_missing_source_fails_with_exit_1_and_leaves_nothing() {
     let env = TestEnv::new();
-    env.ctl(&["create", "nowhere;03:00;n;format=tar.zst"])
+    env.old_ctl(&["create", "nowhere;03:00;n;format=tar.zst"])
         .success();
-    let run = env.ctl(&["run", "n"]);
+    let run = env.old_ctl(&["run", "n"]);
     run.code(1)
         .stderr_has("backupctl: backup failed for nowhere: source ")
         .stderr_has("nowhere does not exist");
@@ -298,8 +299,8 @@ fn sockets_are_left_out_without_making_the_run_partial() {
     let env = TestEnv::new();
     make_tree(&env, "src");
     let _listener = std::os::unix::net::UnixListener::bind(env.path("src/sock")).unwrap();
-    env.ctl(&["create", "src;03:00;s"]).success();
-    let run = env.ctl(&["run", "s"]);
+    env.old_ctl(&["create", "src;03:00;s"]).success();
+    let run = env.old_ctl(&["run", "s"]);
     run.success();
     assert!(run.stdout.contains(", 1 sockets left out"), "{run:?}");
     assert_eq!(manifest(&env, "backups/s.tar")["state"], "ok");
@@ -350,7 +351,8 @@ fn unreadable_files_make_a_partial_run_that_exits_3() {
     let env = TestEnv::new();
     make_tree(&env, "src");
     env.write("src/secret", b"top secret");
-    env.ctl(&["create", "src;03:00;p;format=tar.gz"]).success();
+    env.old_ctl(&["create", "src;03:00;p;format=tar.gz"])
+        .success();
     // The binary is reached through the temporary home by `nobody`.
     fs::set_permissions(env.home(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(env.path("src/secret"), fs::Permissions::from_mode(0o000)).unwrap();
@@ -385,7 +387,7 @@ fn unreadable_files_make_a_partial_run_that_exits_3() {
 fn dry_run_says_what_it_would_do_and_changes_nothing() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&[
+    env.old_ctl(&[
         "create",
         "src;03:00;docs;format=tar.zst,level=5,keep-last=2",
     ])
@@ -401,7 +403,7 @@ fn dry_run_says_what_it_would_do_and_changes_nothing() {
     }
     env.write("backups/other_20250301_030000.tar", b"foreign");
     let before = dir_listing(&env, "backups");
-    let run = env.ctl(&["run", "docs", "--dry-run"]);
+    let run = env.old_ctl(&["run", "docs", "--dry-run"]);
     run.success();
     let lines = run.stdout_lines();
     assert_eq!(
@@ -436,8 +438,9 @@ fn dry_run_says_what_it_would_do_and_changes_nothing() {
 fn dry_run_in_spec_mode_names_the_archive_it_would_replace() {
     let env = TestEnv::new();
     make_tree(&env, "test");
-    env.manager(&["create", "test;16:07;backup_test"]).success();
-    env.ctl(&["run", "backup_test", "--dry-run"])
+    env.old_manager(&["create", "test;16:07;backup_test"])
+        .success();
+    env.old_ctl(&["run", "backup_test", "--dry-run"])
         .success()
         .stdout_is(
             "would write backups/backup_test.tar (format tar, level none)\n\
@@ -450,10 +453,11 @@ fn dry_run_in_spec_mode_names_the_archive_it_would_replace() {
 fn a_successful_history_run_prunes_by_retention() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;03:00;docs;keep-last=2"]).success();
-    env.ctl(&["run", "docs"]).success();
-    env.ctl(&["run", "docs"]).success();
-    let third = env.ctl(&["run", "docs"]);
+    env.old_ctl(&["create", "src;03:00;docs;keep-last=2"])
+        .success();
+    env.old_ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
+    let third = env.old_ctl(&["run", "docs"]);
     third.success();
     assert!(
         third
@@ -475,13 +479,13 @@ fn a_successful_history_run_prunes_by_retention() {
 #[test]
 fn a_failed_run_prunes_nothing() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
-    env.ctl(&["create", "gone;03:00;docs;keep-last=1"])
+    env.old_ctl(&["create", "gone;03:00;docs;keep-last=1"])
         .success();
     fs::create_dir_all(env.path("backups")).unwrap();
     for name in ["docs_20250301_030000.tar", "docs_20250302_030000.tar"] {
         env.write(&format!("backups/{name}"), b"old");
     }
-    env.ctl(&["run", "docs"]).code(1);
+    env.old_ctl(&["run", "docs"]).code(1);
     assert_eq!(
         backups(&env),
         ["docs_20250301_030000.tar", "docs_20250302_030000.tar"]
@@ -493,16 +497,16 @@ fn the_service_writes_stamped_archives_at_the_scheduled_minute() {
     // The daemon's clock starts two seconds before the schedule's minute.
     let env = TestEnv::new().with_clock("2025-03-04T05:06:58");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;05:07;docs;format=tar.gz,keep-last=3"])
+    env.old_ctl(&["create", "src;05:07;docs;format=tar.gz,keep-last=3"])
         .success();
-    env.ctl(&["start"]).success();
-    env.eventually("the 05:07 archive and its manifest", || {
+    env.old_ctl(&["start"]).success();
+    env.old_eventually("the 05:07 archive and its manifest", || {
         fs::read_dir(env.path("backups")).is_ok_and(|dir| {
             dir.flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".tar.gz.json"))
         })
     });
-    env.ctl(&["stop"]).success();
+    env.old_ctl(&["stop"]).success();
     let archives = backups(&env);
     assert_eq!(archives.len(), 1, "{archives:?}");
     let archive = format!("backups/{}", archives[0]);

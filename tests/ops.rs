@@ -117,12 +117,12 @@ fn json(text: &str) -> Value {
 #[test]
 fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
     let env = TestEnv::new().with_clock("2025-03-01T12:00:00");
-    env.manager(&[
+    env.old_manager(&[
         "create",
         "src;02:00;docs;format=tar.gz,keep-last=2,keep-weekly=2,min-keep=3",
     ])
     .success();
-    env.manager(&["create", "src;03:00;docs_extra;keep-last=1"])
+    env.old_manager(&["create", "src;03:00;docs_extra;keep-last=1"])
         .success();
     // Daily runs from Wed 2025-01-01 to Fri 2025-01-10.
     let stamps: Vec<String> = (1..=10).map(|d| format!("202501{d:02}_020000")).collect();
@@ -141,7 +141,7 @@ fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
     }
     let before = backups_dir(&env);
 
-    let dry = env.manager(&["prune", "docs", "--dry-run"]);
+    let dry = env.old_manager(&["prune", "docs", "--dry-run"]);
     dry.success();
     assert_eq!(backups_dir(&env), before, "--dry-run changed backups/");
     let expected = [
@@ -158,7 +158,7 @@ fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
     ];
     assert_eq!(dry.stdout_lines(), expected);
 
-    let run = env.manager(&["prune", "docs"]);
+    let run = env.old_manager(&["prune", "docs"]);
     run.success();
     assert_eq!(
         run.stdout_lines(),
@@ -186,7 +186,7 @@ fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
 fn a_paused_schedule_keeps_its_history_when_pruned() {
     // The last runs were in 2020; keep-within counts from the newest archive.
     let env = TestEnv::new().with_clock("2026-06-01T12:00:00");
-    env.manager(&["create", "src;02:00;old;keep-within=2d"])
+    env.old_manager(&["create", "src;02:00;old;keep-within=2d"])
         .success();
     fake_history(
         &env,
@@ -199,7 +199,7 @@ fn a_paused_schedule_keeps_its_history_when_pruned() {
         ],
         "tar",
     );
-    let run = env.manager(&["prune"]);
+    let run = env.old_manager(&["prune"]);
     run.success();
     assert_eq!(
         run.stdout_lines(),
@@ -224,15 +224,15 @@ fn a_paused_schedule_keeps_its_history_when_pruned() {
 #[test]
 fn prune_refuses_what_it_cannot_do() {
     let env = TestEnv::new();
-    env.manager(&["create", "src;02:00;plain"]).success();
+    env.old_manager(&["create", "src;02:00;plain"]).success();
     env.write("backups/plain.tar", b"archive");
-    env.manager(&["prune", "plain"])
+    env.old_manager(&["prune", "plain"])
         .code(2)
         .stderr_has("backup_manager: schedule \"plain\" has no retention rules");
-    env.manager(&["prune", "nope"])
+    env.old_manager(&["prune", "nope"])
         .code(2)
         .stderr_has("no schedule with index or name \"nope\"");
-    let all = env.manager(&["prune"]);
+    let all = env.old_manager(&["prune"]);
     all.success()
         .stdout_is("")
         .stderr_has("no schedule has retention rules; nothing to prune");
@@ -245,31 +245,31 @@ fn prune_refuses_what_it_cannot_do() {
 fn verify_passes_good_archives_in_every_format() {
     let env = TestEnv::new();
     make_source(&env);
-    env.manager(&["create", "src;02:00;docs;format=tar.gz,keep-last=3"])
+    env.old_manager(&["create", "src;02:00;docs;format=tar.gz,keep-last=3"])
         .success();
     archive_with_manifest(&env, "docs_20250101_020000.tar.gz", "docs");
     archive_with_manifest(&env, "docs_20250102_020000.tar.zst", "docs");
     archive_with_manifest(&env, "plain.tar", "plain");
     env.write("backups/notes.txt", b"not an archive");
 
-    env.manager(&["verify", "--all"]).success().stdout_is(
+    env.old_manager(&["verify", "--all"]).success().stdout_is(
         "OK backups/docs_20250101_020000.tar.gz\n\
          OK backups/docs_20250102_020000.tar.zst\n\
          OK backups/plain.tar\n",
     );
     // A schedule name selects its archives; a file name or a path one archive.
-    env.manager(&["verify", "docs"]).success().stdout_is(
+    env.old_manager(&["verify", "docs"]).success().stdout_is(
         "OK backups/docs_20250101_020000.tar.gz\nOK backups/docs_20250102_020000.tar.zst\n",
     );
-    env.manager(&["verify", "plain.tar"])
+    env.old_manager(&["verify", "plain.tar"])
         .success()
         .stdout_is("OK backups/plain.tar\n");
     let path = env.path("backups/plain.tar");
-    env.ctl(&["verify", path.to_str().unwrap()])
+    env.old_ctl(&["verify", path.to_str().unwrap()])
         .success()
         .stdout_is("OK backups/plain.tar\n");
 
-    let run = env.ctl(&["verify", "--json", "docs"]);
+    let run = env.old_ctl(&["verify", "--json", "docs"]);
     run.success();
     let results = json(&run.stdout);
     let results = results.as_array().unwrap();
@@ -317,7 +317,7 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
     flip(resealed);
     manifest_for(&env, resealed, "docs");
 
-    let run = env.manager(&["verify", "--all"]);
+    let run = env.old_manager(&["verify", "--all"]);
     run.code(1)
         .stderr_has("backup_manager: 4 of 4 archives failed verification");
     let lines = run.stdout_lines();
@@ -348,7 +348,7 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
         "{log:?}"
     );
 
-    let run = env.ctl(&["verify", "--json", "--all"]);
+    let run = env.old_ctl(&["verify", "--json", "--all"]);
     run.code(1);
     let results = json(&run.stdout);
     let results = results.as_array().unwrap();
@@ -363,16 +363,16 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
 #[test]
 fn verify_refuses_unknown_targets() {
     let env = TestEnv::new();
-    env.manager(&["verify"])
+    env.old_manager(&["verify"])
         .code(2)
         .stderr_has("name the archives or schedules to verify, or give --all");
-    env.manager(&["verify", "ghost"])
+    env.old_manager(&["verify", "ghost"])
         .code(2)
         .stderr_has("no archive or schedule named \"ghost\"");
-    env.manager(&["verify", "--all", "x"]).code(2);
-    env.manager(&["create", "src;02:00;empty;keep-last=2"])
+    env.old_manager(&["verify", "--all", "x"]).code(2);
+    env.old_manager(&["create", "src;02:00;empty;keep-last=2"])
         .success();
-    env.manager(&["verify", "empty"])
+    env.old_manager(&["verify", "empty"])
         .code(2)
         .stderr_has("schedule \"empty\" has no archives in backups/ to verify");
 }
@@ -389,7 +389,7 @@ fn restore_round_trips_modes_mtimes_and_symlinks() {
     ] {
         archive_with_manifest(&env, name, "docs");
         let out = format!("out-{name}");
-        let run = env.manager(&["restore", name, "--to", &out]);
+        let run = env.old_manager(&["restore", name, "--to", &out]);
         run.success();
         let mut printed = run.stdout_lines();
         printed.sort();
@@ -431,20 +431,20 @@ fn restore_keeps_existing_files_unless_forced() {
     let env = TestEnv::new();
     make_source(&env);
     gnu_tar(&env, "plain.tar");
-    env.manager(&["restore", "plain.tar", "--to", "out"])
+    env.old_manager(&["restore", "plain.tar", "--to", "out"])
         .success()
         .stderr_has("warning: backups/plain.tar has no manifest");
     env.write("out/src/a.txt", b"edited since");
     env.write("out/src/only-here", b"mine");
 
-    env.manager(&["restore", "plain.tar", "--to", "out"])
+    env.old_manager(&["restore", "plain.tar", "--to", "out"])
         .code(1)
         .stdout_is("")
         .stderr_has("refusing to restore over out/src/")
         .stderr_has("(use --force to replace it)");
     assert_eq!(env.read("out/src/a.txt"), "edited since");
 
-    let run = env.manager(&["restore", "plain.tar", "--to", "out", "--force"]);
+    let run = env.old_manager(&["restore", "plain.tar", "--to", "out", "--force"]);
     run.success();
     assert_eq!(run.stdout_lines().len(), 5);
     assert_eq!(env.read("out/src/a.txt"), "hello\n");
@@ -454,7 +454,7 @@ fn restore_keeps_existing_files_unless_forced() {
     fs::remove_file(env.path("out/src/a.txt")).unwrap();
     env.write("outside/target", b"precious");
     symlink(env.path("outside/target"), env.path("out/src/a.txt")).unwrap();
-    env.manager(&["restore", "plain.tar", "--to", "out", "--force"])
+    env.old_manager(&["restore", "plain.tar", "--to", "out", "--force"])
         .success();
     assert_eq!(env.read("outside/target"), "precious");
     assert!(
@@ -467,20 +467,20 @@ fn restore_keeps_existing_files_unless_forced() {
     fs::remove_dir_all(env.path("out/src")).unwrap();
     fs::create_dir(env.path("elsewhere")).unwrap();
     symlink(env.path("elsewhere"), env.path("out/src")).unwrap();
-    env.manager(&["restore", "plain.tar", "--to", "out", "--force"])
+    env.old_manager(&["restore", "plain.tar", "--to", "out", "--force"])
         .code(1)
         .stderr_has("refusing to restore into")
         .stderr_has("it is a symlink, and restore never writes through one");
     assert_eq!(fs::read_dir(env.path("elsewhere")).unwrap().count(), 0);
 
     env.write("a-file", b"");
-    env.manager(&["restore", "plain.tar", "--to", "a-file"])
+    env.old_manager(&["restore", "plain.tar", "--to", "a-file"])
         .code(1)
         .stderr_has("refusing to restore into a-file: it is not a directory");
-    env.manager(&["restore", "plain.tar", "--to", ""])
+    env.old_manager(&["restore", "plain.tar", "--to", ""])
         .code(2)
         .stderr_has("a value is required for '--to <DIR>'");
-    env.manager(&["restore", "missing.tar", "--to", "out"])
+    env.old_manager(&["restore", "missing.tar", "--to", "out"])
         .code(2)
         .stderr_has("no archive \"missing.tar\" in backups/ or at that path");
 }
@@ -501,7 +501,7 @@ fn restore_refuses_an_archive_that_does_not_match_its_manifest() {
         .status()
         .unwrap();
     assert!(status.success());
-    env.manager(&["restore", "docs_20250101_020000.tar", "--to", "out"])
+    env.old_manager(&["restore", "docs_20250101_020000.tar", "--to", "out"])
         .code(1)
         .stderr_has("does not match its manifest")
         .stderr_has("run `verify` on it");
@@ -576,7 +576,7 @@ fn restore_refuses_hostile_archives_before_writing_anything() {
     for (name, entries, message) in &cases {
         python_tar(&env, name, entries);
         let out = format!("out-{name}");
-        env.manager(&["restore", env.path(name).to_str().unwrap(), "--to", &out])
+        env.old_manager(&["restore", env.path(name).to_str().unwrap(), "--to", &out])
             .code(1)
             .stdout_is("")
             .stderr_has("backup_manager: refusing hostile archive")
@@ -599,7 +599,7 @@ fn restore_refuses_hostile_archives_before_writing_anything() {
 fn backups_long_and_json_describe_each_archive() {
     let env = TestEnv::new();
     make_source(&env);
-    env.manager(&["create", "src;02:00;docs;format=tar.zst,keep-last=3"])
+    env.old_manager(&["create", "src;02:00;docs;format=tar.zst,keep-last=3"])
         .success();
     archive_with_manifest(&env, "docs_20250101_020000.tar.zst", "docs");
     archive_with_manifest(&env, "gone.tar", "gone");
@@ -608,7 +608,7 @@ fn backups_long_and_json_describe_each_archive() {
     archive_with_manifest(&env, "docs_20250102_020000.tar.zst", "docs");
     fs::write(env.path("backups/docs_20250102_020000.tar.zst"), b"other").unwrap();
 
-    let run = env.manager(&["backups", "--long"]);
+    let run = env.old_manager(&["backups", "--long"]);
     run.success();
     let lines = run.stdout_lines();
     assert_eq!(lines.len(), 4, "{run:?}");
@@ -621,7 +621,7 @@ fn backups_long_and_json_describe_each_archive() {
         "{date}"
     );
 
-    let run = env.manager(&["backups", "--json"]);
+    let run = env.old_manager(&["backups", "--json"]);
     run.success();
     let rows = json(&run.stdout);
     let rows = rows.as_array().unwrap();
@@ -658,7 +658,7 @@ fn backups_long_and_json_describe_each_archive() {
         );
         assert_eq!(row.as_object().unwrap().len(), 6);
     }
-    env.manager(&["backups", "--json", "--long"]).code(2);
+    env.old_manager(&["backups", "--json", "--long"]).code(2);
 }
 
 #[test]
@@ -668,11 +668,11 @@ fn list_json_shows_every_line_valid_or_not() {
         "backup_schedules.txt",
         b"test;16:07;backup_test\nnot a schedule\nsrc;02:30;docs;format=tar.gz,keep-daily=7\n",
     );
-    let plain = env.manager(&["list"]);
+    let plain = env.old_manager(&["list"]);
     plain.success().stdout_is(
         "0: test;16:07;backup_test\n1: not a schedule\n2: src;02:30;docs;format=tar.gz,keep-daily=7\n",
     );
-    let run = env.manager(&["list", "--json"]);
+    let run = env.old_manager(&["list", "--json"]);
     run.success();
     assert_eq!(run.stderr, "", "JSON carries the errors itself");
     let rows = json(&run.stdout);
@@ -698,7 +698,7 @@ fn list_json_shows_every_line_valid_or_not() {
     // Empty store: an empty array, not nothing.
     let empty = TestEnv::new();
     assert_eq!(
-        json(&empty.manager(&["list", "--json"]).stdout),
+        json(&empty.old_manager(&["list", "--json"]).stdout),
         serde_json::json!([])
     );
 }
@@ -712,9 +712,9 @@ fn restore_reads_back_what_run_writes_fifos_and_symlink_times_included() {
         .status()
         .unwrap();
     assert!(status.success());
-    env.manager(&["create", "src;02:00;plain"]).success();
-    env.ctl(&["run", "plain"]).success();
-    let run = env.manager(&["restore", "plain.tar", "--to", "out"]);
+    env.old_manager(&["create", "src;02:00;plain"]).success();
+    env.old_ctl(&["run", "plain"]).success();
+    let run = env.old_manager(&["restore", "plain.tar", "--to", "out"]);
     run.success();
     assert_eq!(
         run.stdout_lines(),

@@ -23,7 +23,7 @@ impl Foreground {
         let mut cmd = env.command("backup_service");
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().expect("start backup_service");
-        env.eventually("the daemon's pidfile", || {
+        env.old_eventually("the daemon's pidfile", || {
             env.path("backup_service.pid").exists()
         });
         Self { child }
@@ -69,18 +69,18 @@ fn set_mtime(path: &std::path::Path, t: SystemTime) {
 #[test]
 fn next_prints_the_coming_run_times() {
     let env = TestEnv::new().with_clock("2024-03-04T10:07:00");
-    let run = env.ctl(&["next", "*/15 * * * *", "-n", "3"]);
+    let run = env.old_ctl(&["next", "*/15 * * * *", "-n", "3"]);
     let lines = run.success().stdout_lines();
     assert_eq!(lines.len(), 3, "{run:?}");
     assert!(lines[0].starts_with("Mon 04/03/2024 10:15"), "{run:?}");
     assert!(lines[2].starts_with("Mon 04/03/2024 10:45"), "{run:?}");
     // Weekdays only, Friday then Monday; five lines by default.
-    let run = env.ctl(&["next", "30 2 * * mon-fri"]);
+    let run = env.old_ctl(&["next", "30 2 * * mon-fri"]);
     let lines = run.success().stdout_lines();
     assert_eq!(lines.len(), 5);
     assert!(lines[3].starts_with("Fri 08/03/2024 02:30"), "{run:?}");
     assert!(lines[4].starts_with("Mon 11/03/2024 02:30"), "{run:?}");
-    env.ctl(&["next", "@monthly", "-n", "1"])
+    env.old_ctl(&["next", "@monthly", "-n", "1"])
         .success()
         .stdout_lines()[0]
         .starts_with("Mon 01/04/2024 00:00")
@@ -102,21 +102,22 @@ fn next_honours_tz_across_the_spring_forward_gap() {
 #[test]
 fn bad_expressions_are_refused_naming_them() {
     let env = TestEnv::new();
-    let run = env.ctl(&["next", "61 * * * *"]);
+    let run = env.old_ctl(&["next", "61 * * * *"]);
     run.code(2)
         .stderr_has("cron expression \"61 * * * *\" is not valid");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
-    env.manager(&["create", "p;0 0 * * funday;n"])
+    env.old_manager(&["create", "p;0 0 * * funday;n"])
         .code(2)
         .stderr_has("cron expression \"0 0 * * funday\"");
-    env.manager(&["create", "p;@reboot;n"])
+    env.old_manager(&["create", "p;@reboot;n"])
         .code(2)
         .stderr_has("\"@reboot\"");
     assert_eq!(env.schedules(), "");
-    env.manager(&["create", "p;*/15 * * * *;quarter"]).success();
-    env.manager(&["create", "p;@daily;daily;catch-up"])
+    env.old_manager(&["create", "p;*/15 * * * *;quarter"])
         .success();
-    env.manager(&["list"])
+    env.old_manager(&["create", "p;@daily;daily;catch-up"])
+        .success();
+    env.old_manager(&["list"])
         .success()
         .stdout_is("0: p;*/15 * * * *;quarter\n1: p;@daily;daily;catch-up\n");
     assert!(
@@ -130,12 +131,12 @@ fn bad_expressions_are_refused_naming_them() {
 fn status_shows_last_and_next_runs_also_as_json() {
     let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
     env.write("src/file", b"data");
-    env.manager(&["create", "src;@hourly;hourly"]).success();
-    env.manager(&["create", "missing;30 2 * * *;nightly"])
+    env.old_manager(&["create", "src;@hourly;hourly"]).success();
+    env.old_manager(&["create", "missing;30 2 * * *;nightly"])
         .success();
-    env.ctl(&["run", "hourly"]).success();
-    env.ctl(&["run", "nightly"]).code(1);
-    let run = env.ctl(&["status"]);
+    env.old_ctl(&["run", "hourly"]).success();
+    env.old_ctl(&["run", "nightly"]).code(1);
+    let run = env.old_ctl(&["status"]);
     let lines = run.success().stdout_lines();
     assert_eq!(lines[0], "backup_service: not running");
     assert!(
@@ -150,7 +151,7 @@ fn status_shows_last_and_next_runs_also_as_json() {
         "{run:?}"
     );
 
-    let run = env.ctl(&["status", "--json"]);
+    let run = env.old_ctl(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
     assert_eq!(json["service"]["running"], false);
     let hourly = &json["schedules"][0];
@@ -176,28 +177,28 @@ fn status_shows_last_and_next_runs_also_as_json() {
 fn check_reports_fresh_overdue_and_never_run_schedules() {
     let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
     env.write("src/file", b"data");
-    env.manager(&["create", "src;@daily;daily"]).success();
-    env.ctl(&["check"])
+    env.old_manager(&["create", "src;@daily;daily"]).success();
+    env.old_ctl(&["check"])
         .code(1)
         .stdout_is("daily: never backed up\n");
-    env.ctl(&["run", "daily"]).success();
-    env.ctl(&["check"])
+    env.old_ctl(&["run", "daily"]).success();
+    env.old_ctl(&["check"])
         .success()
         .stdout_is("ok: 1 schedule backed up in time\n");
 
     // A day and a half later (interval 1 day + 12 h margin): still fine; then overdue.
     let env = env.with_clock("2030-01-03T22:00:00");
-    env.ctl(&["check"]).success();
+    env.old_ctl(&["check"]).success();
     let env = env.with_clock("2030-01-04T00:00:00");
-    let run = env.ctl(&["check"]);
+    let run = env.old_ctl(&["check"]);
     run.code(1);
     assert!(
         run.stdout
             .starts_with("daily: overdue, last successful backup 02/01/2030 10:07 (1d 13h ago"),
         "{run:?}"
     );
-    env.ctl(&["check", "--max-age", "7d"]).success();
-    env.ctl(&["check", "--max-age", "soon"])
+    env.old_ctl(&["check", "--max-age", "7d"]).success();
+    env.old_ctl(&["check", "--max-age", "soon"])
         .code(2)
         .stderr_has("\"soon\" is not a duration");
     // Without the state file, the archive is the truth.
@@ -207,7 +208,7 @@ fn check_reports_fresh_overdue_and_never_run_schedules() {
         &archive,
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000),
     ); // 2030-01-01
-    let run = env.ctl(&["check"]);
+    let run = env.old_ctl(&["check"]);
     run.code(1);
     assert!(
         run.stdout
@@ -220,12 +221,12 @@ fn check_reports_fresh_overdue_and_never_run_schedules() {
 fn hooks_get_the_run_described_in_their_environment() {
     let env = TestEnv::new();
     env.write("data/f", b"12345");
-    env.manager(&[
+    env.old_manager(&[
         "create",
         "data;10:00;docs;before=echo preparing $BACKUPCTL_SCHEDULE && env > before.env,after=env > after.env",
     ])
     .success();
-    env.ctl(&["run", "docs"]).success();
+    env.old_ctl(&["run", "docs"]).success();
     let vars = |file: &str| -> Vec<(String, String)> {
         env.read(file)
             .lines()
@@ -267,12 +268,12 @@ fn hooks_get_the_run_described_in_their_environment() {
 fn a_failing_before_hook_skips_the_backup() {
     let env = TestEnv::new();
     env.write("data/f", b"x");
-    env.manager(&[
+    env.old_manager(&[
         "create",
         "data;10:00;docs;before=echo no database >&2 && exit 7,after=touch after-ran,on-failure=env > failure.env",
     ])
     .success();
-    let run = env.ctl(&["run", "docs"]);
+    let run = env.old_ctl(&["run", "docs"]);
     run.code(1)
         .stderr_has("backup of docs skipped: before hook of docs failed");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
@@ -290,7 +291,7 @@ fn a_failing_before_hook_skips_the_backup() {
         "Error: backup of docs skipped: before hook of docs failed"
     ));
     let json: serde_json::Value =
-        serde_json::from_str(&env.ctl(&["status", "--json"]).stdout).unwrap();
+        serde_json::from_str(&env.old_ctl(&["status", "--json"]).stdout).unwrap();
     assert_eq!(json["schedules"][0]["last_run"]["state"], "failed");
 }
 
@@ -298,7 +299,7 @@ fn a_failing_before_hook_skips_the_backup() {
 fn a_run_is_refused_when_the_last_archive_would_not_fit() {
     let env = TestEnv::new();
     env.write("data/f", b"x");
-    env.manager(&["create", "data;10:00;big"]).success();
+    env.old_manager(&["create", "data;10:00;big"]).success();
     // A sparse "last archive" larger than the free space.
     let stats = nix::sys::statvfs::statvfs(env.home()).unwrap();
     #[allow(clippy::unnecessary_cast)]
@@ -309,7 +310,7 @@ fn a_run_is_refused_when_the_last_archive_would_not_fit() {
         .unwrap()
         .set_len(free + (1 << 30))
         .unwrap();
-    env.ctl(&["run", "big"])
+    env.old_ctl(&["run", "big"])
         .code(1)
         .stderr_has("backup of big refused: only")
         .stderr_has("free on the backups filesystem, less than its last archive");
@@ -320,7 +321,7 @@ fn a_run_is_refused_when_the_last_archive_would_not_fit() {
 fn run_and_the_daemon_share_the_schedule_lock() {
     let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
     env.write("data/f", b"x");
-    env.manager(&["create", "data;10:07;shared;before=sleep 4"])
+    env.old_manager(&["create", "data;10:07;shared;before=sleep 4"])
         .success();
     // A `run` holds the lock through its slow before hook...
     let mut cmd = env.command("backupctl");
@@ -328,12 +329,12 @@ fn run_and_the_daemon_share_the_schedule_lock() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut manual = cmd.spawn().unwrap();
-    env.eventually("the run's before hook", || {
+    env.old_eventually("the run's before hook", || {
         service_log_has(&env, "Running before hook of shared")
     });
     // ...so the daemon, for which the schedule is due now, skips it.
     let daemon = Foreground::start(&env, &[]);
-    env.eventually("the daemon's skip line", || {
+    env.old_eventually("the daemon's skip line", || {
         service_log_has(
             &env,
             "backup of shared skipped: another run of it is in progress",
@@ -356,7 +357,7 @@ fn run_and_the_daemon_share_the_schedule_lock() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut waiting = cmd.spawn().unwrap();
-    env.eventually("the waiting line", || {
+    env.old_eventually("the waiting line", || {
         service_log_has(&env, "waiting for another run of shared to finish")
     });
     assert!(waiting.try_wait().unwrap().is_none(), "run did not wait");
@@ -368,9 +369,9 @@ fn run_and_the_daemon_share_the_schedule_lock() {
 fn the_foreground_daemon_stops_cleanly_on_sigterm() {
     let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
     env.write("data/f", b"x");
-    env.manager(&["create", "data;10:07;now"]).success();
+    env.old_manager(&["create", "data;10:07;now"]).success();
     let daemon = Foreground::start(&env, &["--jobs", "2"]);
-    env.eventually("the due backup", || env.path("backups/now.tar").exists());
+    env.old_eventually("the due backup", || env.path("backups/now.tar").exists());
     assert_eq!(daemon.stop(), Some(0));
     assert!(!env.path("backup_service.pid").exists());
     let log = env.log_messages("backup_service.log");
@@ -394,7 +395,7 @@ fn the_foreground_daemon_stops_cleanly_on_sigterm() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = cmd.spawn().unwrap();
-    env.eventually("the pidfile", || env.path("backup_service.pid").exists());
+    env.old_eventually("the pidfile", || env.path("backup_service.pid").exists());
     assert_eq!(Foreground { child }.stop(), Some(0));
 }
 
@@ -403,11 +404,11 @@ fn a_stop_lets_the_queued_runs_of_the_cycle_finish_in_order() {
     let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
     env.write("data/f", b"x");
     for name in ["one", "two", "three"] {
-        env.manager(&["create", &format!("data;10:07;{name};before=sleep 0.3")])
+        env.old_manager(&["create", &format!("data;10:07;{name};before=sleep 0.3")])
             .success();
     }
     let daemon = Foreground::start(&env, &[]);
-    env.eventually("the first run", || {
+    env.old_eventually("the first run", || {
         service_log_has(&env, "Running before hook of one")
     });
     // Stopped while "one" runs and the others wait in the queue.
@@ -430,11 +431,11 @@ fn a_stop_lets_the_queued_runs_of_the_cycle_finish_in_order() {
 fn catch_up_runs_a_missed_schedule_once_at_start() {
     let env = TestEnv::new().with_clock("2030-01-05T12:00:00");
     env.write("data/f", b"x");
-    env.manager(&["create", "data;02:30;nightly;catch-up"])
+    env.old_manager(&["create", "data;02:30;nightly;catch-up"])
         .success();
-    env.manager(&["create", "data;*/10 * * * *;frequent;catch-up"])
+    env.old_manager(&["create", "data;*/10 * * * *;frequent;catch-up"])
         .success();
-    env.manager(&["create", "data;02:30;plain"]).success();
+    env.old_manager(&["create", "data;02:30;plain"]).success();
     // `frequent` ran at 11:50 (recorded in its state), so nothing is owed
     // before 12:00; `nightly` never ran, and last night's run is owed.
     env.write(
@@ -442,11 +443,11 @@ fn catch_up_runs_a_missed_schedule_once_at_start() {
         br#"{"version":1,"schedules":{"frequent":{"last_run":{"started":"2030-01-05T11:50:00Z","finished":"2030-01-05T11:50:01Z","state":"ok","archive":null,"size":null,"error":null},"last_success":null}}}"#,
     );
     let daemon = Foreground::start(&env, &[]);
-    env.eventually("the catch-up run", || {
+    env.old_eventually("the catch-up run", || {
         env.path("backups/nightly.tar").exists()
     });
     // `frequent` is due at 12:00 itself, which is a normal run.
-    env.eventually("the 12:00 run", || {
+    env.old_eventually("the 12:00 run", || {
         env.path("backups/frequent.tar").exists()
     });
     assert_eq!(daemon.stop(), Some(0));
@@ -470,7 +471,7 @@ fn catch_up_runs_a_missed_schedule_once_at_start() {
 fn sighup_reopens_a_log_that_was_moved_away() {
     let env = TestEnv::new();
     let daemon = Foreground::start(&env, &[]);
-    env.eventually("the start line", || {
+    env.old_eventually("the start line", || {
         service_log_has(&env, "backup_service started")
     });
     fs::rename(
@@ -479,7 +480,7 @@ fn sighup_reopens_a_log_that_was_moved_away() {
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
-    env.eventually("the reopened log", || {
+    env.old_eventually("the reopened log", || {
         service_log_has(&env, "SIGHUP received: log files reopened")
     });
     assert_eq!(daemon.stop(), Some(0));
@@ -510,9 +511,9 @@ fn logs_rotate_past_their_size_keeping_a_few() {
     }
     assert!(!env.path("logs/backup_manager.log.3").exists());
     // The same settings as flags.
-    env.ctl(&["--log-max-size", "1M", "--log-keep", "5", "list"])
+    env.old_ctl(&["--log-max-size", "1M", "--log-keep", "5", "list"])
         .success();
-    env.ctl(&["--log-max-size", "lots", "list"])
+    env.old_ctl(&["--log-max-size", "lots", "list"])
         .code(2)
         .stderr_has("\"lots\" is not a size");
 }
@@ -520,11 +521,11 @@ fn logs_rotate_past_their_size_keeping_a_few() {
 #[test]
 fn completions_and_the_man_page_come_from_the_cli() {
     let env = TestEnv::new();
-    let bash = env.ctl(&["completions", "bash"]);
+    let bash = env.old_ctl(&["completions", "bash"]);
     assert!(bash.success().stdout.contains("backupctl"), "{bash:?}");
     assert!(bash.stdout.contains("catch") || bash.stdout.contains("next"));
-    let man = env.ctl(&["man"]);
+    let man = env.old_ctl(&["man"]);
     assert!(man.success().stdout.contains(".TH"), "{man:?}");
     assert!(man.stdout.contains("backupctl"));
-    env.ctl(&["completions", "tcsh"]).code(2);
+    env.old_ctl(&["completions", "tcsh"]).code(2);
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{PIDFILE, Service, TestEnv, alive, eventually};
+use crate::support::{PIDFILE, Service, TestEnv, alive, eventually, foreground_stderr};
 
 #[test]
 fn start_returns_with_the_daemon_running_and_stop_waits_for_it() {
@@ -60,50 +60,45 @@ fn a_second_start_is_refused_and_leaves_the_first_daemon_alone() {
 }
 
 #[test]
-fn stop_without_a_daemon_fails_clearly() {
-    let env = TestEnv::new();
-    env.manager(["stop"])
-        .status(1)
-        .stderr("backup_manager: backup_service is not running\n")
-        .run();
-    assert!(
-        env.log_messages("backup_manager.log")
-            .contains(&"Error: backup_service is not running".to_string())
-    );
-}
-
-#[test]
-fn a_stale_pidfile_is_ignored_and_replaced() {
-    let env = TestEnv::new();
-    env.write(PIDFILE, "999999\n");
-    env.manager(["status"])
-        .stdout("backup_service: not running\n")
-        .run();
-    env.write(PIDFILE, "999999\n");
-    let service = Service::start(&env);
-    assert_ne!(service.pid(), 999_999);
-    service.stop();
-}
-
-#[test]
-fn a_pidfile_naming_a_foreign_live_process_never_gets_it_signalled() {
-    let env = TestEnv::new();
+fn without_a_daemon_status_and_stop_say_so_whatever_the_pidfile_holds() {
+    // No pidfile; a stale one; one naming a live process that is not ours.
     let mut stranger = Command::new("sleep").arg("30").spawn().unwrap();
-    env.write(PIDFILE, format!("{}\n", stranger.id()));
-    env.manager(["stop"])
-        .status(1)
-        .stderr("backup_manager: backup_service is not running\n")
-        .run();
-    assert!(
-        stranger.try_wait().unwrap().is_none(),
-        "the stranger was signalled"
-    );
-    // And a real daemon can start despite the leftover.
-    Service::start(&env).stop();
-    assert!(
-        stranger.try_wait().unwrap().is_none(),
-        "the stranger was signalled"
-    );
+    let leftovers = [None, Some(999_999), Some(stranger.id())];
+    for leftover in leftovers {
+        let env = TestEnv::new();
+        let plant = || {
+            if let Some(pid) = leftover {
+                env.write(PIDFILE, format!("{pid}\n"));
+            }
+        };
+        plant();
+        env.manager(["status"])
+            .stdout("backup_service: not running\n")
+            .run();
+        plant();
+        env.manager(["stop"])
+            .status(1)
+            .stderr("backup_manager: backup_service is not running\n")
+            .run();
+        assert!(
+            env.log_messages("backup_manager.log")
+                .contains(&"Error: backup_service is not running".to_string()),
+            "{leftover:?}"
+        );
+        assert!(
+            stranger.try_wait().unwrap().is_none(),
+            "the stranger was signalled"
+        );
+        // And a real daemon can start despite the leftover, and replaces it.
+        plant();
+        let service = Service::start(&env);
+        assert_ne!(Some(service.pid() as u32), leftover);
+        service.stop();
+        assert!(
+            stranger.try_wait().unwrap().is_none(),
+            "the stranger was signalled"
+        );
+    }
     stranger.kill().unwrap();
     stranger.wait().unwrap();
 }
@@ -135,26 +130,51 @@ fn the_service_runs_what_is_due_and_a_failing_schedule_does_not_stop_the_others(
 }
 
 #[test]
-fn backup_service_runs_in_the_foreground_and_stops_on_sigterm() {
-    let env = TestEnv::with_tree(&[], &[("docs/a.txt", "alpha")]).with_clock("2024-05-06T09:30:00");
-    env.create("docs;09:30;docs");
-    let home = env.home().display();
-    let mut service = Service::foreground(
-        &env,
-        env.service::<&str>([]).stderr_pattern(format!(
-            "[06/05/2024 [..]] backup_service started (pid [..], home {home})\n\
-             [06/05/2024 [..]] Backup done for docs in backups/docs.tar ([..])\n\
-             [06/05/2024 [..]] SIGTERM received: stopping\n\
-             [06/05/2024 [..]] backup_service stopped (pid [..])\n"
-        )),
-    );
-    eventually("the archive", || env.path("backups/docs.tar").exists());
-    assert_eq!(
-        service.pid(),
-        service.process().pid(),
-        "the foreground service is the pidfile's process"
-    );
-    service.stop();
+fn the_foreground_service_runs_what_is_due_and_stops_on_sigterm() {
+    // (program, arguments, what it logs before the backup)
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("backup_service", &[], &[]),
+        (
+            "backup_service",
+            &["--jobs", "2"],
+            &["up to 2 backups run at once"],
+        ),
+        // `backupctl daemon --foreground` is the same service.
+        ("backupctl", &["daemon", "--foreground"], &[]),
+    ];
+    for (program, args, first) in cases {
+        let env =
+            TestEnv::with_tree(&[], &[("docs/a.txt", "alpha")]).with_clock("2024-05-06T09:30:00");
+        env.create("docs;09:30;docs");
+        let mut logged = first.to_vec();
+        logged.push("Backup done for docs in backups/docs.tar ([..])");
+        let mut service = Service::foreground(
+            &env,
+            env.test(program)
+                .args(args.iter())
+                .stderr_pattern(foreground_stderr(&env, "06/05/2024", &logged)),
+        );
+        eventually("the archive", || env.path("backups/docs.tar").exists());
+        assert_eq!(
+            service.pid(),
+            service.process().pid(),
+            "the foreground service is the pidfile's process"
+        );
+        // Exit 0, the output above, no pidfile left.
+        service.stop();
+        let log = env.log_messages("backup_service.log");
+        for line in *first {
+            assert!(log.iter().any(|l| l == line), "{program} {args:?}: {log:?}");
+        }
+        assert!(
+            log.iter().any(|l| l == "SIGTERM received: stopping"),
+            "{program} {args:?}: {log:?}"
+        );
+        assert!(
+            log.last().unwrap().starts_with("backup_service stopped"),
+            "{program} {args:?}: {log:?}"
+        );
+    }
 }
 
 /// A large sparse file: quick to make, slow enough to archive that a signal
@@ -168,15 +188,14 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
     let env = TestEnv::new().with_clock("2024-05-06T09:30:00");
     make_big_source(&env, "big");
     env.create("big;09:30;big");
-    let home = env.home().display();
+    let failure = format!(
+        "Error: backup failed for big: stopped before {} was complete; the partial file was removed",
+        env.shown("backups/big.tar")
+    );
     let mut service = Service::foreground(
         &env,
-        env.service::<&str>([]).stderr_pattern(format!(
-            "[06/05/2024 [..]] backup_service started (pid [..], home {home})\n\
-             [06/05/2024 [..]] Error: backup failed for big: stopped before {home}/backups/big.tar was complete; the partial file was removed\n\
-             [06/05/2024 [..]] SIGTERM received: stopping\n\
-             [06/05/2024 [..]] backup_service stopped (pid [..])\n"
-        )),
+        env.service::<&str>([])
+            .stderr_pattern(foreground_stderr(&env, "06/05/2024", &[&failure])),
     );
     eventually("the partial archive", || {
         env.path("backups/.big.partial").exists()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)] // until every module uses them
 pub use expect::{Output, Process, Test};
 #[allow(unused_imports)]
-pub use service::{PIDFILE, Service, alive};
+pub use service::{PIDFILE, Service, alive, foreground_stderr, signal_pending};
 #[allow(unused_imports)]
 pub use tree::{SameTree, same_tree};
 
@@ -198,6 +198,28 @@ impl TestEnv {
         let path = self.path(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::File::create(path).unwrap().set_len(len).unwrap();
+    }
+
+    /// A hook command (for `before=`) that holds its run until the test
+    /// calls `release_hook(name)`, so a test orders events by what it sees
+    /// rather than by guessing how long a run takes. The hook touches
+    /// `NAME.started` when it begins.
+    pub fn holding_hook(&self, name: &str) -> String {
+        self.write(
+            &format!("hold-{name}.sh"),
+            format!("touch {name}.started\nwhile [ ! -e {name}.release ]; do sleep 0.02; done\n"),
+        );
+        format!("sh hold-{name}.sh")
+    }
+
+    #[track_caller]
+    pub fn wait_for_hook(&self, name: &str) {
+        let started = self.path(&format!("{name}.started"));
+        eventually(&format!("the {name} hook to start"), || started.exists());
+    }
+
+    pub fn release_hook(&self, name: &str) {
+        self.write(&format!("{name}.release"), "");
     }
 
     // ------------------------------------------------------------ readers

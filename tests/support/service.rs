@@ -104,6 +104,35 @@ impl Drop for Service<'_> {
     }
 }
 
+/// The stderr of a foreground service started on `day` (`dd/mm/YYYY`) that
+/// logs `middle` (pattern lines, without their stamps) and is stopped by
+/// SIGTERM: each log line, stamped, as a `Test::stderr_pattern`.
+pub fn foreground_stderr(env: &TestEnv, day: &str, middle: &[&str]) -> String {
+    let home = env.home().display();
+    let mut lines = vec![format!("backup_service started (pid [..], home {home})")];
+    lines.extend(middle.iter().map(|l| l.to_string()));
+    lines.push("SIGTERM received: stopping".into());
+    lines.push("backup_service stopped (pid [..])".into());
+    lines
+        .iter()
+        .map(|l| format!("[{day} [..]] {l}\n"))
+        .collect()
+}
+
+/// True while `signal` waits to be delivered to `pid` (it has not reached
+/// the process's handler yet), from `/proc/PID/status`.
+pub fn signal_pending(pid: i32, signal: Signal) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let bit = 1u64 << (signal as i32 - 1);
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("SigPnd:")
+                .or_else(|| l.strip_prefix("ShdPnd:"))
+        })
+        .any(|mask| u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & bit != 0))
+}
+
 pub const PIDFILE: &str = "backup_service.pid";
 
 /// True while `pid` runs; a zombie (exited, not yet reaped) is not alive.

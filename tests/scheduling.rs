@@ -117,11 +117,7 @@ fn status_shows_last_and_next_runs_also_as_json() {
         ))
         .run();
 
-    let json = env
-        .ctl(["status", "--json"])
-        .stdout_contains("{")
-        .run()
-        .json();
+    let json = env.ctl(["status", "--json"]).stdout_json().run().json();
     assert_eq!(json["service"]["running"], false);
     let hourly = &json["schedules"][0];
     assert_eq!(hourly["name"], "hourly");
@@ -245,11 +241,7 @@ fn a_failing_before_hook_skips_the_backup() {
         "backup_service.log",
         "Error: backup of docs skipped: before hook of docs failed"
     ));
-    let json = env
-        .ctl(["status", "--json"])
-        .stdout_contains("{")
-        .run()
-        .json();
+    let json = env.ctl(["status", "--json"]).stdout_json().run().json();
     assert_eq!(json["schedules"][0]["last_run"]["state"], "failed");
 }
 

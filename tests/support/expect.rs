@@ -23,6 +23,8 @@ pub enum Expect {
     Contains(Vec<String>),
     /// Exactly this text once `normalise` has replaced what varies per run.
     Normalised(Box<dyn Fn(&str) -> String>, String),
+    /// One JSON document, which the test then reads with `Output::json`.
+    Json,
 }
 
 impl Expect {
@@ -32,6 +34,7 @@ impl Expect {
             Expect::Pattern(pattern) => matches_pattern(pattern, actual),
             Expect::Contains(needles) => needles.iter().all(|n| actual.contains(n.as_str())),
             Expect::Normalised(normalise, expected) => normalise(actual) == *expected,
+            Expect::Json => serde_json::from_str::<serde_json::Value>(actual).is_ok(),
         };
         if !ok {
             let expected = match self {
@@ -40,6 +43,7 @@ impl Expect {
                 Expect::Normalised(normalise, text) => {
                     format!("{text}\n--- normalised actual:\n{}", normalise(actual))
                 }
+                Expect::Json => "a JSON document".to_string(),
             };
             panic!(
                 "{what}: unexpected {stream}\n--- expected:\n{expected}\n--- actual:\n{actual}\n--- full output: {output:#?}"
@@ -178,6 +182,12 @@ impl Test {
 
     pub fn stderr_contains(mut self, needle: impl Into<String>) -> Self {
         add_needle(&mut self.stderr, needle.into());
+        self
+    }
+
+    /// Stdout is one JSON document (read it with `Output::json`).
+    pub fn stdout_json(mut self) -> Self {
+        self.stdout = Expect::Json;
         self
     }
 

@@ -16,12 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[allow(unused_imports)] // until every module uses them
-pub use expect::{Output, Process, Test};
-#[allow(unused_imports)]
+pub use expect::Test;
 pub use service::{PIDFILE, Service, alive, foreground_stderr, signal_pending};
-#[allow(unused_imports)]
-pub use tree::{SameTree, same_tree};
+pub use tree::same_tree;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backupctl");
 
@@ -302,90 +299,5 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.stop_any_daemon();
-    }
-}
-
-// ---------------------------------------------------------------- legacy
-// The unchecked runner the modules not yet moved to `Test` still use.
-
-/// What a command printed and how it exited.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    pub fn success(&self) -> &Self {
-        assert_eq!(self.code, 0, "expected success, got {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    pub fn code(&self, expected: i32) -> &Self {
-        assert_eq!(self.code, expected, "wrong exit code: {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    pub fn stdout_is(&self, expected: &str) -> &Self {
-        assert_eq!(
-            self.stdout, expected,
-            "stdout differs; stderr: {}",
-            self.stderr
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}: {self:#?}"
-        );
-        self
-    }
-
-    pub fn stdout_lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-}
-
-impl TestEnv {
-    pub fn command(&self, program: &str) -> Command {
-        let exe = match program {
-            "backupctl" => PathBuf::from(BIN),
-            name => self.path(name),
-        };
-        let mut cmd = self.prepare(Command::new(exe));
-        cmd.stdin(std::process::Stdio::null());
-        cmd
-    }
-
-    pub fn run_cmd(&self, mut cmd: Command) -> Run {
-        let out = cmd.output().expect("run backupctl");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub fn old_manager(&self, args: &[&str]) -> Run {
-        let mut cmd = self.command("backup_manager");
-        cmd.args(args);
-        self.run_cmd(cmd)
-    }
-
-    pub fn old_ctl(&self, args: &[&str]) -> Run {
-        let mut cmd = self.command("backupctl");
-        cmd.args(args);
-        self.run_cmd(cmd)
-    }
-
-    pub fn old_eventually(&self, what: &str, condition: impl FnMut() -> bool) {
-        eventually(what, condition)
     }
 }

@@ -92,12 +92,8 @@ fn archive_with_manifest(env: &TestEnv, name: &str, schedule: &str) {
 
 /// The names in `backups/`, hidden ones (the run lock) left out.
 fn backups_dir(env: &TestEnv) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(env.path("backups"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.'))
-        .collect();
-    names.sort();
+    let mut names = env.dir_listing("backups");
+    names.retain(|name| !name.starts_with('.'));
     names
 }
 

@@ -476,7 +476,7 @@ fn completions_and_the_man_page_come_from_the_cli() {
     env.ctl(["completions", "tcsh"])
         .status(2)
         .stderr(
-            "backupctl: invalid value 'tcsh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh] (see --help)\n",
+            "backupctl: invalid value 'tcsh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]; did you mean 'zsh'? (see --help)\n",
         )
         .run();
 }

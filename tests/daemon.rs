@@ -198,7 +198,7 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
             .stderr_pattern(foreground_stderr(&env, "06/05/2024", &[&failure])),
     );
     eventually("the partial archive", || {
-        env.path("backups/.big.partial").exists()
+        !env.partial_archives("big").is_empty()
     });
     // The first SIGTERM asks for a graceful stop, which would wait for the
     // backup; a second aborts it. Two signals that land before the daemon
@@ -210,7 +210,7 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
         !service.process().is_running()
     });
     service.wait();
-    assert!(!env.path("backups/.big.partial").exists());
+    assert_eq!(env.partial_archives("big"), Vec::<String>::new());
     assert!(!env.path("backups/big.tar").exists());
     let log = env.log_messages("backup_service.log");
     assert!(
@@ -233,8 +233,11 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
     make_big_source(&env, "data");
     let mut run = env.manager(["run", "data"]).killed().spawn();
     eventually("the partial archive", || {
-        fs::metadata(env.path("backups/.data.partial")).is_ok_and(|m| m.len() > 0)
+        env.partial_archives("data")
+            .first()
+            .is_some_and(|p| fs::metadata(env.path(p)).is_ok_and(|m| m.len() > 0))
     });
+    let partial = env.partial_archives("data");
     run.signal(Signal::SIGKILL);
     run.wait();
     assert_eq!(fs::read(env.path("backups/data.tar")).unwrap(), previous);
@@ -244,10 +247,11 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
     env.manager(["run", "data"])
         .stdout_pattern("backups/data.tar: 1 file, [..] MB/s\n")
         .run();
-    assert!(!env.path("backups/.data.partial").exists());
-    assert!(env.log_messages("backup_service.log").contains(
-        &"Warning: removed backups/.data.partial left by an interrupted run".to_string()
-    ));
+    assert_eq!(env.partial_archives("data"), Vec::<String>::new());
+    assert!(env.log_messages("backup_service.log").contains(&format!(
+        "Warning: removed {} left by an interrupted run of data",
+        partial[0]
+    )));
 }
 
 #[test]
@@ -264,9 +268,9 @@ fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
         ))
         .spawn();
     eventually("the partial archive", || {
-        env.path("backups/.big.partial").exists()
+        !env.partial_archives("big").is_empty()
     });
     run.signal_and_wait(Signal::SIGINT);
-    assert!(!env.path("backups/.big.partial").exists());
+    assert_eq!(env.partial_archives("big"), Vec::<String>::new());
     assert!(!env.path("backups/big.tar").exists());
 }

@@ -380,6 +380,7 @@ fn dry_run_says_what_it_would_do_and_changes_nothing() {
     ];
     for name in old {
         env.write(&format!("backups/{name}"), b"old");
+        env.write_manifest(name, "docs");
     }
     env.write("backups/other_20250301_030000.tar", b"foreign");
     let before = env.dir_listing("backups");

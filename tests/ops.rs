@@ -9,8 +9,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use backupctl::archive::manifest::{Manifest, write_manifest};
-use backupctl::model::{Format, RunState};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -59,33 +57,9 @@ fn sha256_hex(path: &Path) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes the manifest of `backups/NAME` as the writer would.
-fn manifest_for(env: &TestEnv, name: &str, schedule: &str) {
-    let path = env.path("backups").join(name);
-    let format = Format::of_file_name(name).unwrap();
-    let manifest = Manifest {
-        schedule: schedule.into(),
-        source: "src".into(),
-        archive: name.into(),
-        created: chrono::DateTime::parse_from_rfc3339("2025-01-01T02:00:00+00:00").unwrap(),
-        format,
-        level: None,
-        archive_size: fs::metadata(&path).unwrap().len(),
-        sha256: sha256_hex(&path),
-        entries: 5,
-        bytes_read: 18,
-        skipped: vec![],
-        state: RunState::Ok,
-        duration_seconds: 0.1,
-        backupctl_version: "0.1.0".into(),
-        fingerprint: "0".into(),
-    };
-    write_manifest(&path, &manifest).unwrap();
-}
-
 fn archive_with_manifest(env: &TestEnv, name: &str, schedule: &str) {
     gnu_tar(env, name);
-    manifest_for(env, name, schedule);
+    env.write_manifest(name, schedule);
 }
 
 /// The names in `backups/`, hidden ones (the run lock) left out.
@@ -100,7 +74,7 @@ fn fake_history(env: &TestEnv, schedule: &str, stamps: &[&str], ext: &str) {
     for stamp in stamps {
         let name = format!("{schedule}_{stamp}.{ext}");
         env.write(&format!("backups/{name}"), b"archive");
-        env.write(&format!("backups/{name}.json"), b"{}");
+        env.write_manifest(&name, schedule);
     }
 }
 
@@ -315,7 +289,7 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
     fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     // Damaged, then given a matching manifest: only reading it through tells.
     flip(resealed);
-    manifest_for(&env, resealed, "docs");
+    env.write_manifest(resealed, "docs");
 
     env.manager(["verify", "--all"])
         .status(1)

@@ -254,6 +254,8 @@ fn a_run_is_refused_when_the_last_archive_would_not_fit() {
     #[allow(clippy::unnecessary_cast)]
     let free = stats.blocks_available() as u64 * stats.fragment_size() as u64;
     env.sparse_file("backups/big.tar", free + (1 << 30));
+    let manifest = env.path("backups/big.tar.json");
+    std::fs::write(&manifest, r#"{"schedule":"big","source":"data","archive":"big.tar","created":"2025-01-01T02:00:00+00:00","format":"tar","level":null,"archive_size":0,"sha256":"","entries":0,"bytes_read":0,"skipped":[],"state":"ok","duration_seconds":0.0,"backupctl_version":"0","fingerprint":""}"#).unwrap();
     env.ctl(["run", "big"])
         .status(1)
         .stderr_pattern(

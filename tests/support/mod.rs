@@ -259,6 +259,57 @@ impl TestEnv {
         names
     }
 
+    /// Writes the manifest of `backups/NAME` for `schedule`, as a run would
+    /// (size and SHA-256 of the file as it is): the archive becomes one of
+    /// the schedule's own.
+    pub fn write_manifest(&self, name: &str, schedule: &str) {
+        use backupctl::archive::manifest::{Manifest, write_manifest};
+        use backupctl::model::{Format, RunState};
+        use sha2::{Digest, Sha256};
+        let path = self.path("backups").join(name);
+        let bytes = fs::read(&path).unwrap();
+        let manifest = Manifest {
+            schedule: schedule.into(),
+            source: "src".into(),
+            archive: name.into(),
+            created: chrono::DateTime::parse_from_rfc3339("2025-01-01T02:00:00+00:00").unwrap(),
+            format: Format::of_file_name(name).unwrap(),
+            level: None,
+            archive_size: bytes.len() as u64,
+            sha256: backupctl::primitives::hex(&Sha256::digest(&bytes)),
+            entries: 5,
+            bytes_read: 18,
+            skipped: vec![],
+            state: RunState::Ok,
+            duration_seconds: 0.1,
+            backupctl_version: "0.1.0".into(),
+            fingerprint: "0".into(),
+            previous: None,
+        };
+        write_manifest(&path, &manifest).unwrap();
+    }
+
+    /// The partial archives a run of `schedule` is writing (or a killed one
+    /// left): `backups/.NAME.RANDOM.partial`, relative to the home.
+    pub fn partial_archives(&self, schedule: &str) -> Vec<String> {
+        let prefix = format!(".{schedule}.");
+        let Ok(entries) = fs::read_dir(self.path("backups")) else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| {
+                name.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".partial"))
+                    .is_some_and(|random| random.len() == 16 && !random.contains('.'))
+            })
+            .map(|name| format!("backups/{name}"))
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Names of the entries in a tar archive, as GNU tar lists them
     /// (compression detected by GNU tar).
     #[track_caller]

@@ -253,7 +253,23 @@ impl History {
                 stamp: None,
             });
         }
-        let wanted = clock::to_local(now).naive_local();
+        let now_local = clock::to_local(now).naive_local();
+        // Names only ever move forward: a run never takes a second that is
+        // before (or the same as) an archive already there, even if that
+        // name was freed by pruning, so that newer archives always sort
+        // after older ones. Archives dated in the future (a wrong clock) do
+        // not drag new names along with them.
+        let latest = self
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| a.stamp)
+            .filter(|stamp| *stamp <= now_local + retention::FUTURE_TOLERANCE)
+            .max();
+        let wanted = match latest {
+            Some(latest) if latest >= now_local => latest + TimeDelta::seconds(1),
+            _ => now_local,
+        };
         let stamp = (0..MAX_STAMP_SHIFT)
             .map(|shift| wanted + TimeDelta::seconds(shift))
             .find(|stamp| !self.stamp_taken(*stamp))

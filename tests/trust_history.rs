@@ -265,3 +265,36 @@ fn two_schedules_never_share_a_temporary_file() {
     two.signal_and_wait(Signal::SIGINT);
     assert!(env.partial_archives("a").is_empty() && env.partial_archives("b").is_empty());
 }
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_source_never_descends_into_a_pseudo_filesystem() {
+    let env = TestEnv::with_tree(&["src/proc"], &[("src/a.txt", "a")]);
+    let mount_point = env.path("src/proc");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "proc", "proc"])
+        .arg(&mount_point)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: this machine does not let the tests mount /proc");
+        return;
+    }
+    let _guard = Mounted(mount_point);
+    env.create("src;10:00;src");
+    run_ok(&env, "src");
+    assert_eq!(env.tar_list("backups/src.tar"), ["src/", "src/a.txt"]);
+    assert!(env.log_has(
+        "backup_service.log",
+        "src: left out of the archive (backupctl's own files, pseudo-filesystems): src/proc"
+    ));
+}

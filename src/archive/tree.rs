@@ -442,4 +442,16 @@ mod tests {
         assert_eq!(base_name(Path::new("test/")), PathBuf::from("test"));
         assert_eq!(base_name(Path::new("/")), PathBuf::from("root"));
     }
+
+    #[test]
+    fn a_walk_from_the_root_leaves_pseudo_filesystems_out() {
+        // This machine's own mount table: /proc is procfs wherever tests run.
+        let pseudo = pseudo_mounts_under(Path::new("/"));
+        assert!(pseudo.contains(&PathBuf::from("proc")), "{pseudo:?}");
+        assert!(!pseudo.iter().any(|p| p.as_os_str().is_empty()));
+        // Nothing of it lies under an ordinary directory.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(pseudo_mounts_under(dir.path()).is_empty());
+        assert_eq!(unescape_mount_path(r"/mnt/a\040b"), "/mnt/a b");
+    }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use expect::{Process, Test};
+pub use expect::Test;
 pub use service::{PIDFILE, Service, alive, foreground_stderr, signal_pending};
 pub use tree::same_tree;
 

@@ -104,4 +104,12 @@ fn errors_print_each_cause_once_on_one_line() {
             "backup_manager: no archive or schedule named \"ghost\\u{1b}[31m\" (looked in backups/ and at that path)\n",
         )
         .run();
+
+    env.manager(["list"])
+        .env("BACKUPCTL_FAKE_NOW", "yesterday\n")
+        .status(2)
+        .stderr(
+            "backup_manager: BACKUPCTL_FAKE_NOW=yesterday\\n is not a local time like 2023-02-08T16:07:00\n",
+        )
+        .run();
 }

@@ -115,6 +115,34 @@ fn a_clock_that_was_years_ahead_once_erases_nothing_after_it() {
         .run();
 }
 
+/// The steps of publishing an archive that a kill or a pause can hit.
+const PUBLISHING_STEPS: [&str; 2] = ["manifest-written", "archive-renamed"];
+
+/// A home whose schedule `docs` (with `options`: none replaces one archive,
+/// `;keep-last=5` keeps a history) has one archive, and whose source then
+/// changes, so the next run writes a different archive.
+fn home_with_one_archive(options: &str) -> TestEnv {
+    let env = TestEnv::with_tree(&["src"], &[("src/a.txt", "one")]);
+    env.create(&format!("src;10:00;docs{options}"));
+    run_ok(&env, "docs");
+    env
+}
+
+/// `verify --all` says OK for every archive: never FAILED, never "no
+/// manifest".
+#[track_caller]
+fn all_verify(env: &TestEnv, when: &str) {
+    let out = env
+        .manager(["verify", "--all"])
+        .stdout_contains("OK backups/docs")
+        .run();
+    assert!(
+        out.stdout.lines().all(|l| l.starts_with("OK ")),
+        "{when}: {}",
+        out.stdout
+    );
+}
+
 /// Runs `name` with the process aborting at `step` of publishing.
 fn crash_at(env: &TestEnv, name: &str, step: &str) {
     env.manager(["run", name])
@@ -128,28 +156,15 @@ fn crash_at(env: &TestEnv, name: &str, step: &str) {
 #[test]
 fn a_kill_at_any_step_of_publishing_leaves_archives_that_verify() {
     for options in ["", ";keep-last=5"] {
-        let env = TestEnv::with_tree(&["src"], &[("src/a.txt", "one")]);
-        env.create(&format!("src;10:00;docs{options}"));
-        run_ok(&env, "docs");
-        for step in ["manifest-written", "archive-renamed"] {
+        let env = home_with_one_archive(options);
+        for step in PUBLISHING_STEPS {
             env.write("src/a.txt", format!("changed before {step}"));
             crash_at(&env, "docs", step);
-            // Whatever is published verifies: never FAILED, never "no manifest".
-            let out = env
-                .manager(["verify", "--all"])
-                .stdout_contains("OK backups/docs")
-                .run();
-            assert!(
-                out.stdout.lines().all(|l| l.starts_with("OK ")),
-                "after a kill at {step} ({options:?}): {}",
-                out.stdout
-            );
+            all_verify(&env, &format!("after a kill at {step} ({options:?})"));
         }
         // The next run clears what the kills left and leaves no stray file.
         run_ok(&env, "docs");
-        env.manager(["verify", "--all"])
-            .stdout_contains("OK backups/docs")
-            .run();
+        all_verify(&env, "after the next run");
         let hidden: Vec<String> = env
             .dir_listing("backups")
             .into_iter()
@@ -182,10 +197,8 @@ fn verify_during_a_run_never_reports_a_good_archive_as_failed() {
     // A run frozen at each instant of publishing, replacing an archive and
     // adding one to a history, while `verify --all` looks at everything.
     for options in ["", ";keep-last=5"] {
-        let env = TestEnv::with_tree(&["src"], &[("src/a.txt", "one")]);
-        env.create(&format!("src;10:00;docs{options}"));
-        run_ok(&env, "docs");
-        for step in ["manifest-written", "archive-renamed"] {
+        let env = home_with_one_archive(options);
+        for step in PUBLISHING_STEPS {
             env.write("src/a.txt", format!("changed before {step}"));
             let run = env
                 .manager(["run", "docs"])
@@ -193,20 +206,10 @@ fn verify_during_a_run_never_reports_a_good_archive_as_failed() {
                 .stdout_contains(" MB/s\n")
                 .spawn();
             eventually(&format!("the run to stop at {step}"), || stopped(run.pid()));
-            let out = env
-                .manager(["verify", "--all"])
-                .stdout_contains("OK backups/docs")
-                .run();
-            assert!(
-                out.stdout.lines().all(|l| l.starts_with("OK ")),
-                "verify while a run is at {step} ({options:?}): {}",
-                out.stdout
-            );
+            all_verify(&env, &format!("while a run is at {step} ({options:?})"));
             run.signal_and_wait(Signal::SIGCONT);
         }
-        env.manager(["verify", "--all"])
-            .stdout_contains("OK backups/docs")
-            .run();
+        all_verify(&env, "after the runs");
     }
 }
 

@@ -97,7 +97,7 @@ impl Exclusions {
         Self { own, pseudo }
     }
 
-    fn leaves_out(&self, entry: &walkdir::DirEntry, relative: &Path) -> bool {
+    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> bool {
         if entry.depth() == 0 {
             return false;
         }
@@ -107,7 +107,13 @@ impl Exclusions {
         {
             return true;
         }
-        entry.file_type().is_dir() && self.pseudo.iter().any(|p| p == relative)
+        // Cheap tests first: this runs for every entry of the walk.
+        !self.pseudo.is_empty()
+            && entry.file_type().is_dir()
+            && entry
+                .path()
+                .strip_prefix(source)
+                .is_ok_and(|relative| self.pseudo.iter().any(|p| p == relative))
     }
 }
 
@@ -178,7 +184,7 @@ fn walk<'a>(
         .sort_by_file_name()
         .into_iter()
         .filter_entry(move |entry| {
-            let leave = exclude.leaves_out(entry, &relative_of(entry.path()));
+            let leave = exclude.leaves_out(entry, source);
             if leave {
                 left_out.borrow_mut().push(entry.path().to_path_buf());
             }

@@ -11,4 +11,5 @@ mod manager;
 mod ops;
 mod scheduling;
 mod spec;
+mod trust_history;
 mod trust_store;

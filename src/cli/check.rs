@@ -1,14 +1,15 @@
 //! `check [--max-age DURATION]`: a health check for cron, monitoring or a
 //! container. Exits 0 when every schedule's last successful backup is recent
 //! enough, else prints one line per problem and exits 1: a schedule overdue
-//! or never backed up, a last run that was partial, a line that is not a
-//! valid schedule, a home with no schedules at all. It needs no daemon: the
-//! state file and the archives are the truth.
+//! or never backed up, archives dated in the future, a last run that was
+//! partial, hooks that will not run, a line that is not a valid schedule, a
+//! home with no schedules at all. It needs no daemon: the state file and the
+//! archives are the truth.
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::{Context, print_lines};
-use crate::backup::History;
+use crate::backup::{History, retention};
 use crate::clock::log_stamp;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
@@ -60,19 +61,30 @@ where
     }
 }
 
-/// When `schedule` last wrote an archive: the state file, or else the newest
-/// archive's modification time, whichever is later.
-fn last_success(home: &Home, states: &RunStates, schedule: &Schedule) -> Option<DateTime<Utc>> {
+/// When `schedule` last wrote an archive: the state file, or else its own
+/// archives' modification times, whichever is later, ignoring times after
+/// `now` (a success dated in the future, when the clock was wrong, proves
+/// nothing about now).
+fn last_success(
+    home: &Home,
+    states: &RunStates,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let plausible = |t: &DateTime<Utc>| *t <= now + retention::FUTURE_TOLERANCE;
     let recorded = states
         .schedules
         .get(&schedule.name)
         .and_then(|s| s.last_success.as_ref())
-        .map(|r| r.started);
+        .map(|r| r.started)
+        .filter(plausible);
     let archived = History::of(home, schedule)
-        .newest()
-        .ok()
-        .flatten()
-        .map(|newest| DateTime::<Utc>::from(newest.modified));
+        .owned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|archive| DateTime::<Utc>::from(archive.modified))
+        .filter(plausible)
+        .max();
     recorded.max(archived)
 }
 
@@ -123,7 +135,10 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
                 continue;
             }
         };
-        let last = last_success(&ctx.home, &states, schedule);
+        let last = last_success(&ctx.home, &states, schedule, now);
+        if let Some(problem) = future_archives(ctx, schedule, now) {
+            problems.push(problem);
+        }
         match judge(schedule, last, now, args.max_age, &ctx.zone) {
             Verdict::Fresh => fresh += 1,
             Verdict::Never => problems.push(format!("{}: never backed up", schedule.name)),
@@ -182,6 +197,30 @@ fn partial_last_run(states: &RunStates, schedule: &Schedule) -> Option<String> {
         "{}: last run {} was partial, {skipped}{archive}",
         schedule.name,
         log_stamp(last.started)
+    ))
+}
+
+/// Says so when the schedule has archives dated after `now`: retention
+/// keeps them (they cannot anchor its rules) until the clock passes them.
+fn future_archives(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Option<String> {
+    let future = History::of(&ctx.home, schedule).future(now).ok()?;
+    let newest = future.last()?;
+    Some(format!(
+        "{}: {} {} dated after the current time (newest {}); retention keeps {} until then: was the clock wrong when {} written?",
+        schedule.name,
+        future.len(),
+        if future.len() == 1 {
+            "archive"
+        } else {
+            "archives"
+        },
+        newest.name(),
+        if future.len() == 1 { "it" } else { "them" },
+        if future.len() == 1 {
+            "it was"
+        } else {
+            "they were"
+        },
     ))
 }
 

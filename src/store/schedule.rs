@@ -18,6 +18,10 @@ pub fn quote_field(text: &str) -> String {
     quote_at(text, FIELD_QUOTE)
 }
 
+/// How much of croner's reason for refusing an expression a message shows:
+/// it can repeat the field, which the message already quotes.
+const CRONER_REASON_LIMIT: usize = 40;
+
 /// Longest schedule name accepted, in bytes. Archive names add a timestamp and
 /// an extension to it and must stay under the 255-byte file-name limit.
 pub const MAX_NAME_LEN: usize = 200;
@@ -40,11 +44,12 @@ pub enum ScheduleError {
         quote_field(.0)
     )]
     BadTime(String),
-    /// `why` may be croner's, which can repeat the expression: quoted too.
+    /// `why` is shown whole when it is one of ours; croner's, which can
+    /// repeat the expression, is cut where it is made (see `parse_cron`).
     #[error(
         "cron expression \"{}\" is not valid: {}",
         quote_field(expr),
-        quote_at(why, 40)
+        printable(why)
     )]
     BadCron { expr: String, why: String },
     #[error("the backup name is empty")]
@@ -199,9 +204,10 @@ impl Timing {
                 trimmed.split_whitespace().count()
             )));
         }
+        // croner's message can repeat the whole field: cut it short.
         let cron = cron_parser()
             .parse(trimmed)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(quote_at(&e.to_string(), CRONER_REASON_LIMIT)))?;
         // A pattern such as `0 0 31 2 *` parses but never fires.
         let probe = chrono::DateTime::<chrono::Utc>::from_timestamp(946_684_800, 0)
             .ok_or_else(|| bad("no reference date".into()))?;
@@ -300,7 +306,16 @@ pub fn parse_time(text: &str) -> Result<Timing, ScheduleError> {
     }
 }
 
-/// A backup name must be usable as a plain file name in `backups/`.
+/// Endings of the files backupctl keeps in `backups/`: a name ending so
+/// would be taken for one of them (`verify x.tar` would mean two things).
+const RESERVED_ENDINGS: [&str; 9] = [
+    ".tar", ".tar.gz", ".tar.zst", ".json", ".partial", ".tmp", ".lock", ".log", ".pid",
+];
+
+/// A backup name must be usable as a plain file name in `backups/`, and no
+/// file of its schedule may be mistaken for another schedule's: `docs_20200101_000000`
+/// would own `docs_20200101_000000.tar`, which is also a history name of
+/// `docs`; `x.tar.json` would look like the manifest of `x.tar`.
 pub fn validate_name(name: &str) -> Result<&str, ScheduleError> {
     let why = if name.is_empty() {
         return Err(ScheduleError::EmptyName);
@@ -314,6 +329,10 @@ pub fn validate_name(name: &str) -> Result<&str, ScheduleError> {
         "starts with '.' (hidden names are kept for temporary files)"
     } else if name.len() > MAX_NAME_LEN {
         "is longer than 200 bytes"
+    } else if has_history_suffix(name) {
+        "ends like a history archive's time stamp (_YYYYMMDD_HHMMSS); its archives would be taken for another schedule's"
+    } else if RESERVED_ENDINGS.iter().any(|ending| name.ends_with(ending)) {
+        "ends like one of backupctl's own files (.tar, .tar.gz, .tar.zst, .json, .partial, .tmp, .lock, .log, .pid)"
     } else {
         return Ok(name);
     };
@@ -321,6 +340,19 @@ pub fn validate_name(name: &str) -> Result<&str, ScheduleError> {
         name: name.to_string(),
         why,
     })
+}
+
+/// True for `…_YYYYMMDD_HHMMSS`, the stamp of a history archive's name.
+fn has_history_suffix(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() >= 16
+        && bytes[bytes.len() - 16..]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| match i {
+                0 | 9 => *b == b'_',
+                _ => b.is_ascii_digit(),
+            })
 }
 
 #[cfg(test)]
@@ -399,14 +431,46 @@ mod tests {
 
     #[test]
     fn names_must_be_plain_file_names() {
-        for bad in [".", "..", "a/b", "a\nb", ".hidden", &"x".repeat(201)] {
+        let long = "x".repeat(201);
+        let bad_names = [
+            ".",
+            "..",
+            "a/b",
+            "a\nb",
+            ".hidden",
+            &long,
+            // Names whose files another schedule's would be taken for.
+            "docs_20200101_000000",
+            "x_19991231_235959",
+            "a.tar",
+            "a.tar.gz",
+            "a.tar.zst",
+            "x.tar.json",
+            "x.partial",
+            "x.tmp",
+            "x.lock",
+            "x.log",
+            "x.pid",
+        ];
+        for bad in bad_names {
             let line = format!("p;10:00;{bad}");
             assert!(
                 matches!(Schedule::parse(&line), Err(ScheduleError::BadName { .. })),
                 "{bad:?} accepted"
             );
         }
-        assert!(Schedule::parse("p;10:00;ok-name_1.x").is_ok());
+        for good in [
+            "ok-name_1.x",
+            "docs_2020",
+            "docs_20200101",
+            "a.tarball",
+            "x_2020010_000000",
+        ] {
+            assert!(
+                Schedule::parse(&format!("p;10:00;{good}")).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]
@@ -489,6 +553,26 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn our_reasons_are_shown_whole_and_croners_cut_short() {
+        let message = |line: &str| Schedule::parse(line).unwrap_err().to_string();
+        assert_eq!(
+            message("p;@reboot;n"),
+            "cron expression \"@reboot\" is not valid: the nicknames are @hourly, @daily, @weekly, @monthly and @yearly"
+        );
+        assert_eq!(
+            message("p;* * * *;n"),
+            "cron expression \"* * * *\" is not valid: expected five fields (minute hour day-of-month month day-of-week), found 4"
+        );
+        let croner = message(&format!("p;0 0 * * {};n", "y".repeat(1000)));
+        assert!(
+            croner.ends_with(
+                "is not valid: Pattern contains illegal characters: Cro… (1050 more characters)"
+            ),
+            "{croner}"
+        );
     }
 
     #[test]

@@ -11,3 +11,4 @@ mod manager;
 mod ops;
 mod scheduling;
 mod spec;
+mod trust_daemon;

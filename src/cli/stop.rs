@@ -7,8 +7,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::Context;
-use crate::daemon::pidfile::{self, DaemonState};
-use crate::daemon::{self, DaemonError};
+use crate::daemon::pidfile;
+use crate::daemon::{self, DaemonError, Found};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
@@ -24,18 +24,30 @@ pub struct Args {
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let timeout = args.timeout;
-    let pid = match daemon::state(&ctx.home)? {
-        DaemonState::Running { pid, .. } => pid,
-        DaemonState::NotRunning { stale } => {
+    let (pid, process) = match daemon::find(&ctx.home)? {
+        Found::Ours { pid, process, .. } => (pid, process),
+        Found::Foreign { pid, why } => return Err(DaemonError::Foreign { pid, why }.into()),
+        Found::Nobody { stale } => {
             if stale {
                 log::warn!("removed a stale pidfile");
             }
             return Err(DaemonError::NotRunning.into());
         }
     };
-    // Only a daemon holding the pidfile lock gets here: never a stranger.
-    kill(Pid::from_raw(pid), Signal::SIGTERM)
-        .map_err(|source| DaemonError::Signal { pid, source })?;
+    // Only our own daemon, proven and pinned, gets here: never a stranger.
+    match process.signal(Signal::SIGTERM) {
+        Ok(()) => {}
+        // Gone since we looked: stopped already.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => {}
+        Err(source) => {
+            return Err(DaemonError::Signal {
+                pid,
+                signal: "SIGTERM",
+                source,
+            }
+            .into());
+        }
+    }
     let path = ctx.home.pidfile();
     let wait = |limit: Option<Duration>| {
         pidfile::wait_until_released(&path, limit).map_err(|e| Error::io("read pidfile", &path, e))

@@ -1,6 +1,7 @@
 //! The backup service: detaching, the pidfile, signals and the loop, plus the
 //! single-schedule runner that `run` shares with it.
 
+pub mod identity;
 pub mod pidfile;
 pub mod scheduler;
 pub mod service;
@@ -16,7 +17,8 @@ use crate::clock::Clock;
 use crate::file_error::FileError;
 use crate::home::Home;
 use crate::logging::{self, LogTarget};
-use pidfile::{AcquireError, DaemonState, PidFile};
+use identity::{NotOurs, Process};
+use pidfile::{AcquireError, DaemonState, PidFile, Probe};
 use signals::{FirstSignal, Shutdown};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum DaemonError {
     AlreadyRunning { pid: String },
     #[error("backup_service is not running")]
     NotRunning,
+    /// The pidfile's lock is held by a process that is not our daemon.
+    #[error("backup_service.pid is locked by {}, which is not backup_service of this home: {why}", holder_name(*.pid))]
+    Foreign { pid: Option<i32>, why: NotOurs },
     #[error(transparent)]
     Io(#[from] FileError),
     #[error("cannot detach the daemon")]
@@ -35,12 +40,27 @@ pub enum DaemonError {
     StartTimeout { seconds: u64, log: PathBuf },
     #[error("backup_service (pid {pid}) did not stop within {seconds} s; it is still running")]
     StopTimeout { pid: i32, seconds: u64 },
-    #[error("cannot send SIGTERM to backup_service (pid {pid})")]
+    #[error("cannot send {signal} to backup_service (pid {pid})")]
     Signal {
         pid: i32,
+        signal: &'static str,
         #[source]
-        source: nix::Error,
+        source: io::Error,
     },
+}
+
+fn holder_name(pid: Option<i32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}{}", command_name(pid)),
+        None => "another process".into(),
+    }
+}
+
+/// ` (sleep)`: the command name of `pid`, when it can be read.
+fn command_name(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| format!(" ({})", crate::primitives::quote(name.trim())))
+        .unwrap_or_default()
 }
 
 impl DaemonError {
@@ -51,8 +71,66 @@ impl DaemonError {
 
 /// Reads the daemon's state from the pidfile (removing a stale one).
 pub fn state(home: &Home) -> Result<DaemonState, DaemonError> {
+    Ok(match find(home)? {
+        Found::Ours { pid, since, .. } => DaemonState::Running { pid, since },
+        Found::Foreign { pid, why } => DaemonState::Foreign { pid, why },
+        Found::Nobody { stale } => DaemonState::NotRunning { stale },
+    })
+}
+
+/// The daemon, pinned so that it can be signalled safely.
+pub enum Found {
+    Ours {
+        pid: i32,
+        since: std::time::SystemTime,
+        process: Process,
+    },
+    Foreign {
+        pid: Option<i32>,
+        why: NotOurs,
+    },
+    Nobody {
+        stale: bool,
+    },
+}
+
+/// Finds the process holding the pidfile and proves it is our daemon for
+/// `home` before anyone may signal it (see `identity.rs`).
+pub fn find(home: &Home) -> Result<Found, DaemonError> {
     let path = home.pidfile();
-    pidfile::probe(&path).map_err(|e| DaemonError::io("read pidfile", path, e))
+    let (file, pid, since) =
+        match pidfile::probe(&path).map_err(|e| DaemonError::io("read pidfile", &path, e))? {
+            Probe::Unlocked { stale } => return Ok(Found::Nobody { stale }),
+            Probe::Locked { file, pid, since } => (file, pid, since),
+        };
+    let Some(pid) = pid else {
+        return Ok(Found::Foreign {
+            pid: None,
+            why: NotOurs::NoPid,
+        });
+    };
+    let process = match Process::open(pid) {
+        Ok(process) => process,
+        Err(e) => {
+            return Ok(Found::Foreign {
+                pid: Some(pid),
+                why: NotOurs::Unverifiable {
+                    reason: e.to_string(),
+                },
+            });
+        }
+    };
+    Ok(match process.verify(home.root(), &file) {
+        Ok(()) => Found::Ours {
+            pid,
+            since,
+            process,
+        },
+        Err(why) => Found::Foreign {
+            pid: Some(pid),
+            why,
+        },
+    })
 }
 
 /// How the service runs.
@@ -79,12 +157,21 @@ pub fn run_daemon(
     home.ensure_layout()
         .map_err(|e| DaemonError::io("create", home.root(), e))?;
     // Refuse here, where the caller still sees our stderr.
-    if let DaemonState::Running { pid, .. } = state(home)? {
-        return Err(DaemonError::AlreadyRunning {
-            pid: pid.to_string(),
-        });
+    match state(home)? {
+        DaemonState::Running { pid, .. } => {
+            return Err(DaemonError::AlreadyRunning {
+                pid: pid.to_string(),
+            });
+        }
+        DaemonState::Foreign { pid, why } => return Err(DaemonError::Foreign { pid, why }),
+        DaemonState::NotRunning { .. } => {}
     }
-    if !foreground {
+    if foreground {
+        // Detached or not, the daemon works in its home: that is how `stop`
+        // recognises it (`identity.rs`).
+        std::env::set_current_dir(home.root())
+            .map_err(|e| DaemonError::io("change into", home.root(), e))?;
+    } else {
         let detach = Daemonize::new()
             .working_directory(home.root())
             .umask(0o077u32);

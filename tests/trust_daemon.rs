@@ -1,0 +1,136 @@
+//! Trust between the service and the commands that talk to it, in a home
+//! other users may write to: only our own daemon is ever signalled, the
+//! daemon keeps no inherited descriptor, a repeated `stop` never aborts a
+//! backup, a minute's schedules run once across restarts, and read-only
+//! homes can still be read.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+
+use crate::support::TestEnv;
+
+/// The pid on the pidfile's first line.
+fn daemon_pid(env: &TestEnv) -> i32 {
+    env.read("backup_service.pid")
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a pid in backup_service.pid")
+}
+
+/// True while `pid` runs; a zombie (exited, not yet reaped) is not alive.
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z')
+    })
+}
+
+/// A process that is not our daemon: it takes the lock on the pidfile of
+/// `env` and writes `named` (its own pid when `None`) into it, as
+/// `flock backup_service.pid` would, then sleeps holding it.
+fn foreign_lock_holder(env: &TestEnv, named: Option<i32>) -> Child {
+    let pid = named.map_or_else(|| "$$".to_string(), |p| p.to_string());
+    let script = format!(
+        "exec 9>>backup_service.pid; flock 9; echo {pid} > backup_service.pid; exec sleep 60"
+    );
+    let child = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(env.home())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("bash");
+    let expected = named.unwrap_or(child.id() as i32).to_string();
+    env.eventually("the stranger's pidfile", || {
+        env.read("backup_service.pid").trim() == expected
+    });
+    child
+}
+
+fn still_running(child: &mut Child) -> bool {
+    child.try_wait().expect("try_wait").is_none()
+}
+
+#[test]
+fn stop_and_start_leave_a_foreign_lock_holder_alone() {
+    let env = TestEnv::new();
+    let mut stranger = foreign_lock_holder(&env, None);
+    let pid = stranger.id();
+    let stop = env.manager(&["stop"]);
+    stop.code(1).stderr_has(&format!(
+        "backup_manager: backup_service.pid is locked by pid {pid} (sleep), which is not backup_service of this home"
+    ));
+    assert_eq!(stop.stderr.lines().count(), 1, "{stop:#?}");
+    assert!(still_running(&mut stranger), "stop signalled a stranger");
+    env.manager(&["start"]).code(1).stderr_has(&format!(
+        "locked by pid {pid} (sleep), which is not backup_service of this home"
+    ));
+    assert!(still_running(&mut stranger));
+    env.manager(&["status"])
+        .success()
+        .stdout_is("backup_service: not running\n")
+        .stderr_has("warning: backup_service.pid is locked by");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    // With the stranger gone, the service starts and stops as usual.
+    env.manager(&["start"]).success();
+    env.manager(&["stop"]).success();
+}
+
+#[test]
+fn a_backupctl_daemon_of_another_home_is_never_signalled_for_this_one() {
+    let other = TestEnv::new();
+    other.manager(&["start"]).success();
+    let theirs = daemon_pid(&other);
+    let env = TestEnv::new();
+    let mut stranger = foreign_lock_holder(&env, Some(theirs));
+    env.manager(&["stop"])
+        .code(1)
+        .stderr_has(&format!("is locked by pid {theirs} (backupctl)"))
+        .stderr_has("does not hold the lock");
+    assert!(alive(theirs), "the other home's daemon was signalled");
+    assert!(still_running(&mut stranger));
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    other.manager(&["stop"]).success();
+}
+
+#[test]
+fn a_foreground_daemon_started_elsewhere_is_recognised_and_stopped() {
+    let env = TestEnv::new();
+    let mut daemon = env.command("backupctl");
+    daemon
+        .arg("--home")
+        .arg(env.home())
+        .args(["daemon", "--foreground"])
+        .current_dir("/")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = daemon.spawn().unwrap();
+    env.eventually("the pidfile", || {
+        env.read("backup_service.pid").contains('\n')
+    });
+    assert_eq!(daemon_pid(&env), child.id() as i32);
+    env.manager(&["stop"]).success();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_pidfile_is_private_and_never_written_through_a_symlink() {
+    let env = TestEnv::new();
+    env.write("victim", b"precious\n");
+    std::os::unix::fs::symlink(env.path("victim"), env.path("backup_service.pid")).unwrap();
+    env.manager(&["start"])
+        .code(1)
+        .stderr_has("backup_service.pid: it is a symbolic link, not a pidfile");
+    assert_eq!(env.read("victim"), "precious\n");
+    fs::remove_file(env.path("backup_service.pid")).unwrap();
+    env.manager(&["start"]).success();
+    let mode = fs::metadata(env.path("backup_service.pid"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    env.manager(&["stop"]).success();
+}

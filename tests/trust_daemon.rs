@@ -5,10 +5,13 @@
 //! homes can still be read.
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use crate::support::TestEnv;
+use crate::support::{BIN, TestEnv};
 
 /// The pid on the pidfile's first line.
 fn daemon_pid(env: &TestEnv) -> i32 {
@@ -132,5 +135,87 @@ fn the_pidfile_is_private_and_never_written_through_a_symlink() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    env.manager(&["stop"]).success();
+}
+
+/// Reads `child`'s stdout to its end in a thread, like `out=$(...)`: the
+/// text, or `None` when the pipe is still open after ten seconds.
+fn output_within_ten_seconds(child: &mut Child) -> Option<String> {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    rx.recv_timeout(Duration::from_secs(10)).ok()
+}
+
+/// The daemon's descriptors: number and what it points to.
+fn descriptors(pid: i32) -> Vec<(i32, String)> {
+    let mut fds: Vec<(i32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's /proc/PID/fd")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let target = fs::read_link(e.path()).ok()?;
+            Some((fd, target.display().to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+#[test]
+fn start_captured_by_a_pipe_returns_at_once_and_the_daemon_keeps_nothing_inherited() {
+    let env = TestEnv::new();
+    // out=$(backupctl start 2>&1)
+    let mut start = env.command("backupctl");
+    start
+        .arg("start")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = start.spawn().unwrap();
+    let out = output_within_ten_seconds(&mut child);
+    assert_eq!(out.as_deref(), Some(""), "start's stdout stayed open");
+    assert!(child.wait().unwrap().success());
+    let pid = daemon_pid(&env);
+    assert!(alive(pid));
+    env.manager(&["stop"]).success();
+
+    // out=$(exec 3>&1; backupctl start): fd 3 is the same pipe.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            r#"exec 3>&1 4>>"$2/extra"; exec "$0" --home "$2" start"#,
+            BIN,
+        ])
+        .arg("--")
+        .arg(env.home())
+        .current_dir(env.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .env_remove("BACKUPCTL_HOME")
+        .spawn()
+        .unwrap();
+    let out = output_within_ten_seconds(&mut child);
+    assert_eq!(
+        out.as_deref(),
+        Some(""),
+        "the daemon kept the inherited pipe open: {:?}",
+        descriptors(daemon_pid(&env))
+    );
+    assert!(child.wait().unwrap().success());
+    let pid = daemon_pid(&env);
+    assert!(alive(pid));
+    let fds = descriptors(pid);
+    for fd in 0..3 {
+        assert!(fds.contains(&(fd, "/dev/null".to_string())), "{fds:?}");
+    }
+    assert!(
+        !fds.iter()
+            .any(|(_, target)| target.starts_with("pipe:") || target.ends_with("/extra")),
+        "inherited descriptors survive in the daemon: {fds:?}"
+    );
     env.manager(&["stop"]).success();
 }

@@ -154,6 +154,10 @@ pub fn run_daemon(
     options: DaemonOptions<'_>,
 ) -> Result<(), DaemonError> {
     let foreground = options.foreground;
+    // Before anything else: a descriptor inherited from whoever started us
+    // (the pipe of `out=$(backupctl start)`, a supervisor's) would be held
+    // for the daemon's whole life, and the caller would wait for its EOF.
+    close_inherited_descriptors();
     home.ensure_layout()
         .map_err(|e| DaemonError::io("create", home.root(), e))?;
     // Refuse here, where the caller still sees our stderr.
@@ -191,6 +195,29 @@ pub fn run_daemon(
         log::error!("{}", crate::primitives::error_chain(error));
     }
     result
+}
+
+/// Closes every descriptor above stderr (daemon(7)). Nothing of ours is open
+/// yet; stdin, stdout and stderr go to /dev/null when `daemonize` detaches.
+fn close_inherited_descriptors() {
+    // SAFETY: close_range only closes descriptors; none above 2 is in use.
+    let closed = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if closed == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc/self/fd lists.
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the directory's own descriptor is closed by now
+        // or fails harmlessly with EBADF.
+        unsafe { nix::libc::close(fd) };
+    }
 }
 
 fn serve_with_pidfile(

@@ -5,7 +5,7 @@
 //! homes can still be read.
 
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -218,4 +218,90 @@ fn start_captured_by_a_pipe_returns_at_once_and_the_daemon_keeps_nothing_inherit
         "inherited descriptors survive in the daemon: {fds:?}"
     );
     env.manager(&["stop"]).success();
+}
+
+/// A home whose `slow` schedule, due at the service's first minute, waits
+/// in its `before` hook (having touched `started`) until `release` exists.
+fn env_with_a_slow_backup() -> TestEnv {
+    let env = TestEnv::new().with_clock("2024-05-06T09:30:05");
+    env.write("src/a.txt", b"alpha");
+    env.write(
+        "hook.sh",
+        b"touch started\nwhile [ ! -e release ]; do sleep 0.02; done\n",
+    );
+    env.manager(&["create", "src;09:30;slow;before=sh hook.sh"])
+        .success();
+    env.manager(&["start"]).success();
+    env.eventually("the before hook", || env.path("started").exists());
+    env
+}
+
+#[test]
+fn a_repeated_stop_waits_again_and_never_aborts_the_backup() {
+    let env = env_with_a_slow_backup();
+    let pid = daemon_pid(&env);
+    env.manager(&["stop", "--timeout", "1"])
+        .code(1)
+        .stderr_has(&format!(
+            "backup_service (pid {pid}) did not stop within 1 s; it is still running"
+        ));
+    // Logged when it arrived, not when the backup ends.
+    assert!(
+        env.log_messages("backup_service.log")
+            .contains(&"SIGTERM received: stopping after the backups in progress".to_string()),
+        "{:#?}",
+        env.log_messages("backup_service.log")
+    );
+    // Again, waiting this time: it says so at once, sends nothing, waits.
+    let mut again = env.command("backup_manager");
+    again
+        .arg("stop")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut again = again.spawn().unwrap();
+    let mut stderr = BufReader::new(again.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "backup_manager: backup_service (pid {pid}) is already stopping; waiting for the backups in progress (stop --now aborts them)\n"
+        )
+    );
+    assert!(alive(pid));
+    fs::write(env.path("release"), b"").unwrap();
+    assert!(again.wait().unwrap().success());
+    assert!(!alive(pid));
+    env.manager(&["backups"]).success().stdout_is("slow.tar\n");
+    let log = env.log_messages("backup_service.log");
+    assert!(!log.iter().any(|l| l.contains("abort")), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("Backup done for src in backups/slow.tar")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn stop_now_aborts_the_backups_in_progress() {
+    let env = env_with_a_slow_backup();
+    let pid = daemon_pid(&env);
+    // The hook itself is not killed: the abort takes effect once it returns.
+    env.manager(&["stop", "--now", "--timeout", "1"]).code(1);
+    let log = env.log_messages("backup_service.log");
+    assert!(
+        log.contains(&"SIGTERM received: stopping after the backups in progress".to_string())
+            && log
+                .contains(&"SIGTERM received again: aborting the backups in progress".to_string()),
+        "{log:#?}"
+    );
+    fs::write(env.path("release"), b"").unwrap();
+    env.eventually("the daemon's exit", || !alive(pid));
+    env.manager(&["backups"]).success().stdout_is("");
+    let log = env.log_messages("backup_service.log");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("backup failed for src: stopped before")),
+        "{log:#?}"
+    );
 }

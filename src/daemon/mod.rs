@@ -18,7 +18,7 @@ use crate::file_error::FileError;
 use crate::home::Home;
 use crate::logging::{self, LogTarget};
 use identity::{NotOurs, Process};
-use pidfile::{AcquireError, DaemonState, PidFile, Probe};
+use pidfile::{AcquireError, DaemonState, PidFile, Probe, StopPhase};
 use signals::{FirstSignal, Shutdown};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,12 @@ pub enum DaemonError {
     StartExited { status: std::process::ExitStatus },
     #[error("backup_service did not start: no pidfile after {seconds} s; see {}", log.display())]
     StartTimeout { seconds: u64, log: PathBuf },
-    #[error("backup_service (pid {pid}) did not stop within {seconds} s; it is still running")]
+    #[error(
+        "backup_service (pid {pid}) did not stop within {seconds} s; it is still running (stop --now aborts the backups in progress)"
+    )]
     StopTimeout { pid: i32, seconds: u64 },
+    #[error("another stop is signalling backup_service (it holds {})", lock.display())]
+    StopBusy { lock: PathBuf },
     #[error("cannot send {signal} to backup_service (pid {pid})")]
     Signal {
         pid: i32,
@@ -83,6 +87,8 @@ pub enum Found {
     Ours {
         pid: i32,
         since: std::time::SystemTime,
+        /// Whether it was asked to stop already.
+        phase: StopPhase,
         process: Process,
     },
     Foreign {
@@ -98,10 +104,15 @@ pub enum Found {
 /// `home` before anyone may signal it (see `identity.rs`).
 pub fn find(home: &Home) -> Result<Found, DaemonError> {
     let path = home.pidfile();
-    let (file, pid, since) =
+    let (file, pid, since, phase) =
         match pidfile::probe(&path).map_err(|e| DaemonError::io("read pidfile", &path, e))? {
             Probe::Unlocked { stale } => return Ok(Found::Nobody { stale }),
-            Probe::Locked { file, pid, since } => (file, pid, since),
+            Probe::Locked {
+                file,
+                pid,
+                since,
+                phase,
+            } => (file, pid, since, phase),
         };
     let Some(pid) = pid else {
         return Ok(Found::Foreign {
@@ -124,6 +135,7 @@ pub fn find(home: &Home) -> Result<Found, DaemonError> {
         Ok(()) => Found::Ours {
             pid,
             since,
+            phase,
             process,
         },
         Err(why) => Found::Foreign {
@@ -236,6 +248,14 @@ fn serve_with_pidfile(
         },
         AcquireError::Io(e) => DaemonError::io("write pidfile", &pid_path, e),
     })?;
+    match pidfile.phase_recorder() {
+        Ok(mut recorder) => shutdown.on_stop(Box::new(move |phase| {
+            if let Err(e) = recorder.record(phase) {
+                log::warn!("cannot record the stop in the pidfile: {e}");
+            }
+        })),
+        Err(e) => log::warn!("cannot record stops in the pidfile: {e}"),
+    }
     log::info!(
         "backup_service started (pid {}, home {})",
         std::process::id(),

@@ -32,6 +32,43 @@ pub enum DaemonState {
     NotRunning { stale: bool },
 }
 
+/// How far a daemon has got in stopping, as it records it in its pidfile
+/// (a line after the pid) the moment a stop signal arrives, so that `stop`
+/// knows whether a SIGTERM was already sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopPhase {
+    /// Running as usual.
+    Serving,
+    /// A first SIGTERM or SIGINT: finishing the backups in progress.
+    Stopping,
+    /// A second one (or `stop --now`): aborting them.
+    Aborting,
+}
+
+impl StopPhase {
+    fn line(self) -> &'static str {
+        match self {
+            StopPhase::Serving => "",
+            StopPhase::Stopping => "stopping",
+            StopPhase::Aborting => "aborting",
+        }
+    }
+
+    /// The furthest phase the pidfile's lines after the pid record.
+    fn of_lines(lines: &[String]) -> Self {
+        lines
+            .iter()
+            .skip(1)
+            .map(|line| match line.trim() {
+                "stopping" => StopPhase::Stopping,
+                "aborting" => StopPhase::Aborting,
+                _ => StopPhase::Serving,
+            })
+            .max()
+            .unwrap_or(StopPhase::Serving)
+    }
+}
+
 /// What the pidfile shows, before anyone checks who holds it.
 #[derive(Debug)]
 pub enum Probe {
@@ -40,6 +77,7 @@ pub enum Probe {
         file: File,
         pid: Option<i32>,
         since: SystemTime,
+        phase: StopPhase,
     },
     Unlocked {
         stale: bool,
@@ -101,9 +139,32 @@ impl PidFile {
     /// Appends one line to the pidfile (one `write`, so a reader sees the
     /// whole line or none of it).
     fn write_line(&mut self, line: &str) -> io::Result<()> {
-        self.file.seek(io::SeekFrom::End(0))?;
-        self.file.write_all(format!("{line}\n").as_bytes())?;
-        self.file.sync_data()
+        append_line(&mut self.file, line)
+    }
+
+    /// A handle that records the daemon's stop phase in the pidfile, for the
+    /// signal thread.
+    pub fn phase_recorder(&self) -> io::Result<PhaseRecorder> {
+        Ok(PhaseRecorder(self.file.try_clone()?))
+    }
+}
+
+fn append_line(file: &mut File, line: &str) -> io::Result<()> {
+    file.seek(io::SeekFrom::End(0))?;
+    file.write_all(format!("{line}\n").as_bytes())?;
+    file.sync_data()
+}
+
+/// Writes [`StopPhase`] lines into the pidfile.
+#[derive(Debug)]
+pub struct PhaseRecorder(File);
+
+impl PhaseRecorder {
+    pub fn record(&mut self, phase: StopPhase) -> io::Result<()> {
+        if phase == StopPhase::Serving {
+            return Ok(());
+        }
+        append_line(&mut self.0, phase.line())
     }
 }
 
@@ -142,7 +203,14 @@ pub fn probe(path: &Path) -> io::Result<Probe> {
         Err(fs::TryLockError::WouldBlock) => {
             let pid = read_pid_patiently(&mut file);
             let since = file.metadata()?.modified()?;
-            Ok(Probe::Locked { file, pid, since })
+            let phase =
+                read_lines(&mut file).map_or(StopPhase::Serving, |l| StopPhase::of_lines(&l));
+            Ok(Probe::Locked {
+                file,
+                pid,
+                since,
+                phase,
+            })
         }
         Err(fs::TryLockError::Error(e)) => Err(e),
     }
@@ -262,6 +330,23 @@ mod tests {
         let _held = PidFile::acquire(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_stop_phase_is_read_back_from_the_pidfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.pid");
+        let held = PidFile::acquire(&path).unwrap();
+        let phase = || match probe(&path).unwrap() {
+            Probe::Locked { phase, .. } => phase,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(phase(), StopPhase::Serving);
+        let mut recorder = held.phase_recorder().unwrap();
+        recorder.record(StopPhase::Stopping).unwrap();
+        assert_eq!(phase(), StopPhase::Stopping);
+        recorder.record(StopPhase::Aborting).unwrap();
+        assert_eq!(phase(), StopPhase::Aborting);
     }
 
     #[test]

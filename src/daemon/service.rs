@@ -173,8 +173,8 @@ fn run_loop<Tz: TimeZone>(
         }
         // A stop lets the runs already queued finish before it is acknowledged.
         finish_queue_if_stopping(queue, shutdown);
-        if let Some(signal) = shutdown.stop_signal() {
-            log::info!("{signal} received: stopping");
+        // The signal was logged when it arrived (signals.rs).
+        if shutdown.stop_requested() {
             break;
         }
         let before = clock.now();

@@ -305,3 +305,48 @@ fn stop_now_aborts_the_backups_in_progress() {
         "{log:#?}"
     );
 }
+
+/// Starts the service with its clock at `local`, then stops it once it has
+/// handled its first minute (a stop lets that minute's runs finish).
+fn start_and_stop_at(env: &TestEnv, local: &str) {
+    let mut start = env.command("backup_manager");
+    start.arg("start").env("BACKUPCTL_FAKE_NOW", local);
+    env.run_cmd(start).success();
+    env.manager(&["stop"]).success();
+}
+
+fn backups_done(env: &TestEnv, archive: &str) -> usize {
+    let prefix = format!("Backup done for src in backups/{archive} (");
+    env.log_messages("backup_service.log")
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .count()
+}
+
+#[test]
+fn a_restart_within_the_minute_does_not_run_its_schedules_again() {
+    let env = TestEnv::new().with_clock("2024-05-06T09:30:05");
+    env.write("src/a.txt", b"alpha");
+    env.manager(&["create", "src;09:30;now"]).success();
+    env.manager(&["create", "src;09:31;next"]).success();
+    start_and_stop_at(&env, "2024-05-06T09:30:05");
+    assert_eq!(backups_done(&env, "now.tar"), 1);
+    // Started again within 09:30: nothing new.
+    start_and_stop_at(&env, "2024-05-06T09:30:40");
+    assert_eq!(backups_done(&env, "now.tar"), 1, "now ran twice in 09:30");
+    assert!(
+        env.log_messages("backup_service.log")
+            .iter()
+            .any(|l| l.starts_with("backup of now for ")
+                && l.ends_with(" skipped: it was started for that minute already")),
+        "{:#?}",
+        env.log_messages("backup_service.log")
+    );
+    // The next minute's schedule still runs, and only it.
+    start_and_stop_at(&env, "2024-05-06T09:31:02");
+    assert_eq!(backups_done(&env, "next.tar"), 1);
+    assert_eq!(backups_done(&env, "now.tar"), 1);
+    env.manager(&["backups"])
+        .success()
+        .stdout_is("next.tar\nnow.tar\n");
+}

@@ -350,3 +350,129 @@ fn a_restart_within_the_minute_does_not_run_its_schedules_again() {
         .success()
         .stdout_is("next.tar\nnow.tar\n");
 }
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { nix::libc::geteuid() == 0 }
+}
+
+/// Runs `backupctl ARGS` in the home as `nobody`, who may read the home but
+/// not write to it (the tests run as root; as another user, as that user).
+fn as_reader(env: &TestEnv, args: &[&str]) -> crate::support::Run {
+    let root = running_as_root();
+    let mut cmd = if root {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        cmd
+    } else {
+        Command::new(BIN)
+    };
+    cmd.args(args)
+        .current_dir(env.home())
+        .env_remove("BACKUPCTL_HOME")
+        .env_remove("BACKUPCTL_FAKE_NOW")
+        .stdin(Stdio::null());
+    env.run_cmd(cmd)
+}
+
+fn chmod(env: &TestEnv, rel: &str, mode: u32) {
+    fs::set_permissions(env.path(rel), fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Everything under the home, sorted, for "nothing was created" checks.
+fn tree(env: &TestEnv) -> Vec<String> {
+    let mut names: Vec<String> = walk(env.home())
+        .into_iter()
+        .map(|p| p.strip_prefix(env.home()).unwrap().display().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.symlink_metadata().unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+#[test]
+fn a_home_the_caller_cannot_write_to_can_still_be_read() {
+    let env = TestEnv::new();
+    env.write("src/a.txt", b"alpha");
+    env.ctl(&["create", "src;03:00;s"]).success();
+    env.ctl(&["run", "s"]).success();
+    // Owned by root (or the test's user), readable by all, writable by none
+    // else; the archive made readable so that verify and restore can read it.
+    chmod(&env, ".", 0o755);
+    chmod(&env, "backups/s.tar", 0o644);
+    chmod(&env, "backups/s.tar.json", 0o644);
+    chmod(&env, ".backupctl-state.json", 0o644);
+    let before = tree(&env);
+    let out = std::env::temp_dir().join(format!("backupctl-restore-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&out);
+    let commands: [&[&str]; 6] = [
+        &["list"],
+        &["backups"],
+        &["status"],
+        &["check"],
+        &["verify", "s.tar"],
+        &["restore", "s.tar", "--to", out.to_str().unwrap()],
+    ];
+    for args in commands {
+        let run = as_reader(&env, args);
+        run.success();
+        if running_as_root() {
+            assert_eq!(
+                run.stderr,
+                "backupctl: warning: cannot open log file logs/backup_manager.log: Permission denied (os error 13); not logging\n",
+                "{args:?}"
+            );
+        }
+    }
+    assert_eq!(
+        fs::read(out.join("src/a.txt")).unwrap_or_default(),
+        b"alpha"
+    );
+    let _ = fs::remove_dir_all(&out);
+    assert_eq!(tree(&env), before, "a read-only command changed the home");
+}
+
+#[test]
+fn read_only_commands_create_no_directory_in_the_home() {
+    let env = TestEnv::new();
+    env.write("backup_schedules.txt", b"src;03:00;s\n");
+    chmod(&env, ".", 0o755);
+    let before = tree(&env);
+    for args in [&["list"][..], &["backups"], &["status"], &["check"]] {
+        let run = as_reader(&env, args);
+        if running_as_root() {
+            assert_eq!(
+                run.stderr.lines().next(),
+                Some(
+                    "backupctl: warning: cannot create logs: Permission denied (os error 13); not logging"
+                ),
+                "{args:?}"
+            );
+        }
+        assert_eq!(tree(&env), before, "{args:?} changed the home");
+    }
+    as_reader(&env, &["list"])
+        .success()
+        .stdout_is("0: src;03:00;s\n");
+    as_reader(&env, &["backups"]).success().stdout_is("");
+    as_reader(&env, &["status"]).success();
+    // As the owner: the log is written, backups/ is still not made.
+    env.ctl(&["list"]).success();
+    env.ctl(&["status"]).success();
+    assert!(!env.path("backups").exists());
+    assert_eq!(
+        env.log_messages("backup_manager.log"),
+        ["Show schedules list", "Show status"]
+    );
+}

@@ -476,3 +476,35 @@ fn read_only_commands_create_no_directory_in_the_home() {
         ["Show schedules list", "Show status"]
     );
 }
+
+#[test]
+fn logs_are_private_and_never_written_through_a_planted_symlink() {
+    let env = TestEnv::new();
+    env.write("victim", b"precious\n");
+    env.ctl(&["create", "src;03:00;s"]).success();
+    let mode = |rel: &str| fs::metadata(env.path(rel)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("logs/backup_manager.log"), 0o640);
+    fs::remove_file(env.path("logs/backup_manager.log")).unwrap();
+    std::os::unix::fs::symlink(env.path("victim"), env.path("logs/backup_manager.log")).unwrap();
+    // A command still works, says once that it does not log, and the
+    // victim is untouched.
+    let list = env.ctl(&["list"]);
+    list.success().stdout_is("0: src;03:00;s\n");
+    assert_eq!(
+        list.stderr,
+        "backupctl: warning: cannot open log file logs/backup_manager.log: it is a symbolic link; refusing to follow it; not logging\n"
+    );
+    env.ctl(&["create", "src;04:00;t"]).success();
+    assert_eq!(env.read("victim"), "precious\n");
+    // The service, whose log is its only voice, refuses to start.
+    std::os::unix::fs::symlink(env.path("victim"), env.path("logs/backup_service.log")).unwrap();
+    env.ctl(&["start"])
+        .code(1)
+        .stderr_has("cannot open log file logs/backup_service.log: it is a symbolic link; refusing to follow it");
+    assert!(!env.path("backup_service.pid").exists());
+    assert_eq!(env.read("victim"), "precious\n");
+    fs::remove_file(env.path("logs/backup_service.log")).unwrap();
+    env.ctl(&["start"]).success();
+    env.ctl(&["stop"]).success();
+    assert_eq!(mode("logs/backup_service.log"), 0o640);
+}

@@ -182,6 +182,10 @@ pub fn run_daemon(
         DaemonState::Foreign { pid, why } => return Err(DaemonError::Foreign { pid, why }),
         DaemonState::NotRunning { .. } => {}
     }
+    // The service's only voice once detached is its log: make sure it can
+    // be opened while the caller still sees our stderr.
+    logging::check_writable(options.log.file)
+        .map_err(|e| DaemonError::io("open log file", home.display_path(options.log.file), e))?;
     if foreground {
         // Detached or not, the daemon works in its home: that is how `stop`
         // recognises it (`identity.rs`).

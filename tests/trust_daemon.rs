@@ -222,7 +222,18 @@ fn start_captured_by_a_pipe_returns_at_once_and_the_daemon_keeps_nothing_inherit
 
 /// A home whose `slow` schedule, due at the service's first minute, waits
 /// in its `before` hook (having touched `started`) until `release` exists.
-fn env_with_a_slow_backup() -> TestEnv {
+/// Dropping it releases the hook, so a failed test leaves no daemon behind.
+struct SlowBackup {
+    env: TestEnv,
+}
+
+impl Drop for SlowBackup {
+    fn drop(&mut self) {
+        let _ = fs::write(self.env.path("release"), b"");
+    }
+}
+
+fn env_with_a_slow_backup() -> SlowBackup {
     let env = TestEnv::new().with_clock("2024-05-06T09:30:05");
     env.write("src/a.txt", b"alpha");
     env.write(
@@ -233,13 +244,14 @@ fn env_with_a_slow_backup() -> TestEnv {
         .success();
     env.manager(&["start"]).success();
     env.eventually("the before hook", || env.path("started").exists());
-    env
+    SlowBackup { env }
 }
 
 #[test]
 fn a_repeated_stop_waits_again_and_never_aborts_the_backup() {
-    let env = env_with_a_slow_backup();
-    let pid = daemon_pid(&env);
+    let slow = env_with_a_slow_backup();
+    let env = &slow.env;
+    let pid = daemon_pid(env);
     env.manager(&["stop", "--timeout", "1"])
         .code(1)
         .stderr_has(&format!(
@@ -284,8 +296,9 @@ fn a_repeated_stop_waits_again_and_never_aborts_the_backup() {
 
 #[test]
 fn stop_now_aborts_the_backups_in_progress() {
-    let env = env_with_a_slow_backup();
-    let pid = daemon_pid(&env);
+    let slow = env_with_a_slow_backup();
+    let env = &slow.env;
+    let pid = daemon_pid(env);
     // The hook itself is not killed: the abort takes effect once it returns.
     env.manager(&["stop", "--now", "--timeout", "1"]).code(1);
     let log = env.log_messages("backup_service.log");

@@ -82,6 +82,40 @@ fn stop_and_start_leave_a_foreign_lock_holder_alone() {
 }
 
 #[test]
+fn an_empty_pidfile_locked_by_flock_is_named_and_left_alone() {
+    let env = TestEnv::new();
+    // flock(1) takes the lock and runs sleep; the pidfile stays empty.
+    let mut flock = Command::new("flock")
+        .args(["backup_service.pid", "sleep", "60"])
+        .current_dir(env.home())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("flock");
+    let pid = flock.id();
+    env.eventually("flock's lock", || {
+        fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+            locks
+                .lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(&pid.to_string()))
+        })
+    });
+    let expected = format!(
+        "backup_service.pid is locked by pid {pid} (flock), which is not backup_service of this home: the pidfile names no pid"
+    );
+    env.manager(&["stop"]).code(1).stderr_has(&expected);
+    env.manager(&["start"]).code(1).stderr_has(&expected);
+    assert!(still_running(&mut flock));
+    // flock's sleep first, then flock.
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    for child in children.split_whitespace() {
+        let child = nix::unistd::Pid::from_raw(child.parse().unwrap());
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+    }
+    flock.kill().unwrap();
+    flock.wait().unwrap();
+}
+
+#[test]
 fn a_backupctl_daemon_of_another_home_is_never_signalled_for_this_one() {
     let other = TestEnv::new();
     other.manager(&["start"]).success();

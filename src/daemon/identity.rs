@@ -42,7 +42,7 @@ pub enum NotOurs {
 impl fmt::Display for NotOurs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotOurs::NoPid => write!(f, "it names no pid"),
+            NotOurs::NoPid => write!(f, "the pidfile names no pid"),
             NotOurs::NotTheHolder { holders } if holders.is_empty() => {
                 write!(f, "that process does not hold the lock")
             }
@@ -186,7 +186,7 @@ fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
 /// The pids holding an `flock` on `file`, from `/proc/locks`; `None` when
 /// that cannot be read. Matched by inode number: the device `/proc/locks`
 /// shows is the superblock's, which `stat` does not always report (btrfs).
-fn lock_holders(file: &File) -> Option<Vec<i32>> {
+pub fn lock_holders(file: &File) -> Option<Vec<i32>> {
     let inode = file.metadata().ok()?.ino();
     let table = fs::read_to_string("/proc/locks").ok()?;
     Some(holders_in(&table, inode))

@@ -115,8 +115,10 @@ pub fn find(home: &Home) -> Result<Found, DaemonError> {
             } => (file, pid, since, phase),
         };
     let Some(pid) = pid else {
+        // Name the process that holds the lock, so the user can find it.
+        let holder = identity::lock_holders(&file).and_then(|h| h.first().copied());
         return Ok(Found::Foreign {
-            pid: None,
+            pid: holder,
             why: NotOurs::NoPid,
         });
     };

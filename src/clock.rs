@@ -60,15 +60,23 @@ impl Clock for FixedClock {
     }
 }
 
+/// [`FAKE_NOW_VAR`] holds something that is not a local time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{FAKE_NOW_VAR}={} is not a local time like 2023-02-08T16:07:00",
+    crate::primitives::quote(value)
+)]
+pub struct BadFakeNow {
+    pub value: String,
+}
+
 /// The clock for this process: the system clock, unless [`FAKE_NOW_VAR`] names a
 /// start time. A value that does not parse is an error, not silently ignored.
-pub fn from_env() -> Result<Box<dyn Clock>, String> {
+pub fn from_env() -> Result<Box<dyn Clock>, BadFakeNow> {
     match std::env::var(FAKE_NOW_VAR) {
         Err(_) => Ok(Box::new(SystemClock)),
         Ok(text) => {
-            let start = parse_local(&text).ok_or_else(|| {
-                format!("{FAKE_NOW_VAR}={text:?} is not a local time like 2023-02-08T16:07:00")
-            })?;
+            let start = parse_local(&text).ok_or(BadFakeNow { value: text })?;
             Ok(Box::new(OffsetClock::starting_at(start)))
         }
     }

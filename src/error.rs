@@ -41,9 +41,8 @@ pub enum Error {
     /// The command line was refused; `message` names the bad input.
     #[error("{message} (see --help)")]
     Usage { message: String },
-    /// `BACKUPCTL_FAKE_NOW` does not parse; the clock's own explanation.
-    #[error("{message}")]
-    BadFakeNow { message: String },
+    #[error(transparent)]
+    BadFakeNow(#[from] crate::clock::BadFakeNow),
     #[error("cannot find the current directory")]
     CurrentDir(#[source] io::Error),
     #[error("cannot write JSON to stdout")]
@@ -83,7 +82,7 @@ impl Error {
             Error::Store(e) if e.is_input_error() => ExitCode::InvalidInput,
             Error::Restore(e) if e.is_input_error() => ExitCode::InvalidInput,
             Error::Usage { .. }
-            | Error::BadFakeNow { .. }
+            | Error::BadFakeNow(_)
             | Error::BadTime(_)
             | Error::NothingToVerify
             | Error::NoVerifyTarget { .. }

@@ -3,25 +3,26 @@
 //! three exit states and `--dry-run`.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{BIN, Run, TestEnv};
+use crate::support::{BIN, Service, TestEnv, eventually, same_tree};
 
 /// A small tree with a nested directory, a symlink and an executable.
 fn make_tree(env: &TestEnv, dir: &str) {
-    env.write(&format!("{dir}/a.txt"), b"alpha\n");
-    env.write(
-        &format!("{dir}/sub/b.txt"),
-        "beta ".repeat(10_000).as_bytes(),
+    env.tree(
+        &[],
+        &[
+            (&format!("{dir}/a.txt"), "alpha\n"),
+            (&format!("{dir}/sub/b.txt"), &"beta ".repeat(10_000)),
+            (&format!("{dir}/sub/run.sh"), "#!/bin/sh\necho hi\n"),
+        ],
     );
-    env.write(&format!("{dir}/sub/run.sh"), b"#!/bin/sh\necho hi\n");
-    let script = env.path(&format!("{dir}/sub/run.sh"));
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    symlink("../a.txt", env.path(&format!("{dir}/sub/link"))).unwrap();
+    env.chmod(&format!("{dir}/sub/run.sh"), 0o755);
+    env.symlink("../a.txt", &format!("{dir}/sub/link"));
 }
 
 fn manifest(env: &TestEnv, archive: &str) -> Value {
@@ -39,60 +40,35 @@ fn sha256sum(path: &Path) -> String {
 }
 
 /// Extracts `archive` with GNU tar into a fresh directory and checks the tree
-/// is the source's, byte for byte, with its modes and link targets.
+/// is the source's: names, types, modes, sizes, contents and link targets.
 #[track_caller]
 fn assert_extracts_to_source(env: &TestEnv, archive: &str, tar_flags: &[&str], source: &str) {
     let into = format!("extract-{}", archive.replace('/', "_"));
     let extracted = env.gnu_tar_extract(archive, tar_flags, &into).join(source);
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(env.path(source))
-        .arg(&extracted)
-        .output()
-        .unwrap();
-    assert!(diff.status.success(), "{archive} differs: {diff:?}");
-    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(
-        mode(&extracted.join("sub/run.sh")),
-        mode(&env.path(&format!("{source}/sub/run.sh")))
-    );
-    assert_eq!(
-        fs::read_link(extracted.join("sub/link")).unwrap(),
-        Path::new("../a.txt")
-    );
+    same_tree(env.path(source), extracted).assert_same();
 }
 
-/// The archive names under `backups/`, as `backups` lists them.
-fn backups(env: &TestEnv) -> Vec<String> {
-    let run = env.ctl(&["backups"]);
-    run.success();
-    run.stdout_lines().iter().map(|s| s.to_string()).collect()
+/// `backups` lists exactly these archives.
+#[track_caller]
+fn assert_backups(env: &TestEnv, names: &[&str]) {
+    let listing: String = names.iter().map(|n| format!("{n}\n")).collect();
+    env.ctl(["backups"]).stdout(listing).run();
 }
 
-fn dir_listing(env: &TestEnv, dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(env.path(dir))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// What `run` prints for a successful archive of `make_tree`'s three files.
+fn three_files(archive: &str) -> String {
+    format!("{archive}: 3 files, [..] MB/s\n")
 }
 
 #[test]
 fn spec_mode_writes_the_spec_archive_with_a_manifest() {
     let env = TestEnv::new();
     make_tree(&env, "test");
-    env.manager(&["create", "test;16:07;backup_test"]).success();
-    let run = env.ctl(&["run", "backup_test"]);
-    run.success();
-    assert_eq!(run.stderr, "", "no progress bar when stderr is not a tty");
-    assert!(
-        run.stdout
-            .starts_with("backups/backup_test.tar: 3 files, 48.9 KiB in, archive "),
-        "{run:?}"
-    );
-    assert!(run.stdout.trim_end().ends_with("MB/s"), "{run:?}");
+    env.create("test;16:07;backup_test");
+    // No progress bar when stderr is not a tty: stderr stays empty.
+    env.ctl(["run", "backup_test"])
+        .stdout_pattern("backups/backup_test.tar: 3 files, 48.9 KiB in, archive [..] MB/s\n")
+        .run();
     let log = env.log_messages("backup_service.log");
     assert!(
         log.iter()
@@ -122,10 +98,12 @@ fn spec_mode_writes_the_spec_archive_with_a_manifest() {
     );
 
     // A second run replaces the archive; the listing never shows manifests.
-    env.ctl(&["run", "backup_test"]).success();
-    assert_eq!(backups(&env), ["backup_test.tar"]);
+    env.ctl(["run", "backup_test"])
+        .stdout_pattern(three_files("backups/backup_test.tar"))
+        .run();
+    assert_backups(&env, &["backup_test.tar"]);
     assert_eq!(
-        dir_listing(&env, "backups"),
+        env.dir_listing("backups"),
         [
             ".backup_test.lock",
             "backup_test.tar",
@@ -138,14 +116,16 @@ fn spec_mode_writes_the_spec_archive_with_a_manifest() {
 fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
     let env = TestEnv::new();
     make_tree(&env, "src");
-    let cases = [
+    // (schedule, options, archive, format, level, GNU tar flags)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, u32, &'a [&'a str]);
+    let cases: [Case; 4] = [
         (
             "gz",
             "format=tar.gz",
             "backups/gz.tar.gz",
             "tar.gz",
             6,
-            "-xzf",
+            &["-xzf"],
         ),
         (
             "gz1",
@@ -153,7 +133,7 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
             "backups/gz1.tar.gz",
             "tar.gz",
             1,
-            "-xzf",
+            &["-xzf"],
         ),
         (
             "zst",
@@ -161,7 +141,7 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
             "backups/zst.tar.zst",
             "tar.zst",
             3,
-            "--zstd",
+            &["--zstd", "-xf"],
         ),
         (
             "zst19",
@@ -169,23 +149,15 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
             "backups/zst19.tar.zst",
             "tar.zst",
             19,
-            "--zstd",
+            &["--zstd", "-xf"],
         ),
     ];
-    for (name, options, archive, format, level, flag) in cases {
-        env.ctl(&["create", &format!("src;03:00;{name};{options}")])
-            .success();
-        let run = env.ctl(&["run", name]);
-        run.success();
-        assert!(
-            run.stdout.starts_with(&format!("{archive}: 3 files")),
-            "{run:?}"
-        );
-        let flags: &[&str] = if flag == "--zstd" {
-            &["--zstd", "-xf"]
-        } else {
-            &[flag]
-        };
+    for (name, options, archive, format, level, flags) in cases {
+        env.ctl(["create", &format!("src;03:00;{name};{options}")])
+            .run();
+        env.ctl(["run", name])
+            .stdout_pattern(three_files(archive))
+            .run();
         assert_extracts_to_source(&env, archive, flags, "src");
         let m = manifest(&env, archive);
         assert_eq!(m["format"], format);
@@ -196,9 +168,9 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
             fs::metadata(env.path(archive)).unwrap().len()
         );
     }
-    assert_eq!(
-        backups(&env),
-        ["gz.tar.gz", "gz1.tar.gz", "zst.tar.zst", "zst19.tar.zst"]
+    assert_backups(
+        &env,
+        &["gz.tar.gz", "gz1.tar.gz", "zst.tar.zst", "zst19.tar.zst"],
     );
 }
 
@@ -206,15 +178,18 @@ fn compressed_formats_open_with_gnu_tar_and_match_their_manifest() {
 fn retention_keeps_one_stamped_archive_per_run_even_within_a_second() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;03:00;docs;format=tar.gz,keep-last=5"])
-        .success();
+    env.ctl(["create", "src;03:00;docs;format=tar.gz,keep-last=5"])
+        .run();
     // Each process starts its clock at 05:06:07: the second run finds that
     // second taken and takes the next one.
-    env.ctl(&["run", "docs"]).success();
-    env.ctl(&["run", "docs"]).success();
-    assert_eq!(
-        backups(&env),
-        ["docs_20250304_050607.tar.gz", "docs_20250304_050608.tar.gz"]
+    for archive in ["docs_20250304_050607.tar.gz", "docs_20250304_050608.tar.gz"] {
+        env.ctl(["run", "docs"])
+            .stdout_pattern(three_files(&format!("backups/{archive}")))
+            .run();
+    }
+    assert_backups(
+        &env,
+        &["docs_20250304_050607.tar.gz", "docs_20250304_050608.tar.gz"],
     );
     for archive in ["docs_20250304_050607.tar.gz", "docs_20250304_050608.tar.gz"] {
         let m = manifest(&env, &format!("backups/{archive}"));
@@ -233,18 +208,21 @@ fn retention_keeps_one_stamped_archive_per_run_even_within_a_second() {
 fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;03:00;docs;if-changed,keep-last=9"])
-        .success();
-    env.ctl(&["run", "docs"]).success();
+    env.ctl(["create", "src;03:00;docs;if-changed,keep-last=9"])
+        .run();
     let first = "backups/docs_20250304_050607.tar";
-    let skipped = env.ctl(&["run", "docs"]);
-    skipped.success().stdout_is(&format!(
-        "src: unchanged since {first}; no archive written\n"
-    ));
-    assert_eq!(backups(&env), ["docs_20250304_050607.tar"]);
-    env.ctl(&["run", "docs", "--dry-run"])
-        .success()
-        .stdout_is(&format!("would skip: src unchanged since {first}\n"));
+    env.ctl(["run", "docs"])
+        .stdout_pattern(three_files(first))
+        .run();
+    env.ctl(["run", "docs"])
+        .stdout(format!(
+            "src: unchanged since {first}; no archive written\n"
+        ))
+        .run();
+    assert_backups(&env, &["docs_20250304_050607.tar"]);
+    env.ctl(["run", "docs", "--dry-run"])
+        .stdout(format!("would skip: src unchanged since {first}\n"))
+        .run();
     let log = env.log_messages("backup_service.log");
     assert!(
         log.contains(&format!("Backup skipped for src: unchanged since {first}")),
@@ -259,10 +237,12 @@ fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
         .unwrap();
     file.set_modified(std::time::SystemTime::UNIX_EPOCH)
         .unwrap();
-    env.ctl(&["run", "docs"]).success();
-    assert_eq!(
-        backups(&env),
-        ["docs_20250304_050607.tar", "docs_20250304_050608.tar"]
+    env.ctl(["run", "docs"])
+        .stdout_pattern(three_files("backups/docs_20250304_050608.tar"))
+        .run();
+    assert_backups(
+        &env,
+        &["docs_20250304_050607.tar", "docs_20250304_050608.tar"],
     );
     let m1 = manifest(&env, first);
     let m2 = manifest(&env, "backups/docs_20250304_050608.tar");
@@ -270,27 +250,39 @@ fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
 
     // A new entry is a change too.
     env.write("src/new.txt", b"new");
-    env.ctl(&["run", "docs"]).success();
-    assert_eq!(backups(&env).len(), 3);
+    env.ctl(["run", "docs"])
+        .stdout_pattern("backups/docs_20250304_050609.tar: 4 files, [..] MB/s\n")
+        .run();
+    assert_backups(
+        &env,
+        &[
+            "docs_20250304_050607.tar",
+            "docs_20250304_050608.tar",
+            "docs_20250304_050609.tar",
+        ],
+    );
 }
 
 #[test]
 fn a_missing_source_fails_with_exit_1_and_leaves_nothing() {
     let env = TestEnv::new();
-    env.ctl(&["create", "nowhere;03:00;n;format=tar.zst"])
-        .success();
-    let run = env.ctl(&["run", "n"]);
-    run.code(1)
-        .stderr_has("backupctl: backup failed for nowhere: source ")
-        .stderr_has("nowhere does not exist");
-    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    env.ctl(["create", "nowhere;03:00;n;format=tar.zst"])
+        .stderr(env.missing_source_warning("backupctl", "nowhere"))
+        .run();
+    env.ctl(["run", "n"])
+        .status(1)
+        .stderr(format!(
+            "backupctl: backup failed for nowhere: source {} does not exist\n",
+            env.shown("nowhere")
+        ))
+        .run();
     let log = env.log_messages("backup_service.log");
     let failures: Vec<&String> = log
         .iter()
         .filter(|l| l.starts_with("Error: backup failed for nowhere: source "))
         .collect();
     assert_eq!(failures.len(), 1, "logged once: {log:?}");
-    assert_eq!(dir_listing(&env, "backups"), [".n.lock"]);
+    assert_eq!(env.dir_listing("backups"), [".n.lock"]);
 }
 
 #[test]
@@ -298,10 +290,10 @@ fn sockets_are_left_out_without_making_the_run_partial() {
     let env = TestEnv::new();
     make_tree(&env, "src");
     let _listener = std::os::unix::net::UnixListener::bind(env.path("src/sock")).unwrap();
-    env.ctl(&["create", "src;03:00;s"]).success();
-    let run = env.ctl(&["run", "s"]);
-    run.success();
-    assert!(run.stdout.contains(", 1 sockets left out"), "{run:?}");
+    env.ctl(["create", "src;03:00;s"]).run();
+    env.ctl(["run", "s"])
+        .stdout_pattern("backups/s.tar: 3 files, [..] MB/s, 1 sockets left out\n")
+        .run();
     assert_eq!(manifest(&env, "backups/s.tar")["state"], "ok");
     assert!(
         !env.tar_list("backups/s.tar")
@@ -310,27 +302,18 @@ fn sockets_are_left_out_without_making_the_run_partial() {
     );
 }
 
-/// Runs `backupctl ARGS` as the unprivileged user `nobody` when the tests
-/// run as root (root reads a mode-000 file), else as the current user.
-fn run_unprivileged(env: &TestEnv, args: &[&str]) -> Run {
+/// `backupctl ARGS` as the unprivileged user `nobody` when the tests run as
+/// root (root reads a mode-000 file), else as the current user.
+fn unprivileged(env: &TestEnv) -> crate::support::Test {
     // The home was created by this process, so it is owned by our user.
     let root = fs::metadata(env.home()).unwrap().uid() == 0;
-    let mut cmd = if root {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
-        cmd
-    } else {
-        Command::new(BIN)
-    };
-    cmd.args(args)
-        .current_dir(env.home())
-        .env_remove("BACKUPCTL_HOME")
-        .env_remove("BACKUPCTL_FAKE_NOW")
-        .stdin(std::process::Stdio::null());
     if root {
         chown_tree(env.home(), 65534);
+        env.program("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+    } else {
+        env.test("backupctl")
     }
-    env.run_cmd(cmd)
 }
 
 fn chown_tree(dir: &Path, uid: u32) {
@@ -350,14 +333,19 @@ fn unreadable_files_make_a_partial_run_that_exits_3() {
     let env = TestEnv::new();
     make_tree(&env, "src");
     env.write("src/secret", b"top secret");
-    env.ctl(&["create", "src;03:00;p;format=tar.gz"]).success();
+    env.ctl(["create", "src;03:00;p;format=tar.gz"]).run();
     // The binary is reached through the temporary home by `nobody`.
-    fs::set_permissions(env.home(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(env.path("src/secret"), fs::Permissions::from_mode(0o000)).unwrap();
-    let run = run_unprivileged(&env, &["run", "p"]);
-    run.code(3)
-        .stderr_has("warning: skipped ")
-        .stderr_has("src/secret: Permission denied");
+    env.chmod("", 0o755);
+    env.chmod("src/secret", 0o000);
+    unprivileged(&env)
+        .args(["run", "p"])
+        .status(3)
+        .stdout_pattern("backups/p.tar.gz: [..]\n")
+        .stderr(format!(
+            "backupctl: warning: skipped {}: Permission denied (os error 13)\n",
+            env.shown("src/secret")
+        ))
+        .run();
     let log = env.log_messages("backup_service.log");
     assert!(
         log.iter()
@@ -369,15 +357,10 @@ fn unreadable_files_make_a_partial_run_that_exits_3() {
     let skipped = m["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1);
     assert!(skipped[0]["path"].as_str().unwrap().ends_with("src/secret"));
-    let out = Command::new("tar")
-        .arg("-tzf")
-        .arg(env.path("backups/p.tar.gz"))
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&out.stdout);
+    let names = env.tar_list("backups/p.tar.gz");
     assert!(
-        names.contains("src/sub/b.txt") && !names.contains("secret"),
-        "{names}"
+        names.iter().any(|n| n == "src/sub/b.txt") && !names.iter().any(|n| n.contains("secret")),
+        "{names:?}"
     );
 }
 
@@ -385,12 +368,11 @@ fn unreadable_files_make_a_partial_run_that_exits_3() {
 fn dry_run_says_what_it_would_do_and_changes_nothing() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&[
+    env.ctl([
         "create",
         "src;03:00;docs;format=tar.zst,level=5,keep-last=2",
     ])
-    .success();
-    fs::create_dir_all(env.path("backups")).unwrap();
+    .run();
     let old = [
         "docs_20250301_030000.tar.zst",
         "docs_20250302_030000.tar.zst",
@@ -398,18 +380,23 @@ fn dry_run_says_what_it_would_do_and_changes_nothing() {
     ];
     for name in old {
         env.write(&format!("backups/{name}"), b"old");
+        env.write_manifest(name, "docs");
     }
     env.write("backups/other_20250301_030000.tar", b"foreign");
-    let before = dir_listing(&env, "backups");
-    let run = env.ctl(&["run", "docs", "--dry-run"]);
-    run.success();
-    let lines = run.stdout_lines();
-    assert_eq!(
-        lines[0],
-        "would write backups/docs_20250304_050607.tar.zst (format tar.zst, level 5)"
-    );
+    let before = env.dir_listing("backups");
     // One verdict per archive of this schedule, the new one included, newest
     // first; the other schedule's archive is not considered.
+    let out = env
+        .ctl(["run", "docs", "--dry-run"])
+        .stdout_pattern(
+            "would write backups/docs_20250304_050607.tar.zst (format tar.zst, level 5)\n\
+             keep   backups/docs_20250304_050607.tar.zst ([..])\n\
+             keep   backups/docs_20250303_030000.tar.zst ([..])\n\
+             delete backups/docs_20250302_030000.tar.zst\n\
+             delete backups/docs_20250301_030000.tar.zst\n",
+        )
+        .run();
+    let lines = out.stdout_lines();
     let verdicts: Vec<&str> = lines[1..]
         .iter()
         .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
@@ -423,47 +410,43 @@ fn dry_run_says_what_it_would_do_and_changes_nothing() {
             "backups/docs_20250301_030000.tar.zst",
         ]
     );
-    for line in &lines[1..] {
-        assert!(
-            line.starts_with("keep ") || line.starts_with("delete "),
-            "{line}"
-        );
-    }
-    assert_eq!(dir_listing(&env, "backups"), before);
+    assert_eq!(env.dir_listing("backups"), before);
 }
 
 #[test]
 fn dry_run_in_spec_mode_names_the_archive_it_would_replace() {
     let env = TestEnv::new();
     make_tree(&env, "test");
-    env.manager(&["create", "test;16:07;backup_test"]).success();
-    env.ctl(&["run", "backup_test", "--dry-run"])
-        .success()
-        .stdout_is(
+    env.create("test;16:07;backup_test");
+    env.ctl(["run", "backup_test", "--dry-run"])
+        .stdout(
             "would write backups/backup_test.tar (format tar, level none)\n\
              no retention: the archive replaces the previous one\n",
-        );
-    assert_eq!(dir_listing(&env, "backups"), Vec::<String>::new());
+        )
+        .run();
+    assert_eq!(env.dir_listing("backups"), Vec::<String>::new());
 }
 
 #[test]
 fn a_successful_history_run_prunes_by_retention() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;03:00;docs;keep-last=2"]).success();
-    env.ctl(&["run", "docs"]).success();
-    env.ctl(&["run", "docs"]).success();
-    let third = env.ctl(&["run", "docs"]);
-    third.success();
-    assert!(
-        third
-            .stdout
-            .contains("pruned backups/docs_20250304_050607.tar"),
-        "{third:?}"
-    );
-    assert_eq!(
-        backups(&env),
-        ["docs_20250304_050608.tar", "docs_20250304_050609.tar"]
+    env.ctl(["create", "src;03:00;docs;keep-last=2"]).run();
+    env.ctl(["run", "docs"])
+        .stdout_pattern(three_files("backups/docs_20250304_050607.tar"))
+        .run();
+    env.ctl(["run", "docs"])
+        .stdout_pattern(three_files("backups/docs_20250304_050608.tar"))
+        .run();
+    env.ctl(["run", "docs"])
+        .stdout_pattern(format!(
+            "{}pruned backups/docs_20250304_050607.tar\n",
+            three_files("backups/docs_20250304_050609.tar")
+        ))
+        .run();
+    assert_backups(
+        &env,
+        &["docs_20250304_050608.tar", "docs_20250304_050609.tar"],
     );
     assert!(!env.path("backups/docs_20250304_050607.tar.json").exists());
     assert!(
@@ -475,16 +458,22 @@ fn a_successful_history_run_prunes_by_retention() {
 #[test]
 fn a_failed_run_prunes_nothing() {
     let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
-    env.ctl(&["create", "gone;03:00;docs;keep-last=1"])
-        .success();
-    fs::create_dir_all(env.path("backups")).unwrap();
+    env.ctl(["create", "gone;03:00;docs;keep-last=1"])
+        .stderr(env.missing_source_warning("backupctl", "gone"))
+        .run();
     for name in ["docs_20250301_030000.tar", "docs_20250302_030000.tar"] {
         env.write(&format!("backups/{name}"), b"old");
     }
-    env.ctl(&["run", "docs"]).code(1);
-    assert_eq!(
-        backups(&env),
-        ["docs_20250301_030000.tar", "docs_20250302_030000.tar"]
+    env.ctl(["run", "docs"])
+        .status(1)
+        .stderr(format!(
+            "backupctl: backup failed for gone: source {} does not exist\n",
+            env.shown("gone")
+        ))
+        .run();
+    assert_backups(
+        &env,
+        &["docs_20250301_030000.tar", "docs_20250302_030000.tar"],
     );
 }
 
@@ -493,23 +482,21 @@ fn the_service_writes_stamped_archives_at_the_scheduled_minute() {
     // The daemon's clock starts two seconds before the schedule's minute.
     let env = TestEnv::new().with_clock("2025-03-04T05:06:58");
     make_tree(&env, "src");
-    env.ctl(&["create", "src;05:07;docs;format=tar.gz,keep-last=3"])
-        .success();
-    env.ctl(&["start"]).success();
-    env.eventually("the 05:07 archive and its manifest", || {
+    env.ctl(["create", "src;05:07;docs;format=tar.gz,keep-last=3"])
+        .run();
+    let service = Service::start(&env);
+    eventually("the 05:07 archive and its manifest", || {
         fs::read_dir(env.path("backups")).is_ok_and(|dir| {
             dir.flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".tar.gz.json"))
         })
     });
-    env.ctl(&["stop"]).success();
-    let archives = backups(&env);
-    assert_eq!(archives.len(), 1, "{archives:?}");
-    let archive = format!("backups/{}", archives[0]);
-    assert!(
-        archive.starts_with("backups/docs_20250304_0507"),
-        "{archive}"
-    );
+    service.stop();
+    let listing = env
+        .ctl(["backups"])
+        .stdout_pattern("docs_20250304_0507[..].tar.gz\n")
+        .run();
+    let archive = format!("backups/{}", listing.stdout.trim_end());
     assert_extracts_to_source(&env, &archive, &["-xzf"], "src");
     assert_eq!(
         manifest(&env, &archive)["sha256"],

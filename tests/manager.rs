@@ -6,14 +6,15 @@ use crate::support::TestEnv;
 #[test]
 fn create_then_list_shows_indexed_schedules() {
     let env = TestEnv::new();
-    env.manager(&["create", "test;16:07;backup_test"])
-        .success()
-        .stdout_is("");
-    env.manager(&["create", "test1;16:07;personal_data"])
-        .success();
-    env.manager(&["list"])
-        .success()
-        .stdout_is("0: test;16:07;backup_test\n1: test1;16:07;personal_data\n");
+    env.manager(["create", "test;16:07;backup_test"])
+        .stderr(env.missing_source_warning("backup_manager", "test"))
+        .run();
+    env.manager(["create", "test1;16:07;personal_data"])
+        .stderr(env.missing_source_warning("backup_manager", "test1"))
+        .run();
+    env.manager(["list"])
+        .stdout("0: test;16:07;backup_test\n1: test1;16:07;personal_data\n")
+        .run();
     assert_eq!(
         env.schedules(),
         "test;16:07;backup_test\ntest1;16:07;personal_data\n"
@@ -21,7 +22,7 @@ fn create_then_list_shows_indexed_schedules() {
     let missing = |dir: &str| {
         format!(
             "Warning: source {} does not exist yet; its backups will fail until it does",
-            env.path(dir).display()
+            env.shown(dir)
         )
     };
     assert_eq!(
@@ -38,20 +39,23 @@ fn create_then_list_shows_indexed_schedules() {
 
 #[test]
 fn a_missing_source_is_accepted_with_a_warning() {
-    let env = TestEnv::new();
-    env.manager(&["create", "nowhere;10:00;n"])
-        .success()
-        .stderr_has("warning: source")
-        .stderr_has("nowhere does not exist yet");
-    std::fs::create_dir(env.path("here")).unwrap();
-    let run = env.manager(&["create", "here;10:00;m"]);
-    assert_eq!(run.success().stderr, "");
+    let env = TestEnv::with_tree(&["here"], &[]);
+    env.manager(["create", "nowhere;10:00;n"])
+        .stderr(format!(
+            "backup_manager: warning: source {} does not exist yet; its backups will fail until it does\n",
+            env.shown("nowhere")
+        ))
+        .run();
+    // An existing source: no warning at all.
+    env.create("here;10:00;m");
 }
 
 #[test]
 fn refused_schedules_name_the_input_and_change_nothing() {
     let env = TestEnv::new();
-    env.manager(&["create", "a;10:00;taken"]).success();
+    env.manager(["create", "a;10:00;taken"])
+        .stderr(env.missing_source_warning("backup_manager", "a"))
+        .run();
     let before = env.schedules();
     let cases: &[(&str, &str)] = &[
         (
@@ -74,37 +78,36 @@ fn refused_schedules_name_the_input_and_change_nothing() {
         ("-p;10:00", "malformed schedule: -p;10:00"),
     ];
     for (input, message) in cases {
-        let run = env.manager(&["create", input]);
-        run.code(2)
-            .stderr_has("backup_manager: ")
-            .stderr_has(message);
-        assert_eq!(
-            run.stderr.lines().count(),
-            1,
-            "one line for {input:?}: {run:?}"
-        );
+        // One line, naming the program first, then the reason.
+        env.manager(["create", input])
+            .status(2)
+            .stderr_pattern(format!("backup_manager: [..]{message}[..]\n"))
+            .run();
         assert_eq!(env.schedules(), before, "store changed by {input:?}");
     }
     let log = env.log_messages("backup_manager.log");
     assert!(
         log.iter()
-            .any(|l| l.starts_with("Error: malformed schedule: test; ("))
+            .any(|l| l.starts_with("Error: malformed schedule: test; (")),
+        "{log:#?}"
     );
     assert!(
         log.iter()
-            .any(|l| l.starts_with("Error: a schedule named \"taken\""))
+            .any(|l| l.starts_with("Error: a schedule named \"taken\"")),
+        "{log:#?}"
     );
 }
 
 #[test]
 fn delete_removes_by_index_and_refuses_bad_indexes() {
-    let env = TestEnv::new();
+    let env = TestEnv::with_tree(&["a", "b", "c"], &[]);
     for line in ["a;10:00;one", "b;11:00;two", "c;12:00;three"] {
-        env.manager(&["create", line]).success();
+        env.create(line);
     }
-    env.manager(&["delete", "1"]).success();
-    env.manager(&["list"])
-        .stdout_is("0: a;10:00;one\n1: c;12:00;three\n");
+    env.manager(["delete", "1"]).run();
+    env.manager(["list"])
+        .stdout("0: a;10:00;one\n1: c;12:00;three\n")
+        .run();
     let before = env.schedules();
     for (bad, message) in [
         ("2", "no schedule at index 2: schedules are numbered 0 to 1"),
@@ -112,7 +115,10 @@ fn delete_removes_by_index_and_refuses_bad_indexes() {
         ("x", "invalid index \"x\""),
         ("1.0", "invalid index \"1.0\""),
     ] {
-        env.manager(&["delete", bad]).code(2).stderr_has(message);
+        env.manager(["delete", bad])
+            .status(2)
+            .stderr_pattern(format!("backup_manager: [..]{message}[..]\n"))
+            .run();
         assert_eq!(env.schedules(), before);
     }
     assert!(
@@ -123,38 +129,35 @@ fn delete_removes_by_index_and_refuses_bad_indexes() {
 
 #[test]
 fn hand_edited_lines_are_listed_kept_and_deletable() {
-    let env = TestEnv::new();
+    let env = TestEnv::with_tree(&["c"], &[]);
     env.write(
         "backup_schedules.txt",
-        b"a;10:00;one\nthis is not a schedule\n\nb;11:00;two\n",
+        "a;10:00;one\nthis is not a schedule\n\nb;11:00;two\n",
     );
-    let run = env.manager(&["list"]);
-    run.success()
-        .stdout_is("0: a;10:00;one\n1: this is not a schedule\n2: b;11:00;two\n")
-        .stderr_has("schedule 1 is not valid");
-    env.manager(&["create", "c;12:00;three"]).success();
+    env.manager(["list"])
+        .stdout("0: a;10:00;one\n1: this is not a schedule\n2: b;11:00;two\n")
+        .stderr_pattern("backup_manager: warning: schedule 1 is not valid: [..]\n")
+        .run();
+    env.create("c;12:00;three");
     assert!(env.schedules().contains("this is not a schedule\n"));
-    env.manager(&["delete", "1"]).success();
-    env.manager(&["list"])
-        .success()
-        .stdout_is("0: a;10:00;one\n1: b;11:00;two\n2: c;12:00;three\n");
+    env.manager(["delete", "1"]).run();
+    env.manager(["list"])
+        .stdout("0: a;10:00;one\n1: b;11:00;two\n2: c;12:00;three\n")
+        .run();
 }
 
 #[test]
 fn concurrent_creates_lose_nothing() {
     let env = TestEnv::new();
-    let children: Vec<_> = (0..40)
+    let creates: Vec<_> = (0..40)
         .map(|i| {
-            let mut cmd = env.command("backup_manager");
-            cmd.args(["create", &format!("src{i};10:{:02};name{i}", i % 60)]);
-            cmd.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+            env.manager(["create", &format!("src{i};10:{:02};name{i}", i % 60)])
+                .stderr(env.missing_source_warning("backup_manager", &format!("src{i}")))
                 .spawn()
-                .unwrap()
         })
         .collect();
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
+    for create in creates {
+        create.wait();
     }
     let stored = env.schedules();
     assert_eq!(stored.lines().count(), 40);
@@ -166,64 +169,59 @@ fn concurrent_creates_lose_nothing() {
 #[test]
 fn home_can_be_given_by_flag_or_environment() {
     let env = TestEnv::new();
-    let elsewhere = env.path("elsewhere");
-    let home = elsewhere.to_str().unwrap();
-    env.ctl(&["--home", home, "create", "x;10:00;n"]).success();
-    assert_eq!(
-        std::fs::read_to_string(elsewhere.join("backup_schedules.txt")).unwrap(),
-        "x;10:00;n\n"
-    );
-    let mut cmd = env.command("backupctl");
-    cmd.env("BACKUPCTL_HOME", home).arg("list");
-    env.run_cmd(cmd).success().stdout_is("0: x;10:00;n\n");
+    let home = env.shown("elsewhere");
+    env.ctl(["--home", &home, "create", "x;10:00;n"])
+        .stderr(env.missing_source_warning("backupctl", "elsewhere/x"))
+        .run();
+    assert_eq!(env.read("elsewhere/backup_schedules.txt"), "x;10:00;n\n");
+    env.ctl(["list"])
+        .env("BACKUPCTL_HOME", &home)
+        .stdout("0: x;10:00;n\n")
+        .run();
 }
 
 #[test]
 fn list_into_a_closed_pipe_is_not_an_error() {
     let env = TestEnv::new();
     let many: String = (0..5000).map(|i| format!("p;10:00;n{i}\n")).collect();
-    env.write("backup_schedules.txt", many.as_bytes());
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("./backup_manager list | head -1; exit ${PIPESTATUS:-0}")
-        .current_dir(env.home())
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "0: p;10:00;n0\n");
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "{out:?}"
-    );
+    env.write("backup_schedules.txt", many);
+    // pipefail: the status is `backup_manager`'s own, which must be success.
+    env.bash("set -o pipefail && ./backup_manager list | head -1")
+        .stdout("0: p;10:00;n0\n")
+        .run();
 }
 
 #[test]
 fn help_and_version_work_under_every_name() {
     let env = TestEnv::new();
-    env.manager(&["--help"]).success();
-    env.ctl(&["--version"]).success();
-    let mut cmd = env.command("backup_service");
-    cmd.arg("--help");
-    let run = env.run_cmd(cmd);
-    run.success();
-    assert!(run.stdout.contains("backup_service"), "{run:?}");
-    env.manager(&["frobnicate"]).code(2);
+    env.manager(["--help"])
+        .stdout_contains("\nUsage: backup_manager [OPTIONS] <COMMAND>\n")
+        .run();
+    env.ctl(["--version"])
+        .stdout(format!("backupctl {}\n", env!("CARGO_PKG_VERSION")))
+        .run();
+    env.service(["--help"])
+        .stdout_contains("\nUsage: backup_service [OPTIONS]\n")
+        .run();
+    // A mistyped subcommand: see the next test.
 }
 
 #[test]
 fn usage_errors_are_one_line_and_logged_when_the_home_has_logs() {
     let env = TestEnv::new();
     // No logs/ yet: a mistyped command creates nothing.
-    let run = env.manager(&["frobnicate"]);
-    run.code(2);
-    assert_eq!(
-        run.stderr,
-        "backup_manager: unrecognized subcommand 'frobnicate' (see --help)\n"
-    );
+    env.manager(["frobnicate"])
+        .status(2)
+        .stderr("backup_manager: unrecognized subcommand 'frobnicate' (see --help)\n")
+        .run();
     assert!(!env.path("logs").exists());
-    env.manager(&["list"]).success();
-    env.manager(&["delete"])
-        .code(2)
-        .stderr_has("required arguments were not provided: <INDEX>");
+    env.manager(["list"]).run();
+    env.manager(["delete"])
+        .status(2)
+        .stderr(
+            "backup_manager: the following required arguments were not provided: <INDEX> (see --help)\n",
+        )
+        .run();
     assert_eq!(
         env.log_messages("backup_manager.log")
             .last()

@@ -5,23 +5,23 @@
 //! names the writer uses, with manifests in the writer's format.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use backupctl::archive::manifest::{Manifest, write_manifest};
-use backupctl::model::{Format, RunState};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, same_tree};
 
 /// `src/` with a file (mode 0640, an old mtime), a subdirectory and a symlink.
 fn make_source(env: &TestEnv) {
-    env.write("src/a.txt", b"hello\n");
-    env.write("src/sub/b.txt", b"second file\n");
-    symlink("a.txt", env.path("src/link")).unwrap();
-    fs::set_permissions(env.path("src/a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    env.tree(
+        &[],
+        &[("src/a.txt", "hello\n"), ("src/sub/b.txt", "second file\n")],
+    );
+    env.symlink("a.txt", "src/link");
+    env.chmod("src/a.txt", 0o640);
     let status = Command::new("touch")
         .args(["-d", "2020-01-02 03:04:05"])
         .arg(env.path("src/a.txt"))
@@ -57,43 +57,15 @@ fn sha256_hex(path: &Path) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes the manifest of `backups/NAME` as the writer would.
-fn manifest_for(env: &TestEnv, name: &str, schedule: &str) {
-    let path = env.path("backups").join(name);
-    let format = Format::of_file_name(name).unwrap();
-    let manifest = Manifest {
-        schedule: schedule.into(),
-        source: "src".into(),
-        archive: name.into(),
-        created: chrono::DateTime::parse_from_rfc3339("2025-01-01T02:00:00+00:00").unwrap(),
-        format,
-        level: None,
-        archive_size: fs::metadata(&path).unwrap().len(),
-        sha256: sha256_hex(&path),
-        entries: 5,
-        bytes_read: 18,
-        skipped: vec![],
-        state: RunState::Ok,
-        duration_seconds: 0.1,
-        backupctl_version: "0.1.0".into(),
-        fingerprint: "0".into(),
-    };
-    write_manifest(&path, &manifest).unwrap();
-}
-
 fn archive_with_manifest(env: &TestEnv, name: &str, schedule: &str) {
     gnu_tar(env, name);
-    manifest_for(env, name, schedule);
+    env.write_manifest(name, schedule);
 }
 
 /// The names in `backups/`, hidden ones (the run lock) left out.
 fn backups_dir(env: &TestEnv) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(env.path("backups"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.'))
-        .collect();
-    names.sort();
+    let mut names = env.dir_listing("backups");
+    names.retain(|name| !name.starts_with('.'));
     names
 }
 
@@ -102,12 +74,20 @@ fn fake_history(env: &TestEnv, schedule: &str, stamps: &[&str], ext: &str) {
     for stamp in stamps {
         let name = format!("{schedule}_{stamp}.{ext}");
         env.write(&format!("backups/{name}"), b"archive");
-        env.write(&format!("backups/{name}.json"), b"{}");
+        env.write_manifest(&name, schedule);
     }
 }
 
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+/// `lines` as command output, each ended by a newline.
+fn text(lines: &[impl AsRef<str>]) -> String {
+    lines.iter().map(|l| format!("{}\n", l.as_ref())).collect()
+}
+
+/// `create LINE` for a schedule whose source `src` the test has not made.
+fn create_without_source(env: &TestEnv, line: &str) {
+    env.manager(["create", line])
+        .stderr(env.missing_source_warning("backup_manager", "src"))
+        .run();
 }
 
 // ---------------------------------------------------------------- prune
@@ -115,13 +95,11 @@ fn json(text: &str) -> Value {
 #[test]
 fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
     let env = TestEnv::new().with_clock("2025-03-01T12:00:00");
-    env.manager(&[
-        "create",
+    create_without_source(
+        &env,
         "src;02:00;docs;format=tar.gz,keep-last=2,keep-weekly=2,min-keep=3",
-    ])
-    .success();
-    env.manager(&["create", "src;03:00;docs_extra;keep-last=1"])
-        .success();
+    );
+    create_without_source(&env, "src;03:00;docs_extra;keep-last=1");
     // Daily runs from Wed 2025-01-01 to Fri 2025-01-10.
     let stamps: Vec<String> = (1..=10).map(|d| format!("202501{d:02}_020000")).collect();
     let stamps: Vec<&str> = stamps.iter().map(String::as_str).collect();
@@ -139,9 +117,6 @@ fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
     }
     let before = backups_dir(&env);
 
-    let dry = env.manager(&["prune", "docs", "--dry-run"]);
-    dry.success();
-    assert_eq!(backups_dir(&env), before, "--dry-run changed backups/");
     let expected = [
         "delete  backups/docs_20250101_020000.tar.gz",
         "delete  backups/docs_20250102_020000.tar.gz",
@@ -154,14 +129,14 @@ fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
         "keep    backups/docs_20250109_020000.tar.gz  (min-keep, keep-last)",
         "keep    backups/docs_20250110_020000.tar.gz  (newest, min-keep, keep-last, keep-weekly)",
     ];
-    assert_eq!(dry.stdout_lines(), expected);
+    env.manager(["prune", "docs", "--dry-run"])
+        .stdout(text(&expected))
+        .run();
+    assert_eq!(backups_dir(&env), before, "--dry-run changed backups/");
 
-    let run = env.manager(&["prune", "docs"]);
-    run.success();
-    assert_eq!(
-        run.stdout_lines(),
-        expected.map(|l| l.replace("delete  ", "deleted "))
-    );
+    env.manager(["prune", "docs"])
+        .stdout(text(&expected.map(|l| l.replace("delete  ", "deleted "))))
+        .run();
     let mut left: Vec<String> = ["05", "08", "09", "10"]
         .iter()
         .flat_map(|d| {
@@ -184,8 +159,7 @@ fn prune_combines_rules_keeps_min_keep_and_leaves_foreign_files() {
 fn a_paused_schedule_keeps_its_history_when_pruned() {
     // The last runs were in 2020; keep-within counts from the newest archive.
     let env = TestEnv::new().with_clock("2026-06-01T12:00:00");
-    env.manager(&["create", "src;02:00;old;keep-within=2d"])
-        .success();
+    create_without_source(&env, "src;02:00;old;keep-within=2d");
     fake_history(
         &env,
         "old",
@@ -197,17 +171,14 @@ fn a_paused_schedule_keeps_its_history_when_pruned() {
         ],
         "tar",
     );
-    let run = env.manager(&["prune"]);
-    run.success();
-    assert_eq!(
-        run.stdout_lines(),
-        [
-            "deleted backups/old_20200101_020000.tar",
-            "deleted backups/old_20200105_020000.tar",
-            "keep    backups/old_20200106_020000.tar  (keep-within)",
-            "keep    backups/old_20200107_020000.tar  (newest, keep-within)",
-        ]
-    );
+    env.manager(["prune"])
+        .stdout(
+            "deleted backups/old_20200101_020000.tar\n\
+             deleted backups/old_20200105_020000.tar\n\
+             keep    backups/old_20200106_020000.tar  (keep-within)\n\
+             keep    backups/old_20200107_020000.tar  (newest, keep-within)\n",
+        )
+        .run();
     assert_eq!(
         backups_dir(&env),
         [
@@ -222,18 +193,21 @@ fn a_paused_schedule_keeps_its_history_when_pruned() {
 #[test]
 fn prune_refuses_what_it_cannot_do() {
     let env = TestEnv::new();
-    env.manager(&["create", "src;02:00;plain"]).success();
+    create_without_source(&env, "src;02:00;plain");
     env.write("backups/plain.tar", b"archive");
-    env.manager(&["prune", "plain"])
-        .code(2)
-        .stderr_has("backup_manager: schedule \"plain\" has no retention rules");
-    env.manager(&["prune", "nope"])
-        .code(2)
-        .stderr_has("no schedule with index or name \"nope\"");
-    let all = env.manager(&["prune"]);
-    all.success()
-        .stdout_is("")
-        .stderr_has("no schedule has retention rules; nothing to prune");
+    env.manager(["prune", "plain"])
+        .status(2)
+        .stderr_pattern("backup_manager: schedule \"plain\" has no retention rules[..]\n")
+        .run();
+    env.manager(["prune", "nope"])
+        .status(2)
+        .stderr_pattern("backup_manager: no schedule with index or name \"nope\"[..]\n")
+        .run();
+    env.manager(["prune"])
+        .stderr_pattern(
+            "backup_manager: [..]no schedule has retention rules; nothing to prune[..]\n",
+        )
+        .run();
     assert_eq!(backups_dir(&env), ["plain.tar"]);
 }
 
@@ -243,33 +217,35 @@ fn prune_refuses_what_it_cannot_do() {
 fn verify_passes_good_archives_in_every_format() {
     let env = TestEnv::new();
     make_source(&env);
-    env.manager(&["create", "src;02:00;docs;format=tar.gz,keep-last=3"])
-        .success();
+    env.create("src;02:00;docs;format=tar.gz,keep-last=3");
     archive_with_manifest(&env, "docs_20250101_020000.tar.gz", "docs");
     archive_with_manifest(&env, "docs_20250102_020000.tar.zst", "docs");
     archive_with_manifest(&env, "plain.tar", "plain");
     env.write("backups/notes.txt", b"not an archive");
 
-    env.manager(&["verify", "--all"]).success().stdout_is(
-        "OK backups/docs_20250101_020000.tar.gz\n\
-         OK backups/docs_20250102_020000.tar.zst\n\
-         OK backups/plain.tar\n",
-    );
+    env.manager(["verify", "--all"])
+        .stdout(
+            "OK backups/docs_20250101_020000.tar.gz\n\
+             OK backups/docs_20250102_020000.tar.zst\n\
+             OK backups/plain.tar\n",
+        )
+        .run();
     // A schedule name selects its archives; a file name or a path one archive.
-    env.manager(&["verify", "docs"]).success().stdout_is(
-        "OK backups/docs_20250101_020000.tar.gz\nOK backups/docs_20250102_020000.tar.zst\n",
-    );
-    env.manager(&["verify", "plain.tar"])
-        .success()
-        .stdout_is("OK backups/plain.tar\n");
-    let path = env.path("backups/plain.tar");
-    env.ctl(&["verify", path.to_str().unwrap()])
-        .success()
-        .stdout_is("OK backups/plain.tar\n");
+    env.manager(["verify", "docs"])
+        .stdout("OK backups/docs_20250101_020000.tar.gz\nOK backups/docs_20250102_020000.tar.zst\n")
+        .run();
+    env.manager(["verify", "plain.tar"])
+        .stdout("OK backups/plain.tar\n")
+        .run();
+    env.ctl(["verify", &env.shown("backups/plain.tar")])
+        .stdout("OK backups/plain.tar\n")
+        .run();
 
-    let run = env.ctl(&["verify", "--json", "docs"]);
-    run.success();
-    let results = json(&run.stdout);
+    let results = env
+        .ctl(["verify", "--json", "docs"])
+        .stdout_json()
+        .run()
+        .json();
     let results = results.as_array().unwrap();
     assert_eq!(results.len(), 2);
     assert_eq!(results[0]["archive"], "docs_20250101_020000.tar.gz");
@@ -313,30 +289,20 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
     fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     // Damaged, then given a matching manifest: only reading it through tells.
     flip(resealed);
-    manifest_for(&env, resealed, "docs");
+    env.write_manifest(resealed, "docs");
 
-    let run = env.manager(&["verify", "--all"]);
-    run.code(1)
-        .stderr_has("backup_manager: 4 of 4 archives failed verification");
-    let lines = run.stdout_lines();
-    assert_eq!(lines.len(), 4, "{run:?}");
-    assert!(lines[0].starts_with(&format!("FAILED backups/{flipped}: SHA-256 is ")));
-    assert!(lines[0].contains("the manifest says"));
-    assert!(lines[1].starts_with(&format!(
-        "FAILED backups/{truncated}: size is {} bytes, the manifest says {}",
-        bytes.len() / 2,
-        bytes.len()
-    )));
-    assert!(lines[1].contains("does not read through"), "{}", lines[1]);
-    assert!(
-        lines[2].starts_with(&format!("FAILED backups/{resealed}: does not read through")),
-        "{}",
-        lines[2]
-    );
-    assert_eq!(
-        lines[3],
-        format!("FAILED backups/{unsealed}: no manifest, not verified")
-    );
+    env.manager(["verify", "--all"])
+        .status(1)
+        .stdout_pattern(format!(
+            "FAILED backups/{flipped}: SHA-256 is [..]the manifest says[..]\n\
+             FAILED backups/{truncated}: size is {} bytes, the manifest says {}[..]does not read through[..]\n\
+             FAILED backups/{resealed}: does not read through[..]\n\
+             FAILED backups/{unsealed}: no manifest, not verified\n",
+            bytes.len() / 2,
+            bytes.len()
+        ))
+        .stderr("backup_manager: 4 of 4 archives failed verification\n")
+        .run();
     let log = env.log_messages("backup_manager.log");
     assert_eq!(
         log.iter()
@@ -346,9 +312,13 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
         "{log:?}"
     );
 
-    let run = env.ctl(&["verify", "--json", "--all"]);
-    run.code(1);
-    let results = json(&run.stdout);
+    let results = env
+        .ctl(["verify", "--json", "--all"])
+        .status(1)
+        .stdout_json()
+        .stderr("backupctl: 4 of 4 archives failed verification\n")
+        .run()
+        .json();
     let results = results.as_array().unwrap();
     assert!(
         results
@@ -361,21 +331,33 @@ fn verify_catches_flipped_bytes_truncation_and_missing_manifests() {
 #[test]
 fn verify_refuses_unknown_targets() {
     let env = TestEnv::new();
-    env.manager(&["verify"])
-        .code(2)
-        .stderr_has("name the archives or schedules to verify, or give --all");
-    env.manager(&["verify", "ghost"])
-        .code(2)
-        .stderr_has("no archive or schedule named \"ghost\"");
-    env.manager(&["verify", "--all", "x"]).code(2);
-    env.manager(&["create", "src;02:00;empty;keep-last=2"])
-        .success();
-    env.manager(&["verify", "empty"])
-        .code(2)
-        .stderr_has("schedule \"empty\" has no archives in backups/ to verify");
+    env.manager(["verify"])
+        .status(2)
+        .stderr_pattern(
+            "backup_manager: [..]name the archives or schedules to verify, or give --all[..]\n",
+        )
+        .run();
+    env.manager(["verify", "ghost"])
+        .status(2)
+        .stderr_pattern("backup_manager: [..]no archive or schedule named \"ghost\"[..]\n")
+        .run();
+    env.manager(["verify", "--all", "x"])
+        .status(2)
+        .stderr_pattern("backup_manager: [..]\n")
+        .run();
+    create_without_source(&env, "src;02:00;empty;keep-last=2");
+    env.manager(["verify", "empty"])
+        .status(2)
+        .stderr_pattern(
+            "backup_manager: [..]schedule \"empty\" has no archives in backups/ to verify[..]\n",
+        )
+        .run();
 }
 
 // ---------------------------------------------------------------- restore
+
+/// The five lines `restore` prints for `make_source`'s tree, in any order.
+const FIVE_RESTORED: &str = "[..]\n[..]\n[..]\n[..]\n[..]\n";
 
 #[test]
 fn restore_round_trips_modes_mtimes_and_symlinks() {
@@ -387,8 +369,11 @@ fn restore_round_trips_modes_mtimes_and_symlinks() {
     ] {
         archive_with_manifest(&env, name, "docs");
         let out = format!("out-{name}");
-        let run = env.manager(&["restore", name, "--to", &out]);
-        run.success();
+        // A sealed archive restores quietly: nothing on stderr.
+        let run = env
+            .manager(["restore", name, "--to", &out])
+            .stdout_pattern(FIVE_RESTORED)
+            .run();
         let mut printed = run.stdout_lines();
         printed.sort();
         assert_eq!(
@@ -396,26 +381,14 @@ fn restore_round_trips_modes_mtimes_and_symlinks() {
             ["src", "src/a.txt", "src/link", "src/sub", "src/sub/b.txt"]
                 .map(|p| format!("{out}/{p}"))
         );
-        assert_eq!(run.stderr, "", "a sealed archive restores quietly");
         let restored = env.path(&out).join("src");
-        assert_eq!(fs::read(restored.join("a.txt")).unwrap(), b"hello\n");
-        assert_eq!(
-            fs::read(restored.join("sub/b.txt")).unwrap(),
-            b"second file\n"
-        );
-        assert_eq!(
-            fs::read_link(restored.join("link")).unwrap(),
-            Path::new("a.txt")
-        );
-        let original = fs::metadata(env.path("src/a.txt")).unwrap();
+        // Contents, link targets, modes and mtimes of files, links and the
+        // subdirectory.
+        same_tree(env.path("src"), &restored)
+            .with_mtimes()
+            .assert_same();
         let copy = fs::metadata(restored.join("a.txt")).unwrap();
         assert_eq!(copy.mode() & 0o777, 0o640);
-        assert_eq!(copy.mtime(), original.mtime());
-        let dir = fs::metadata(restored.join("sub")).unwrap();
-        assert_eq!(
-            dir.mtime(),
-            fs::metadata(env.path("src/sub")).unwrap().mtime()
-        );
     }
     let log = env.log_messages("backup_manager.log");
     assert!(log.contains(
@@ -429,31 +402,37 @@ fn restore_keeps_existing_files_unless_forced() {
     let env = TestEnv::new();
     make_source(&env);
     gnu_tar(&env, "plain.tar");
-    env.manager(&["restore", "plain.tar", "--to", "out"])
-        .success()
-        .stderr_has("warning: backups/plain.tar has no manifest");
+    let unsealed = "backup_manager: warning: backups/plain.tar has no manifest; its integrity was not checked\n";
+    env.manager(["restore", "plain.tar", "--to", "out"])
+        .stdout_pattern(FIVE_RESTORED)
+        .stderr(unsealed)
+        .run();
     env.write("out/src/a.txt", b"edited since");
     env.write("out/src/only-here", b"mine");
 
-    env.manager(&["restore", "plain.tar", "--to", "out"])
-        .code(1)
-        .stdout_is("")
-        .stderr_has("refusing to restore over out/src/")
-        .stderr_has("(use --force to replace it)");
+    env.manager(["restore", "plain.tar", "--to", "out"])
+        .status(1)
+        .stderr_pattern(
+            "backup_manager: refusing to restore over out/src/[..] (use --force to replace it)\n",
+        )
+        .run();
     assert_eq!(env.read("out/src/a.txt"), "edited since");
 
-    let run = env.manager(&["restore", "plain.tar", "--to", "out", "--force"]);
-    run.success();
-    assert_eq!(run.stdout_lines().len(), 5);
+    env.manager(["restore", "plain.tar", "--to", "out", "--force"])
+        .stdout_pattern(FIVE_RESTORED)
+        .stderr(unsealed)
+        .run();
     assert_eq!(env.read("out/src/a.txt"), "hello\n");
     assert_eq!(env.read("out/src/only-here"), "mine");
 
     // --force replaces a symlink planted where a file goes, without following it.
     fs::remove_file(env.path("out/src/a.txt")).unwrap();
     env.write("outside/target", b"precious");
-    symlink(env.path("outside/target"), env.path("out/src/a.txt")).unwrap();
-    env.manager(&["restore", "plain.tar", "--to", "out", "--force"])
-        .success();
+    env.symlink(env.path("outside/target"), "out/src/a.txt");
+    env.manager(["restore", "plain.tar", "--to", "out", "--force"])
+        .stdout_pattern(FIVE_RESTORED)
+        .stderr(unsealed)
+        .run();
     assert_eq!(env.read("outside/target"), "precious");
     assert!(
         fs::symlink_metadata(env.path("out/src/a.txt"))
@@ -464,23 +443,30 @@ fn restore_keeps_existing_files_unless_forced() {
     // A symlinked directory in the destination is never written through.
     fs::remove_dir_all(env.path("out/src")).unwrap();
     fs::create_dir(env.path("elsewhere")).unwrap();
-    symlink(env.path("elsewhere"), env.path("out/src")).unwrap();
-    env.manager(&["restore", "plain.tar", "--to", "out", "--force"])
-        .code(1)
-        .stderr_has("refusing to restore into")
-        .stderr_has("it is a symlink, and restore never writes through one");
+    env.symlink(env.path("elsewhere"), "out/src");
+    env.manager(["restore", "plain.tar", "--to", "out", "--force"])
+        .status(1)
+        .stderr(
+            "backup_manager: refusing to restore into out/src: it is a symlink, and restore never writes through one\n",
+        )
+        .run();
     assert_eq!(fs::read_dir(env.path("elsewhere")).unwrap().count(), 0);
 
     env.write("a-file", b"");
-    env.manager(&["restore", "plain.tar", "--to", "a-file"])
-        .code(1)
-        .stderr_has("refusing to restore into a-file: it is not a directory");
-    env.manager(&["restore", "plain.tar", "--to", ""])
-        .code(2)
-        .stderr_has("a value is required for '--to <DIR>'");
-    env.manager(&["restore", "missing.tar", "--to", "out"])
-        .code(2)
-        .stderr_has("no archive \"missing.tar\" in backups/ or at that path");
+    env.manager(["restore", "plain.tar", "--to", "a-file"])
+        .status(1)
+        .stderr("backup_manager: refusing to restore into a-file: it is not a directory\n")
+        .run();
+    env.manager(["restore", "plain.tar", "--to", ""])
+        .status(2)
+        .stderr_pattern("backup_manager: [..]a value is required for '--to <DIR>'[..]\n")
+        .run();
+    env.manager(["restore", "missing.tar", "--to", "out"])
+        .status(2)
+        .stderr_pattern(
+            "backup_manager: [..]no archive \"missing.tar\" in backups/ or at that path[..]\n",
+        )
+        .run();
 }
 
 #[test]
@@ -499,10 +485,12 @@ fn restore_refuses_an_archive_that_does_not_match_its_manifest() {
         .status()
         .unwrap();
     assert!(status.success());
-    env.manager(&["restore", "docs_20250101_020000.tar", "--to", "out"])
-        .code(1)
-        .stderr_has("does not match its manifest")
-        .stderr_has("run `verify` on it");
+    env.manager(["restore", "docs_20250101_020000.tar", "--to", "out"])
+        .status(1)
+        .stderr_pattern(
+            "backup_manager: [..]does not match its manifest[..]run `verify` on it[..]\n",
+        )
+        .run();
     assert!(!env.path("out").exists());
 }
 
@@ -574,11 +562,12 @@ fn restore_refuses_hostile_archives_before_writing_anything() {
     for (name, entries, message) in &cases {
         python_tar(&env, name, entries);
         let out = format!("out-{name}");
-        env.manager(&["restore", env.path(name).to_str().unwrap(), "--to", &out])
-            .code(1)
-            .stdout_is("")
-            .stderr_has("backup_manager: refusing hostile archive")
-            .stderr_has(message);
+        env.manager(["restore", &env.shown(name), "--to", &out])
+            .status(1)
+            .stderr_pattern(format!(
+                "backup_manager: refusing hostile archive[..]{message}[..]\n"
+            ))
+            .run();
         assert!(!env.path(&out).exists(), "{name} wrote into {out}");
     }
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
@@ -597,8 +586,7 @@ fn restore_refuses_hostile_archives_before_writing_anything() {
 fn backups_long_and_json_describe_each_archive() {
     let env = TestEnv::new();
     make_source(&env);
-    env.manager(&["create", "src;02:00;docs;format=tar.zst,keep-last=3"])
-        .success();
+    env.create("src;02:00;docs;format=tar.zst,keep-last=3");
     archive_with_manifest(&env, "docs_20250101_020000.tar.zst", "docs");
     archive_with_manifest(&env, "gone.tar", "gone");
     gnu_tar(&env, "stray.tar.gz");
@@ -606,22 +594,29 @@ fn backups_long_and_json_describe_each_archive() {
     archive_with_manifest(&env, "docs_20250102_020000.tar.zst", "docs");
     fs::write(env.path("backups/docs_20250102_020000.tar.zst"), b"other").unwrap();
 
-    let run = env.manager(&["backups", "--long"]);
-    run.success();
-    let lines = run.stdout_lines();
-    assert_eq!(lines.len(), 4, "{run:?}");
     let size = fs::metadata(env.path("backups/gone.tar")).unwrap().len();
-    assert!(lines[2].ends_with(&format!("  {:.1} KiB  gone.tar", size as f64 / 1024.0)));
-    assert!(lines[1].ends_with("       5 B  docs_20250102_020000.tar.zst"));
+    let run = env
+        .manager(["backups", "--long"])
+        .stdout_pattern(format!(
+            "[..]  docs_20250101_020000.tar.zst\n\
+             [..]       5 B  docs_20250102_020000.tar.zst\n\
+             [..]  {:.1} KiB  gone.tar\n\
+             [..]  stray.tar.gz\n",
+            size as f64 / 1024.0
+        ))
+        .run();
+    let lines = run.stdout_lines();
     let date = &lines[0][..16];
     assert!(
         chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M").is_ok(),
         "{date}"
     );
 
-    let run = env.manager(&["backups", "--json"]);
-    run.success();
-    let rows = json(&run.stdout);
+    let rows = env
+        .manager(["backups", "--json"])
+        .stdout_json()
+        .run()
+        .json();
     let rows = rows.as_array().unwrap();
     let names: Vec<&str> = rows
         .iter()
@@ -656,7 +651,10 @@ fn backups_long_and_json_describe_each_archive() {
         );
         assert_eq!(row.as_object().unwrap().len(), 6);
     }
-    env.manager(&["backups", "--json", "--long"]).code(2);
+    env.manager(["backups", "--json", "--long"])
+        .status(2)
+        .stderr_pattern("backup_manager: [..]\n")
+        .run();
 }
 
 #[test]
@@ -666,14 +664,14 @@ fn list_json_shows_every_line_valid_or_not() {
         "backup_schedules.txt",
         b"test;16:07;backup_test\nnot a schedule\nsrc;02:30;docs;format=tar.gz,keep-daily=7\n",
     );
-    let plain = env.manager(&["list"]);
-    plain.success().stdout_is(
-        "0: test;16:07;backup_test\n1: not a schedule\n2: src;02:30;docs;format=tar.gz,keep-daily=7\n",
-    );
-    let run = env.manager(&["list", "--json"]);
-    run.success();
-    assert_eq!(run.stderr, "", "JSON carries the errors itself");
-    let rows = json(&run.stdout);
+    env.manager(["list"])
+        .stdout(
+            "0: test;16:07;backup_test\n1: not a schedule\n2: src;02:30;docs;format=tar.gz,keep-daily=7\n",
+        )
+        .stderr_pattern("backup_manager: warning: schedule 1 is not valid: [..]\n")
+        .run();
+    // JSON carries the errors itself: nothing on stderr.
+    let rows = env.manager(["list", "--json"]).stdout_json().run().json();
     assert_eq!(
         rows[0],
         serde_json::json!({
@@ -695,51 +693,27 @@ fn list_json_shows_every_line_valid_or_not() {
     assert_eq!(rows.as_array().unwrap().len(), 3);
     // Empty store: an empty array, not nothing.
     let empty = TestEnv::new();
-    assert_eq!(
-        json(&empty.manager(&["list", "--json"]).stdout),
-        serde_json::json!([])
-    );
+    empty.manager(["list", "--json"]).stdout("[]\n").run();
 }
 
 #[test]
 fn restore_reads_back_what_run_writes_fifos_and_symlink_times_included() {
     let env = TestEnv::new();
     make_source(&env);
-    let status = Command::new("mkfifo")
-        .arg(env.path("src/pipe"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    env.manager(&["create", "src;02:00;plain"]).success();
-    env.ctl(&["run", "plain"]).success();
-    let run = env.manager(&["restore", "plain.tar", "--to", "out"]);
-    run.success();
-    assert_eq!(
-        run.stdout_lines(),
-        [
-            "out/src",
-            "out/src/a.txt",
-            "out/src/link",
-            "out/src/pipe",
-            "out/src/sub",
-            "out/src/sub/b.txt"
-        ]
-    );
-    for name in ["pipe", "link"] {
-        let original = fs::symlink_metadata(env.path("src").join(name)).unwrap();
-        let copy = fs::symlink_metadata(env.path("out/src").join(name)).unwrap();
-        assert_eq!(copy.file_type(), original.file_type(), "{name}");
-        assert_eq!(copy.mtime(), original.mtime(), "{name}");
-    }
-    assert_eq!(
-        fs::metadata(env.path("out/src/pipe")).unwrap().mode() & 0o777,
-        fs::metadata(env.path("src/pipe")).unwrap().mode() & 0o777
-    );
-    let diff = Command::new("diff")
-        .args(["-r", "--no-dereference", "src/sub", "out/src/sub"])
-        .current_dir(env.home())
-        .output()
-        .unwrap();
-    assert!(diff.status.success(), "{diff:?}");
+    env.mkfifo("src/pipe");
+    env.create("src;02:00;plain");
+    env.ctl(["run", "plain"])
+        .stdout_pattern("backups/plain.tar: 2 files, [..] MB/s\n")
+        .run();
+    env.manager(["restore", "plain.tar", "--to", "out"])
+        .stdout(
+            "out/src\nout/src/a.txt\nout/src/link\nout/src/pipe\nout/src/sub\nout/src/sub/b.txt\n",
+        )
+        .run();
+    // Types, modes (the FIFO's included), contents, link targets and mtimes
+    // (the FIFO's and the symlink's included) of every entry.
+    same_tree(env.path("src"), env.path("out/src"))
+        .with_mtimes()
+        .assert_same();
     assert_eq!(env.read("out/src/a.txt"), "hello\n");
 }

@@ -1,65 +1,18 @@
 //! The scheduler as a user meets it: `next`, cron schedules, `status`,
 //! `check`, hooks, the free-space guard, the per-schedule lock shared by `run`
-//! and the daemon, catch-up, SIGHUP, log rotation and the foreground daemon.
+//! and the daemon, catch-up, SIGHUP and log rotation.
 //! Clocks are injected with `TestEnv::with_clock`; no test waits for the wall
 //! clock to change minute.
 
 use std::fs::{self, File, OpenOptions};
-use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::support::TestEnv;
-
-/// A daemon in the foreground (the `backup_service` name), stopped on drop.
-struct Foreground {
-    child: Child,
-}
-
-impl Foreground {
-    fn start(env: &TestEnv, args: &[&str]) -> Self {
-        let mut cmd = env.command("backup_service");
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-        let child = cmd.spawn().expect("start backup_service");
-        env.eventually("the daemon's pidfile", || {
-            env.path("backup_service.pid").exists()
-        });
-        Self { child }
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal the daemon");
-    }
-
-    /// Sends SIGTERM and returns the exit code.
-    fn stop(mut self) -> Option<i32> {
-        self.signal(Signal::SIGTERM);
-        for _ in 0..500 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Foreground {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn service_log_has(env: &TestEnv, needle: &str) -> bool {
-    env.log_messages("backup_service.log")
-        .iter()
-        .any(|l| l.contains(needle))
-}
+use crate::support::{
+    SIGTERM_STOPPING, Service, TestEnv, eventually, foreground_stderr, foreground_stderr_of,
+    signal_pending,
+};
 
 fn set_mtime(path: &std::path::Path, t: SystemTime) {
     let file = OpenOptions::new().write(true).open(path).unwrap();
@@ -68,57 +21,72 @@ fn set_mtime(path: &std::path::Path, t: SystemTime) {
 
 #[test]
 fn next_prints_the_coming_run_times() {
-    let env = TestEnv::new().with_clock("2024-03-04T10:07:00");
-    let run = env.ctl(&["next", "*/15 * * * *", "-n", "3"]);
-    let lines = run.success().stdout_lines();
-    assert_eq!(lines.len(), 3, "{run:?}");
-    assert!(lines[0].starts_with("Mon 04/03/2024 10:15"), "{run:?}");
-    assert!(lines[2].starts_with("Mon 04/03/2024 10:45"), "{run:?}");
-    // Weekdays only, Friday then Monday; five lines by default.
-    let run = env.ctl(&["next", "30 2 * * mon-fri"]);
-    let lines = run.success().stdout_lines();
-    assert_eq!(lines.len(), 5);
-    assert!(lines[3].starts_with("Fri 08/03/2024 02:30"), "{run:?}");
-    assert!(lines[4].starts_with("Mon 11/03/2024 02:30"), "{run:?}");
-    env.ctl(&["next", "@monthly", "-n", "1"])
-        .success()
-        .stdout_lines()[0]
-        .starts_with("Mon 01/04/2024 00:00")
-        .then_some(())
-        .expect("@monthly");
-}
-
-#[test]
-fn next_honours_tz_across_the_spring_forward_gap() {
-    let env = TestEnv::new().with_clock("2024-03-30T12:00:00");
-    let mut cmd = env.command("backupctl");
-    cmd.env("TZ", "Europe/Berlin")
-        .args(["next", "30 2 * * *", "-n", "2"]);
-    env.run_cmd(cmd)
-        .success()
-        .stdout_is("Sun 31/03/2024 03:00 +02:00\nMon 01/04/2024 02:30 +02:00\n");
+    // (clock, zone, arguments, output)
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "2024-03-04T10:07:00",
+            "UTC",
+            &["*/15 * * * *", "-n", "3"],
+            "Mon 04/03/2024 10:15 +00:00\nMon 04/03/2024 10:30 +00:00\nMon 04/03/2024 10:45 +00:00\n",
+        ),
+        // Weekdays only, Friday then Monday; five lines by default.
+        (
+            "2024-03-04T10:07:00",
+            "UTC",
+            &["30 2 * * mon-fri"],
+            "Tue 05/03/2024 02:30 +00:00\nWed 06/03/2024 02:30 +00:00\nThu 07/03/2024 02:30 +00:00\n\
+             Fri 08/03/2024 02:30 +00:00\nMon 11/03/2024 02:30 +00:00\n",
+        ),
+        (
+            "2024-03-04T10:07:00",
+            "UTC",
+            &["@monthly", "-n", "1"],
+            "Mon 01/04/2024 00:00 +00:00\n",
+        ),
+        // TZ is honoured across the spring-forward gap: 02:30 does not exist
+        // on 31/03 in Berlin.
+        (
+            "2024-03-30T12:00:00",
+            "Europe/Berlin",
+            &["30 2 * * *", "-n", "2"],
+            "Sun 31/03/2024 03:00 +02:00\nMon 01/04/2024 02:30 +02:00\n",
+        ),
+    ];
+    for (clock, zone, args, expected) in cases {
+        let env = TestEnv::new().with_clock(clock);
+        env.ctl(["next"])
+            .args(args.iter())
+            .env("TZ", zone)
+            .stdout(*expected)
+            .run();
+    }
 }
 
 #[test]
 fn bad_expressions_are_refused_naming_them() {
-    let env = TestEnv::new();
-    let run = env.ctl(&["next", "61 * * * *"]);
-    run.code(2)
-        .stderr_has("cron expression \"61 * * * *\" is not valid");
-    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
-    env.manager(&["create", "p;0 0 * * funday;n"])
-        .code(2)
-        .stderr_has("cron expression \"0 0 * * funday\"");
-    env.manager(&["create", "p;@reboot;n"])
-        .code(2)
-        .stderr_has("\"@reboot\"");
+    let env = TestEnv::with_tree(&["p"], &[]);
+    env.ctl(["next", "61 * * * *"])
+        .status(2)
+        .stderr_pattern("backupctl: cron expression \"61 * * * *\" is not valid[..]\n")
+        .run();
+    env.manager(["create", "p;0 0 * * funday;n"])
+        .status(2)
+        .stderr_pattern(
+            "backup_manager: malformed schedule: p;0 0 * * funday;n (cron expression \"0 0 * * funday\" is not valid: [..])\n",
+        )
+        .run();
+    env.manager(["create", "p;@reboot;n"])
+        .status(2)
+        .stderr(
+            "backup_manager: malformed schedule: p;@reboot;n (cron expression \"@reboot\" is not valid: the nicknames are @hourly, @daily, @weekly, @monthly and @yearly)\n",
+        )
+        .run();
     assert_eq!(env.schedules(), "");
-    env.manager(&["create", "p;*/15 * * * *;quarter"]).success();
-    env.manager(&["create", "p;@daily;daily;catch-up"])
-        .success();
-    env.manager(&["list"])
-        .success()
-        .stdout_is("0: p;*/15 * * * *;quarter\n1: p;@daily;daily;catch-up\n");
+    env.create("p;*/15 * * * *;quarter");
+    env.create("p;@daily;daily;catch-up");
+    env.manager(["list"])
+        .stdout("0: p;*/15 * * * *;quarter\n1: p;@daily;daily;catch-up\n")
+        .run();
     assert!(
         env.log_messages("backup_manager.log")
             .iter()
@@ -128,30 +96,31 @@ fn bad_expressions_are_refused_naming_them() {
 
 #[test]
 fn status_shows_last_and_next_runs_also_as_json() {
-    let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
-    env.write("src/file", b"data");
-    env.manager(&["create", "src;@hourly;hourly"]).success();
-    env.manager(&["create", "missing;30 2 * * *;nightly"])
-        .success();
-    env.ctl(&["run", "hourly"]).success();
-    env.ctl(&["run", "nightly"]).code(1);
-    let run = env.ctl(&["status"]);
-    let lines = run.success().stdout_lines();
-    assert_eq!(lines[0], "backup_service: not running");
-    assert!(
-        lines[1].starts_with(
-            "0: hourly  last run 02/01/2030 10:07 ok backups/hourly.tar  next run 02/01/2030 11:00"
-        ),
-        "{run:?}"
+    let env = TestEnv::with_tree(&[], &[("src/file", "data")]).with_clock("2030-01-02T10:07:00");
+    env.create("src;@hourly;hourly");
+    env.manager(["create", "missing;30 2 * * *;nightly"])
+        .stderr(env.missing_source_warning("backup_manager", "missing"))
+        .run();
+    env.ctl(["run", "hourly"])
+        .stdout_pattern("backups/hourly.tar: 1 file, [..] MB/s\n")
+        .run();
+    let failure = format!(
+        "backup failed for missing: source {} does not exist",
+        env.shown("missing")
     );
-    assert!(
-        lines[2].starts_with("1: nightly  last run 02/01/2030 10:07 failed (")
-            && lines[2].contains("next run 03/01/2030 02:30"),
-        "{run:?}"
-    );
+    env.ctl(["run", "nightly"])
+        .status(1)
+        .stderr(format!("backupctl: {failure}\n"))
+        .run();
+    env.ctl(["status"])
+        .stdout(format!(
+            "backup_service: not running\n\
+             0: hourly  last run 02/01/2030 10:07 ok backups/hourly.tar  next run 02/01/2030 11:00  (src;@hourly;hourly)\n\
+             1: nightly  last run 02/01/2030 10:07 failed ({failure})  next run 03/01/2030 02:30  (missing;30 2 * * *;nightly)\n"
+        ))
+        .run();
 
-    let run = env.ctl(&["status", "--json"]);
-    let json: serde_json::Value = serde_json::from_str(&run.success().stdout).unwrap();
+    let json = env.ctl(["status", "--json"]).stdout_json().run().json();
     assert_eq!(json["service"]["running"], false);
     let hourly = &json["schedules"][0];
     assert_eq!(hourly["name"], "hourly");
@@ -163,43 +132,39 @@ fn status_shows_last_and_next_runs_also_as_json() {
     assert!(hourly["next_run"].as_str().unwrap().ends_with('Z'));
     let nightly = &json["schedules"][1];
     assert_eq!(nightly["last_run"]["state"], "failed");
-    assert!(
-        nightly["last_run"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist")
-    );
+    assert_eq!(nightly["last_run"]["error"], failure.as_str());
     assert_eq!(nightly["last_success"], serde_json::Value::Null);
 }
 
 #[test]
 fn check_reports_fresh_overdue_and_never_run_schedules() {
-    let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
-    env.write("src/file", b"data");
-    env.manager(&["create", "src;@daily;daily"]).success();
-    env.ctl(&["check"])
-        .code(1)
-        .stdout_is("daily: never backed up\n");
-    env.ctl(&["run", "daily"]).success();
-    env.ctl(&["check"])
-        .success()
-        .stdout_is("ok: 1 schedule backed up in time\n");
+    let env = TestEnv::with_tree(&[], &[("src/file", "data")]).with_clock("2030-01-02T10:07:00");
+    let in_time = "ok: 1 schedule backed up in time\n";
+    env.create("src;@daily;daily");
+    env.ctl(["check"])
+        .status(1)
+        .stdout("daily: never backed up\n")
+        .run();
+    env.ctl(["run", "daily"])
+        .stdout_pattern("backups/daily.tar: 1 file, [..] MB/s\n")
+        .run();
+    env.ctl(["check"]).stdout(in_time).run();
 
     // A day and a half later (interval 1 day + 12 h margin): still fine; then overdue.
     let env = env.with_clock("2030-01-03T22:00:00");
-    env.ctl(&["check"]).success();
+    env.ctl(["check"]).stdout(in_time).run();
     let env = env.with_clock("2030-01-04T00:00:00");
-    let run = env.ctl(&["check"]);
-    run.code(1);
-    assert!(
-        run.stdout
-            .starts_with("daily: overdue, last successful backup 02/01/2030 10:07 (1d 13h ago"),
-        "{run:?}"
-    );
-    env.ctl(&["check", "--max-age", "7d"]).success();
-    env.ctl(&["check", "--max-age", "soon"])
-        .code(2)
-        .stderr_has("\"soon\" is not a duration");
+    env.ctl(["check"])
+        .status(1)
+        .stdout_pattern("daily: overdue, last successful backup 02/01/2030 10:07 (1d 13h ago[..]\n")
+        .run();
+    env.ctl(["check", "--max-age", "7d"]).stdout(in_time).run();
+    env.ctl(["check", "--max-age", "soon"])
+        .status(2)
+        .stderr(
+            "backupctl: invalid value 'soon' for '--max-age <DURATION>': \"soon\" is not a duration such as 90m, 36h, 7d or 4w (see --help)\n",
+        )
+        .run();
     // Without the state file, the archive is the truth.
     fs::remove_file(env.path(".backupctl-state.json")).unwrap();
     let archive = env.path("backups/daily.tar");
@@ -207,25 +172,21 @@ fn check_reports_fresh_overdue_and_never_run_schedules() {
         &archive,
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000),
     ); // 2030-01-01
-    let run = env.ctl(&["check"]);
-    run.code(1);
-    assert!(
-        run.stdout
-            .starts_with("daily: overdue, last successful backup 01/01/2030"),
-        "{run:?}"
-    );
+    env.ctl(["check"])
+        .status(1)
+        .stdout_pattern("daily: overdue, last successful backup 01/01/2030[..]\n")
+        .run();
 }
 
 #[test]
 fn hooks_get_the_run_described_in_their_environment() {
-    let env = TestEnv::new();
-    env.write("data/f", b"12345");
-    env.manager(&[
-        "create",
+    let env = TestEnv::with_tree(&[], &[("data/f", "12345")]);
+    env.create(
         "data;10:00;docs;before=echo preparing $BACKUPCTL_SCHEDULE && env > before.env,after=env > after.env",
-    ])
-    .success();
-    env.ctl(&["run", "docs"]).success();
+    );
+    env.ctl(["run", "docs"])
+        .stdout_pattern("backups/docs.tar: 1 file, [..] MB/s\n")
+        .run();
     let vars = |file: &str| -> Vec<(String, String)> {
         env.read(file)
             .lines()
@@ -243,10 +204,7 @@ fn hooks_get_the_run_described_in_their_environment() {
     let before = vars("before.env");
     assert_eq!(get(&before, "BACKUPCTL_SCHEDULE"), "docs");
     assert_eq!(get(&before, "BACKUPCTL_STATE"), "running");
-    assert_eq!(
-        get(&before, "BACKUPCTL_SOURCE"),
-        env.path("data").display().to_string()
-    );
+    assert_eq!(get(&before, "BACKUPCTL_SOURCE"), env.shown("data"));
     let after = vars("after.env");
     assert_eq!(get(&after, "BACKUPCTL_STATE"), "ok");
     let archive = env.path("backups/docs.tar");
@@ -260,22 +218,19 @@ fn hooks_get_the_run_described_in_their_environment() {
     );
     assert!(get(&after, "BACKUPCTL_DURATION").parse::<f64>().is_ok());
     // The hook ran in the home, and its output went to the service log.
-    assert!(service_log_has(&env, "before hook of docs: preparing docs"));
+    assert!(env.log_has("backup_service.log", "before hook of docs: preparing docs"));
 }
 
 #[test]
 fn a_failing_before_hook_skips_the_backup() {
-    let env = TestEnv::new();
-    env.write("data/f", b"x");
-    env.manager(&[
-        "create",
+    let env = TestEnv::with_tree(&[], &[("data/f", "x")]);
+    env.create(
         "data;10:00;docs;before=echo no database >&2 && exit 7,after=touch after-ran,on-failure=env > failure.env",
-    ])
-    .success();
-    let run = env.ctl(&["run", "docs"]);
-    run.code(1)
-        .stderr_has("backup of docs skipped: before hook of docs failed");
-    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    );
+    env.ctl(["run", "docs"])
+        .status(1)
+        .stderr_pattern("backupctl: backup of docs skipped: before hook of docs failed[..]\n")
+        .run();
     assert!(!env.path("backups/docs.tar").exists());
     assert!(!env.path("after-ran").exists());
     let failure = env.read("failure.env");
@@ -284,63 +239,63 @@ fn a_failing_before_hook_skips_the_backup() {
         failure.contains("BACKUPCTL_ERROR=backup of docs skipped"),
         "{failure}"
     );
-    assert!(service_log_has(&env, "before hook of docs: no database"));
-    assert!(service_log_has(
-        &env,
+    assert!(env.log_has("backup_service.log", "before hook of docs: no database"));
+    assert!(env.log_has(
+        "backup_service.log",
         "Error: backup of docs skipped: before hook of docs failed"
     ));
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ctl(&["status", "--json"]).stdout).unwrap();
+    let json = env.ctl(["status", "--json"]).stdout_json().run().json();
     assert_eq!(json["schedules"][0]["last_run"]["state"], "failed");
 }
 
 #[test]
 fn a_run_is_refused_when_the_last_archive_would_not_fit() {
-    let env = TestEnv::new();
-    env.write("data/f", b"x");
-    env.manager(&["create", "data;10:00;big"]).success();
+    let env = TestEnv::with_tree(&[], &[("data/f", "x")]);
+    env.create("data;10:00;big");
     // A sparse "last archive" larger than the free space.
     let stats = nix::sys::statvfs::statvfs(env.home()).unwrap();
     #[allow(clippy::unnecessary_cast)]
     let free = stats.blocks_available() as u64 * stats.fragment_size() as u64;
-    let archive = env.path("backups/big.tar");
-    fs::create_dir_all(archive.parent().unwrap()).unwrap();
-    File::create(&archive)
-        .unwrap()
-        .set_len(free + (1 << 30))
-        .unwrap();
-    env.ctl(&["run", "big"])
-        .code(1)
-        .stderr_has("backup of big refused: only")
-        .stderr_has("free on the backups filesystem, less than its last archive");
-    assert_eq!(fs::metadata(&archive).unwrap().len(), free + (1 << 30));
+    env.sparse_file("backups/big.tar", free + (1 << 30));
+    let manifest = env.path("backups/big.tar.json");
+    std::fs::write(&manifest, r#"{"schedule":"big","source":"data","archive":"big.tar","created":"2025-01-01T02:00:00+00:00","format":"tar","level":null,"archive_size":0,"sha256":"","entries":0,"bytes_read":0,"skipped":[],"state":"ok","duration_seconds":0.0,"backupctl_version":"0","fingerprint":""}"#).unwrap();
+    env.ctl(["run", "big"])
+        .status(1)
+        .stderr_pattern(
+            "backupctl: backup of big refused: only [..] free on the backups filesystem, less than its last archive[..]\n",
+        )
+        .run();
+    assert_eq!(
+        fs::metadata(env.path("backups/big.tar")).unwrap().len(),
+        free + (1 << 30)
+    );
 }
 
 #[test]
 fn run_and_the_daemon_share_the_schedule_lock() {
-    let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
-    env.write("data/f", b"x");
-    env.manager(&["create", "data;10:07;shared;before=sleep 4"])
-        .success();
-    // A `run` holds the lock through its slow before hook...
-    let mut cmd = env.command("backupctl");
-    cmd.args(["run", "shared"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut manual = cmd.spawn().unwrap();
-    env.eventually("the run's before hook", || {
-        service_log_has(&env, "Running before hook of shared")
-    });
+    let env = TestEnv::with_tree(&[], &[("data/f", "x")]).with_clock("2030-01-02T10:07:00");
+    let hold = env.holding_hook("manual");
+    env.create(&format!("data;10:07;shared;before={hold}"));
+    // A `run` holds the lock through its before hook, which waits for us...
+    let manual = env
+        .ctl(["run", "shared"])
+        .stdout_pattern("backups/shared.tar: 1 file, [..] MB/s\n")
+        .spawn();
+    env.wait_for_hook("manual");
+    env.wait_for_log("backup_service.log", "Running before hook of shared");
     // ...so the daemon, for which the schedule is due now, skips it.
-    let daemon = Foreground::start(&env, &[]);
-    env.eventually("the daemon's skip line", || {
-        service_log_has(
+    let service = Service::foreground(
+        &env,
+        env.service::<&str>([]).stderr_pattern(foreground_stderr(
             &env,
-            "backup of shared skipped: another run of it is in progress",
-        )
-    });
-    assert!(manual.wait().unwrap().success());
-    assert_eq!(daemon.stop(), Some(0));
+            "02/01/2030",
+            &["Warning: backup of shared skipped: another run of it is in progress"],
+        )),
+    );
+    service.wait_for_log("backup of shared skipped: another run of it is in progress");
+    env.release_hook("manual");
+    manual.wait();
+    service.stop();
     let done = env
         .log_messages("backup_service.log")
         .iter()
@@ -351,67 +306,52 @@ fn run_and_the_daemon_share_the_schedule_lock() {
     // A lock held by another process: `run` waits for it, then backs up.
     let lock = File::create(env.path("backups/.shared.lock")).unwrap();
     lock.lock().unwrap();
-    let mut cmd = env.command("backupctl");
-    cmd.args(["run", "shared"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut waiting = cmd.spawn().unwrap();
-    env.eventually("the waiting line", || {
-        service_log_has(&env, "waiting for another run of shared to finish")
-    });
-    assert!(waiting.try_wait().unwrap().is_none(), "run did not wait");
+    let mut waiting = env
+        .ctl(["run", "shared"])
+        .stdout_pattern("backups/shared.tar: 1 file, [..] MB/s\n")
+        .spawn();
+    env.wait_for_log(
+        "backup_service.log",
+        "waiting for another run of shared to finish",
+    );
+    assert!(waiting.is_running(), "run did not wait");
     drop(lock);
-    assert!(waiting.wait().unwrap().success());
-}
-
-#[test]
-fn the_foreground_daemon_stops_cleanly_on_sigterm() {
-    let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
-    env.write("data/f", b"x");
-    env.manager(&["create", "data;10:07;now"]).success();
-    let daemon = Foreground::start(&env, &["--jobs", "2"]);
-    env.eventually("the due backup", || env.path("backups/now.tar").exists());
-    assert_eq!(daemon.stop(), Some(0));
-    assert!(!env.path("backup_service.pid").exists());
-    let log = env.log_messages("backup_service.log");
-    assert!(
-        log.iter().any(|l| l == "up to 2 backups run at once"),
-        "{log:?}"
-    );
-    // (The wording of the stop line differs between branches; its presence counts.)
-    assert!(
-        log.iter()
-            .any(|l| l.contains("received") && l.contains("stopping")),
-        "{log:?}"
-    );
-    assert!(
-        log.last().unwrap().starts_with("backup_service stopped"),
-        "{log:?}"
-    );
-    // `backupctl daemon --foreground` is the same service.
-    let mut cmd = env.command("backupctl");
-    cmd.args(["daemon", "--foreground"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = cmd.spawn().unwrap();
-    env.eventually("the pidfile", || env.path("backup_service.pid").exists());
-    assert_eq!(Foreground { child }.stop(), Some(0));
+    waiting.wait();
 }
 
 #[test]
 fn a_stop_lets_the_queued_runs_of_the_cycle_finish_in_order() {
-    let env = TestEnv::new().with_clock("2030-01-02T10:07:00");
-    env.write("data/f", b"x");
-    for name in ["one", "two", "three"] {
-        env.manager(&["create", &format!("data;10:07;{name};before=sleep 0.3")])
-            .success();
+    let env = TestEnv::with_tree(&[], &[("data/f", "x")]).with_clock("2030-01-02T10:07:00");
+    let hold = env.holding_hook("one");
+    env.create(&format!("data;10:07;one;before={hold}"));
+    for name in ["two", "three"] {
+        env.create(&format!("data;10:07;{name}"));
     }
-    let daemon = Foreground::start(&env, &[]);
-    env.eventually("the first run", || {
-        service_log_has(&env, "Running before hook of one")
+    let mut service = Service::foreground(
+        &env,
+        env.service::<&str>([]).stderr_pattern(foreground_stderr_of(
+            &env,
+            "02/01/2030",
+            &[
+                "Running before hook of one: sh hold-one.sh",
+                SIGTERM_STOPPING,
+                "Backup done for data in backups/one.tar ([..])",
+                "Backup done for data in backups/two.tar ([..])",
+                "Backup done for data in backups/three.tar ([..])",
+            ],
+        )),
+    );
+    // Stopped while "one" runs and the others wait in the queue: "one" is
+    // held by its hook until the daemon has taken (and logged) the signal.
+    env.wait_for_hook("one");
+    service.signal(Signal::SIGTERM);
+    let pid = service.pid();
+    eventually("the daemon to take SIGTERM", || {
+        !signal_pending(pid, Signal::SIGTERM)
     });
-    // Stopped while "one" runs and the others wait in the queue.
-    assert_eq!(daemon.stop(), Some(0));
+    service.wait_for_log(SIGTERM_STOPPING);
+    env.release_hook("one");
+    service.wait();
     let done: Vec<String> = env
         .log_messages("backup_service.log")
         .into_iter()
@@ -428,28 +368,35 @@ fn a_stop_lets_the_queued_runs_of_the_cycle_finish_in_order() {
 
 #[test]
 fn catch_up_runs_a_missed_schedule_once_at_start() {
-    let env = TestEnv::new().with_clock("2030-01-05T12:00:00");
-    env.write("data/f", b"x");
-    env.manager(&["create", "data;02:30;nightly;catch-up"])
-        .success();
-    env.manager(&["create", "data;*/10 * * * *;frequent;catch-up"])
-        .success();
-    env.manager(&["create", "data;02:30;plain"]).success();
+    let env = TestEnv::with_tree(&[], &[("data/f", "x")]).with_clock("2030-01-05T12:00:00");
+    env.create("data;02:30;nightly;catch-up");
+    env.create("data;*/10 * * * *;frequent;catch-up");
+    env.create("data;02:30;plain");
     // `frequent` ran at 11:50 (recorded in its state), so nothing is owed
     // before 12:00; `nightly` never ran, and last night's run is owed.
     env.write(
         ".backupctl-state.json",
         br#"{"version":1,"schedules":{"frequent":{"last_run":{"started":"2030-01-05T11:50:00Z","finished":"2030-01-05T11:50:01Z","state":"ok","archive":null,"size":null,"error":null},"last_success":null}}}"#,
     );
-    let daemon = Foreground::start(&env, &[]);
-    env.eventually("the catch-up run", || {
-        env.path("backups/nightly.tar").exists()
-    });
-    // `frequent` is due at 12:00 itself, which is a normal run.
-    env.eventually("the 12:00 run", || {
-        env.path("backups/frequent.tar").exists()
-    });
-    assert_eq!(daemon.stop(), Some(0));
+    let service = Service::foreground(
+        &env,
+        env.service::<&str>([]).stderr_pattern(foreground_stderr(
+            &env,
+            "05/01/2030",
+            &[
+                "Catch-up run for nightly: due at 05/01/2030 02:30[..]",
+                "Backup done for data in backups/nightly.tar ([..])",
+                "Backup done for data in backups/frequent.tar ([..])",
+            ],
+        )),
+    );
+    service.wait_for_log("Backup done for data in backups/nightly.tar");
+    // `frequent` is due at 12:00 itself, which is a normal run. Stopped once
+    // it is logged, so that the SIGTERM (logged when it arrives) comes after.
+    service.wait_for_log("Backup done for data in backups/frequent.tar");
+    assert!(env.path("backups/nightly.tar").exists());
+    assert!(env.path("backups/frequent.tar").exists());
+    service.stop();
     let log = env.log_messages("backup_service.log");
     let catch_ups: Vec<_> = log
         .iter()
@@ -469,21 +416,23 @@ fn catch_up_runs_a_missed_schedule_once_at_start() {
 #[test]
 fn sighup_reopens_a_log_that_was_moved_away() {
     let env = TestEnv::new();
-    let daemon = Foreground::start(&env, &[]);
-    env.eventually("the start line", || {
-        service_log_has(&env, "backup_service started")
-    });
+    let mut service = Service::foreground(
+        &env,
+        env.service::<&str>([])
+            .stderr_contains("] backup_service started (pid ")
+            .stderr_contains("] SIGHUP received: log files reopened, 0 schedules loaded\n")
+            .stderr_contains(format!("] {SIGTERM_STOPPING}\n")),
+    );
+    service.wait_for_log("backup_service started");
     fs::rename(
         env.path("logs/backup_service.log"),
         env.path("logs/backup_service.log.old"),
     )
     .unwrap();
-    daemon.signal(Signal::SIGHUP);
-    env.eventually("the reopened log", || {
-        service_log_has(&env, "SIGHUP received: log files reopened")
-    });
-    assert_eq!(daemon.stop(), Some(0));
-    assert!(service_log_has(&env, "backup_service stopped"));
+    service.signal(Signal::SIGHUP);
+    service.wait_for_log("SIGHUP received: log files reopened");
+    service.stop();
+    assert!(env.log_has("backup_service.log", "backup_service stopped"));
     let old = env.read("logs/backup_service.log.old");
     assert!(old.contains("backup_service started"), "{old}");
     assert!(!old.contains("SIGHUP"), "{old}");
@@ -493,11 +442,10 @@ fn sighup_reopens_a_log_that_was_moved_away() {
 fn logs_rotate_past_their_size_keeping_a_few() {
     let env = TestEnv::new();
     for _ in 0..30 {
-        let mut cmd = env.command("backup_manager");
-        cmd.env("BACKUPCTL_LOG_MAX_SIZE", "100")
+        env.manager(["list"])
+            .env("BACKUPCTL_LOG_MAX_SIZE", "100")
             .env("BACKUPCTL_LOG_KEEP", "2")
-            .arg("list");
-        env.run_cmd(cmd).success();
+            .run();
     }
     for suffix in ["", ".1", ".2"] {
         let path = env.path(&format!("logs/backup_manager.log{suffix}"));
@@ -510,21 +458,31 @@ fn logs_rotate_past_their_size_keeping_a_few() {
     }
     assert!(!env.path("logs/backup_manager.log.3").exists());
     // The same settings as flags.
-    env.ctl(&["--log-max-size", "1M", "--log-keep", "5", "list"])
-        .success();
-    env.ctl(&["--log-max-size", "lots", "list"])
-        .code(2)
-        .stderr_has("\"lots\" is not a size");
+    env.ctl(["--log-max-size", "1M", "--log-keep", "5", "list"])
+        .run();
+    env.ctl(["--log-max-size", "lots", "list"])
+        .status(2)
+        .stderr(
+            "backupctl: invalid value 'lots' for '--log-max-size <SIZE>': \"lots\" is not a size such as 10M, 512K or 1048576 (see --help)\n",
+        )
+        .run();
 }
 
 #[test]
 fn completions_and_the_man_page_come_from_the_cli() {
     let env = TestEnv::new();
-    let bash = env.ctl(&["completions", "bash"]);
-    assert!(bash.success().stdout.contains("backupctl"), "{bash:?}");
-    assert!(bash.stdout.contains("catch") || bash.stdout.contains("next"));
-    let man = env.ctl(&["man"]);
-    assert!(man.success().stdout.contains(".TH"), "{man:?}");
-    assert!(man.stdout.contains("backupctl"));
-    env.ctl(&["completions", "tcsh"]).code(2);
+    env.ctl(["completions", "bash"])
+        .stdout_contains("backupctl")
+        .stdout_contains("next")
+        .run();
+    env.ctl(["man"])
+        .stdout_contains(".TH")
+        .stdout_contains("backupctl")
+        .run();
+    env.ctl(["completions", "tcsh"])
+        .status(2)
+        .stderr(
+            "backupctl: invalid value 'tcsh' for '<SHELL>' [possible values: bash, elvish, fish, powershell, zsh]; did you mean 'zsh'? (see --help)\n",
+        )
+        .run();
 }

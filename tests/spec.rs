@@ -56,17 +56,17 @@ fn replace_number_after(line: &str, marker: &str) -> String {
 #[test]
 fn the_spec_usage_script_produces_the_spec_output() {
     let env = TestEnv::new().with_clock("2023-02-08T16:07:00");
-    let mut cmd = env.bash(SCRIPT);
-    cmd.env("SPEC_TIME", "16:07").env("LC_ALL", "C");
-    let run = env.run_cmd(cmd);
-    run.success();
-    let home = env.home().to_str().unwrap();
-    assert_eq!(normalise(&run.stdout, home), EXPECTED);
-    // The malformed schedule is refused on stderr, in one line.
-    assert_eq!(
-        run.stderr,
-        "backup_manager: malformed schedule: test; (expected path;hh:mm;name or path;hh:mm;name;options, found 2 fields)\n"
-    );
+    let home = env.home().to_str().unwrap().to_string();
+    env.program("bash")
+        .arg(SCRIPT)
+        .env("SPEC_TIME", "16:07")
+        .env("LC_ALL", "C")
+        .stdout_normalised(move |out| normalise(out, &home), EXPECTED)
+        // The malformed schedule is refused on stderr, in one line.
+        .stderr(
+            "backup_manager: malformed schedule: test; (expected path;hh:mm;name or path;hh:mm;name;options, found 2 fields)\n",
+        )
+        .run();
     // The archives hold the spec's directories, readable by GNU tar.
     assert_eq!(
         env.tar_list("backups/backup_test.tar"),

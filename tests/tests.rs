@@ -12,3 +12,4 @@ mod ops;
 mod scheduling;
 mod spec;
 mod trust_daemon;
+mod trust_history;

@@ -91,7 +91,7 @@ mod tests {
     use std::ffi::OsStr;
 
     fn fingerprint_of(dir: &Path) -> String {
-        super::super::tree::fingerprint_tree(dir)
+        super::super::tree::fingerprint_tree(dir, &Default::default())
     }
 
     #[test]

@@ -48,6 +48,88 @@ pub struct Manifest {
     /// Fingerprint of the source tree's metadata (paths, sizes, mtimes,
     /// modes, link targets), for `if-changed`.
     pub fingerprint: String,
+    /// Set only while an archive replaces an older one under the same name:
+    /// the size and SHA-256 of the archive being replaced. The manifest is
+    /// written before the rename and rewritten without this after it, so
+    /// whichever of the two files a reader finds under the name, this
+    /// manifest matches it (see [`Manifest::describes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Contents>,
+}
+
+/// Size and SHA-256 of an archive file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contents {
+    pub archive_size: u64,
+    pub sha256: String,
+}
+
+/// How a file compares with its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// The archive the manifest describes.
+    Current,
+    /// The archive it replaces, still in place (a run is publishing, or was
+    /// killed while it did).
+    Previous,
+    /// Neither: the size differs from what the manifest says.
+    WrongSize { expected: u64 },
+    /// Neither: the SHA-256 differs.
+    WrongChecksum { expected: String },
+}
+
+impl Manifest {
+    /// Compares a file's size and SHA-256 with this manifest.
+    pub fn describes(&self, size: u64, sha256: &str) -> Match {
+        let same = |c: &Contents| c.archive_size == size && c.sha256.eq_ignore_ascii_case(sha256);
+        if same(&self.contents()) {
+            Match::Current
+        } else if self.previous.as_ref().is_some_and(same) {
+            Match::Previous
+        } else if size != self.archive_size {
+            Match::WrongSize {
+                expected: self.archive_size,
+            }
+        } else {
+            Match::WrongChecksum {
+                expected: self.sha256.clone(),
+            }
+        }
+    }
+
+    /// The size and SHA-256 this manifest records.
+    pub fn contents(&self) -> Contents {
+        Contents {
+            archive_size: self.archive_size,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+impl Manifest {
+    /// A manifest of `archive` for `schedule` with made-up contents, for
+    /// tests of the code that reads manifests.
+    #[cfg(test)]
+    pub fn sample(schedule: &str, archive: &str) -> Self {
+        Manifest {
+            schedule: schedule.into(),
+            source: "src".into(),
+            archive: archive.into(),
+            created: DateTime::parse_from_rfc3339("2025-01-01T02:00:00+01:00").unwrap(),
+            format: Format::of_file_name(archive).unwrap_or_default(),
+            level: None,
+            archive_size: 0,
+            sha256: "00".repeat(32),
+            entries: 0,
+            bytes_read: 0,
+            skipped: vec![],
+            state: RunState::Ok,
+            duration_seconds: 0.0,
+            backupctl_version: "0.1.0".into(),
+            fingerprint: String::new(),
+            previous: None,
+        }
+    }
 }
 
 /// `<archive>.json`.
@@ -95,6 +177,7 @@ mod tests {
             duration_seconds: 0.5,
             backupctl_version: "0.1.0".into(),
             fingerprint: "ab".into(),
+            previous: None,
         };
         write_manifest(&archive, &manifest).unwrap();
         assert!(dir.path().join("docs_20250101_020000.tar.gz.json").exists());

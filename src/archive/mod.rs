@@ -11,16 +11,15 @@ mod tree;
 pub mod verify;
 mod writer;
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::model::Format;
 
 pub use reader::AbortRequested;
-pub use tree::{Watch, fingerprint_tree};
+pub use tree::{Exclusions, Watch, fingerprint_tree};
 
 /// Why an archive could not be written. A skipped file inside the tree is not
 /// an error: it is reported in [`ArchiveReport::skipped`].
@@ -48,13 +47,13 @@ pub enum ArchiveError {
 pub struct ArchiveJob<'a> {
     /// The directory (or file) to archive, already resolved.
     pub source: &'a Path,
-    /// Where the archive goes, e.g. `backups/backup_test.tar`.
+    /// The archive's final name, for messages.
     pub destination: &'a Path,
-    /// The temporary file written first, in the same directory.
-    pub temp: &'a Path,
     pub format: Format,
     /// Compression level; `None` for the format's default.
     pub level: Option<i32>,
+    /// What the walk leaves out: the home's own files, pseudo-filesystems.
+    pub exclude: &'a Exclusions,
     /// The abort flag and the progress counter.
     pub watch: Watch<'a>,
 }
@@ -86,31 +85,27 @@ pub struct ArchiveReport {
     pub skipped: Vec<Skipped>,
     /// Sockets met in the tree; they cannot be archived and are left out.
     pub sockets_ignored: u64,
+    /// backupctl's own files and pseudo-filesystems met in the tree and left
+    /// out (see [`Exclusions`]).
+    pub left_out: Vec<PathBuf>,
     pub duration: Duration,
 }
 
-/// Writes the archive to `job.temp`, syncs it and renames it to
-/// `job.destination`. On any error, or on abort, the temporary file is removed
-/// and the previous archive under the final name is untouched.
-pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError> {
+/// Writes the archive into `file` (a fresh temporary file) and syncs it.
+/// Publishing it under its final name, with its manifest, is the caller's
+/// step; on any error, or on abort, the caller removes the file and nothing
+/// under a final name has changed.
+pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, ArchiveError> {
     let started = Instant::now();
     check_source(job.source)?;
     let write_error = |source: io::Error| ArchiveError::Write {
         path: job.destination.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(job.temp)
-        .map_err(write_error)?;
-    let temp = TempFile(Some(job.temp.to_path_buf()));
-
     let mut report = ArchiveReport::default();
     let stream = writer::open_stream(job.format, job.level, file);
     let mut builder = tar::Builder::new(stream);
-    tree::append_tree(&mut builder, job.source, job.watch, &mut report).map_err(|e| {
+    tree::append_tree(&mut builder, job, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {
             ArchiveError::Aborted {
                 path: job.destination.to_path_buf(),
@@ -126,18 +121,6 @@ pub fn write_archive(job: &ArchiveJob<'_>) -> Result<ArchiveReport, ArchiveError
     written.file.sync_all().map_err(write_error)?;
     report.archive_size = written.size;
     report.sha256 = written.sha256;
-    drop(written.file);
-
-    // A manifest left from the archive being replaced would describe the
-    // wrong bytes until the new one is written: better none (not verified)
-    // than a wrong one (verification failure) if the run dies in between.
-    match fs::remove_file(manifest::manifest_path(job.destination)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(write_error(e)),
-        _ => {}
-    }
-    fs::rename(job.temp, job.destination).map_err(write_error)?;
-    temp.keep();
-    crate::primitives::sync_parent_dir(job.destination).map_err(write_error)?;
     report.duration = started.elapsed();
     Ok(report)
 }
@@ -153,22 +136,5 @@ pub fn check_source(source: &Path) -> Result<(), ArchiveError> {
             path: source.to_path_buf(),
             source: source_error,
         }),
-    }
-}
-
-/// Removes the temporary file when dropped, unless it was kept (renamed).
-struct TempFile(Option<PathBuf>);
-
-impl TempFile {
-    fn keep(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = fs::remove_file(path);
-        }
     }
 }

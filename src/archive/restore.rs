@@ -37,6 +37,7 @@ use nix::sys::time::TimeVal;
 use tar::EntryType;
 
 use super::manifest;
+use super::manifest::Match;
 use super::verify::{HashingReader, decompressed, format_of};
 use crate::model::Format;
 
@@ -171,19 +172,21 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
     }
     let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, e))?;
     Ok(match manifest::read_manifest(job.archive) {
-        Ok(m) if m.archive_size != size => {
-            return Err(RestoreError::Mismatch {
-                path: job.archive.to_path_buf(),
-                why: format!("size is {size} bytes, the manifest says {}", m.archive_size),
-            });
-        }
-        Ok(m) if !m.sha256.eq_ignore_ascii_case(&sha256) => {
-            return Err(RestoreError::Mismatch {
-                path: job.archive.to_path_buf(),
-                why: format!("SHA-256 is {sha256}, the manifest says {}", m.sha256),
-            });
-        }
-        Ok(_) => ManifestCheck::Matched,
+        Ok(m) => match m.describes(size, &sha256) {
+            Match::Current | Match::Previous => ManifestCheck::Matched,
+            Match::WrongSize { expected } => {
+                return Err(RestoreError::Mismatch {
+                    path: job.archive.to_path_buf(),
+                    why: format!("size is {size} bytes, the manifest says {expected}"),
+                });
+            }
+            Match::WrongChecksum { expected } => {
+                return Err(RestoreError::Mismatch {
+                    path: job.archive.to_path_buf(),
+                    why: format!("SHA-256 is {sha256}, the manifest says {expected}"),
+                });
+            }
+        },
         Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
         Err(e) => ManifestCheck::Unreadable(e),
     })

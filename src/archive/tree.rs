@@ -6,12 +6,12 @@
 
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tar::{Builder, EntryType, Header, HeaderMode};
-use walkdir::WalkDir;
+use walkdir::{DirEntryExt, WalkDir};
 
 use super::fingerprint::Fingerprint;
 use super::reader::{AbortRequested, ExactSizeReader};
@@ -42,10 +42,137 @@ enum Step {
     },
 }
 
+/// What a walk leaves out: backupctl's own files (a source that contains the
+/// home must not archive its archives, which would double at every run), and
+/// the mount points of pseudo-filesystems (`/proc`, `/sys`, `/dev`, …), which
+/// hold no data and never end.
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions {
+    /// Device and inode of each own file or directory.
+    own: Vec<(u64, u64)>,
+    /// Mount points of pseudo-filesystems, relative to the source.
+    pseudo: Vec<PathBuf>,
+}
+
+/// Filesystem types that hold no data worth a backup.
+const PSEUDO_FILESYSTEMS: [&str; 22] = [
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "binfmt_misc",
+    "autofs",
+    "efivarfs",
+    "selinuxfs",
+    "nsfs",
+    "rpc_pipefs",
+    "ramfs",
+];
+
+impl Exclusions {
+    /// The exclusions for a walk of `source`: `own` are paths of backupctl's
+    /// files (missing ones are ignored); pseudo-filesystems come from
+    /// `/proc/self/mountinfo`.
+    pub fn for_source(source: &Path, own: &[PathBuf]) -> Self {
+        let own = own
+            .iter()
+            .filter_map(|path| path.symlink_metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        let pseudo = match source.canonicalize() {
+            Ok(root) => pseudo_mounts_under(&root),
+            Err(_) => Vec::new(),
+        };
+        Self { own, pseudo }
+    }
+
+    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> bool {
+        if entry.depth() == 0 {
+            return false;
+        }
+        if self.own.iter().any(|&(_, ino)| ino == entry.ino())
+            && let Ok(m) = entry.path().symlink_metadata()
+            && self.own.contains(&(m.dev(), m.ino()))
+        {
+            return true;
+        }
+        // Cheap tests first: this runs for every entry of the walk.
+        !self.pseudo.is_empty()
+            && entry.file_type().is_dir()
+            && entry
+                .path()
+                .strip_prefix(source)
+                .is_ok_and(|relative| self.pseudo.iter().any(|p| p == relative))
+    }
+}
+
+/// Mount points of pseudo-filesystems strictly under `root`, relative to it.
+fn pseudo_mounts_under(root: &Path) -> Vec<PathBuf> {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL…] - TYPE SOURCE …
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = unescape_mount_path(left.split(' ').nth(4)?);
+            let fs_type = right.split(' ').next()?;
+            PSEUDO_FILESYSTEMS
+                .contains(&fs_type)
+                .then(|| {
+                    Path::new(&mount_point)
+                        .strip_prefix(root)
+                        .ok()
+                        .map(Path::to_path_buf)
+                })
+                .flatten()
+                .filter(|relative| !relative.as_os_str().is_empty())
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\040`-style octal.
+fn unescape_mount_path(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(code) = field
+                .get(i + 1..i + 4)
+                .and_then(|octal| u8::from_str_radix(octal, 8).ok())
+        {
+            out.push(code);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The walk both the archive and the fingerprint are made from, so the two
 /// always see the tree the same way. The root itself is followed if it is a
-/// symlink; nothing below it is.
-fn walk(source: &Path) -> impl Iterator<Item = Step> + '_ {
+/// symlink; nothing below it is. What `exclude` names is left out, with
+/// everything under it; `left_out` collects those paths.
+fn walk<'a>(
+    source: &'a Path,
+    exclude: &'a Exclusions,
+    left_out: &'a std::cell::RefCell<Vec<PathBuf>>,
+) -> impl Iterator<Item = Step> + 'a {
     let relative_of = move |path: &Path| {
         path.strip_prefix(source)
             .map(Path::to_path_buf)
@@ -56,6 +183,13 @@ fn walk(source: &Path) -> impl Iterator<Item = Step> + '_ {
         .follow_root_links(true)
         .sort_by_file_name()
         .into_iter()
+        .filter_entry(move |entry| {
+            let leave = exclude.leaves_out(entry, source);
+            if leave {
+                left_out.borrow_mut().push(entry.path().to_path_buf());
+            }
+            !leave
+        })
         .map(move |item| match item {
             Ok(entry) => {
                 let metadata = if entry.depth() == 0 {
@@ -118,9 +252,10 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
 
 /// The fingerprint of the tree under `source`, from metadata alone. What
 /// cannot be read is part of it, so this never fails.
-pub fn fingerprint_tree(source: &Path) -> String {
+pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
     let mut fingerprint = Fingerprint::new();
-    for step in walk(source) {
+    let left_out = Default::default();
+    for step in walk(source, exclude, &left_out) {
         add_to_fingerprint(&mut fingerprint, &step);
     }
     fingerprint.finish()
@@ -130,13 +265,14 @@ pub fn fingerprint_tree(source: &Path) -> String {
 /// the tree's fingerprint in `report`.
 pub fn append_tree<W: Write>(
     builder: &mut Builder<W>,
-    source: &Path,
-    watch: Watch<'_>,
+    job: &super::ArchiveJob<'_>,
     report: &mut ArchiveReport,
 ) -> io::Result<()> {
+    let (source, watch) = (job.source, job.watch);
     let base = base_name(source);
     let mut fingerprint = Fingerprint::new();
-    for step in walk(source) {
+    let left_out = Default::default();
+    for step in walk(source, job.exclude, &left_out) {
         if watch.abort.load(Ordering::Relaxed) {
             return Err(AbortRequested::error());
         }
@@ -167,6 +303,7 @@ pub fn append_tree<W: Write>(
         }
     }
     report.fingerprint = fingerprint.finish();
+    report.left_out = left_out.into_inner();
     builder.finish()
 }
 
@@ -310,5 +447,17 @@ mod tests {
         assert_eq!(base_name(Path::new("/srv/data")), PathBuf::from("data"));
         assert_eq!(base_name(Path::new("test/")), PathBuf::from("test"));
         assert_eq!(base_name(Path::new("/")), PathBuf::from("root"));
+    }
+
+    #[test]
+    fn a_walk_from_the_root_leaves_pseudo_filesystems_out() {
+        // This machine's own mount table: /proc is procfs wherever tests run.
+        let pseudo = pseudo_mounts_under(Path::new("/"));
+        assert!(pseudo.contains(&PathBuf::from("proc")), "{pseudo:?}");
+        assert!(!pseudo.iter().any(|p| p.as_os_str().is_empty()));
+        // Nothing of it lies under an ordinary directory.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(pseudo_mounts_under(dir.path()).is_empty());
+        assert_eq!(unescape_mount_path(r"/mnt/a\040b"), "/mnt/a b");
     }
 }

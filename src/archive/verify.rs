@@ -6,13 +6,14 @@
 //! name and the decompressing reader.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Manifest, Match};
 use crate::model::Format;
 use crate::primitives::error_chain;
 
@@ -144,10 +145,35 @@ impl From<Problem> for Failure {
 }
 
 /// Verifies `archive` against its manifest `<archive>.json`.
+///
+/// The file is opened before its manifest is read. A run that replaces an
+/// archive writes a manifest matching both the old and the new file, renames,
+/// then drops the old one from the manifest; so a file opened before the
+/// rename may meet a manifest read after it. When the check fails and the
+/// name no longer leads to the file that was read, the archive was replaced
+/// meanwhile: it is checked again, never reported as failed for that.
 pub fn verify(archive: &Path) -> Result<Verified, Failure> {
     let format = format_of(archive).ok_or(Problem::UnknownFormat)?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let file = File::open(archive).map_err(|source| Problem::Unreadable { source })?;
+        let opened = file
+            .metadata()
+            .map_err(|source| Problem::Unreadable { source })?;
+        let result = verify_open(archive, format, file);
+        let replaced = || match fs::metadata(archive) {
+            Ok(now) => (now.dev(), now.ino()) != (opened.dev(), opened.ino()),
+            Err(_) => true,
+        };
+        if result.is_ok() || attempts >= 5 || !replaced() {
+            return result;
+        }
+    }
+}
+
+fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, Failure> {
     let manifest = read_manifest(archive)?;
-    let file = File::open(archive).map_err(|source| Problem::Unreadable { source })?;
     let mut hashing = HashingReader::new(io::BufReader::with_capacity(READ_BUFFER, file));
     let walked = read_through(format, &mut hashing);
     let (sha256, size) = hashing
@@ -161,16 +187,16 @@ pub fn verify(archive: &Path) -> Result<Verified, Failure> {
             named: manifest.archive.clone(),
         });
     }
-    if size != manifest.archive_size {
-        problems.push(Problem::Size {
+    match manifest.describes(size, &sha256) {
+        Match::Current | Match::Previous => {}
+        Match::WrongSize { expected } => problems.push(Problem::Size {
             actual: size,
-            expected: manifest.archive_size,
-        });
-    } else if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
-        problems.push(Problem::Checksum {
+            expected,
+        }),
+        Match::WrongChecksum { expected } => problems.push(Problem::Checksum {
             actual: sha256.clone(),
-            expected: manifest.sha256.clone(),
-        });
+            expected,
+        }),
     }
     let entries = match walked {
         Ok(entries) => entries,

@@ -16,11 +16,12 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 
-use super::retention::{self, Decision};
+use super::retention::{self, Decision, PlanContext};
 use crate::archive::manifest::{self, Manifest};
 use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, Retention};
+use crate::primitives;
 use crate::store::Schedule;
 
 const STAMP: &str = "%Y%m%d_%H%M%S";
@@ -108,9 +109,61 @@ impl History {
         self.retention.is_set()
     }
 
-    /// The temporary file a run writes before renaming it into place.
-    pub fn temp_path(&self) -> PathBuf {
-        self.dir.join(format!(".{}.partial", self.name))
+    /// The name the run's temporary files are made from: a run writes
+    /// `.NAME.RANDOM.partial` ([`primitives::create_temporary`]), so two
+    /// schedules, or two attempts, never share one.
+    pub fn temp_base(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    /// Removes what a killed run of this schedule left behind: its partial
+    /// archives, temporary manifests, and manifests whose archive never got
+    /// published. Call only under the schedule's lock. Returns what went.
+    pub fn clear_leftovers(&self) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type()?.is_file() || !self.is_leftover(&name) {
+                continue;
+            }
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    fn is_leftover(&self, name: &str) -> bool {
+        if primitives::is_temporary_of(name, &self.name, "partial") {
+            return true;
+        }
+        // `.ARCHIVE.json.RANDOM.tmp`: a manifest being written.
+        let manifest_of_ours = |manifest_name: &str| {
+            manifest_name
+                .strip_suffix(".json")
+                .is_some_and(|archive| parse_for_schedule(archive, &self.name).is_some())
+        };
+        if let Some(target) = temporary_target(name, "tmp")
+            && manifest_of_ours(target)
+        {
+            return true;
+        }
+        // A manifest of ours whose archive is missing: written before the
+        // archive's rename, which never came.
+        manifest_of_ours(name) && {
+            let archive = self.dir.join(name.trim_end_matches(".json"));
+            archive.symlink_metadata().is_err()
+                && manifest::read_manifest(&archive).is_ok_and(|m| m.schedule == self.name)
+        }
     }
 
     /// The lock every run, hook and prune of the schedule holds.
@@ -118,7 +171,8 @@ impl History {
         self.dir.join(format!(".{}.lock", self.name))
     }
 
-    /// The schedule's archives, any format and naming mode, oldest first.
+    /// The archives named like this schedule's, any format and naming mode,
+    /// oldest first, whoever wrote them (`verify NAME` checks them all).
     pub fn list(&self) -> io::Result<Vec<ArchiveFile>> {
         let mut found = Vec::new();
         for name in archive_names(&self.dir)? {
@@ -144,9 +198,34 @@ impl History {
         Ok(found)
     }
 
-    /// The newest archive, whatever its format or naming.
+    /// The schedule's own archives: named like its archives AND with a
+    /// manifest that records this schedule and this file name. A file that
+    /// only looks like one (another schedule's, copied in, or without a
+    /// manifest) is never counted, never the newest and never pruned.
+    pub fn owned(&self) -> io::Result<Vec<ArchiveFile>> {
+        let mut owned = self.list()?;
+        owned.retain(|archive| {
+            manifest::read_manifest(&archive.path)
+                .is_ok_and(|m| m.schedule == self.name && m.archive == archive.name())
+        });
+        Ok(owned)
+    }
+
+    /// The newest of the schedule's own archives, whatever its format or
+    /// naming.
     pub fn newest(&self) -> io::Result<Option<ArchiveFile>> {
-        Ok(self.list()?.pop())
+        Ok(self.owned()?.pop())
+    }
+
+    /// The schedule's own archives stamped after `now` (beyond the
+    /// tolerance of `retention::FUTURE_TOLERANCE`): written while the clock
+    /// was wrong. Retention keeps them and
+    /// `check` reports them.
+    pub fn future(&self, now: DateTime<Utc>) -> io::Result<Vec<ArchiveFile>> {
+        let now = clock::to_local(now).naive_local() + retention::FUTURE_TOLERANCE;
+        let mut owned = self.owned()?;
+        owned.retain(|a| a.stamp.is_some_and(|stamp| stamp > now));
+        Ok(owned)
     }
 
     /// The newest archive if it is in the schedule's current format and
@@ -174,7 +253,23 @@ impl History {
                 stamp: None,
             });
         }
-        let wanted = clock::to_local(now).naive_local();
+        let now_local = clock::to_local(now).naive_local();
+        // Names only ever move forward: a run never takes a second that is
+        // before (or the same as) an archive already there, even if that
+        // name was freed by pruning, so that newer archives always sort
+        // after older ones. Archives dated in the future (a wrong clock) do
+        // not drag new names along with them.
+        let latest = self
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|a| a.stamp)
+            .filter(|stamp| *stamp <= now_local + retention::FUTURE_TOLERANCE)
+            .max();
+        let wanted = match latest {
+            Some(latest) if latest >= now_local => latest + TimeDelta::seconds(1),
+            _ => now_local,
+        };
         let stamp = (0..MAX_STAMP_SHIFT)
             .map(|shift| wanted + TimeDelta::seconds(shift))
             .find(|stamp| !self.stamp_taken(*stamp))
@@ -207,15 +302,63 @@ impl History {
         manifest::read_manifest(archive)
     }
 
-    pub fn write_manifest(&self, archive: &Path, manifest: &Manifest) -> io::Result<()> {
-        manifest::write_manifest(archive, manifest)
+    /// Publishes the finished archive `temp` as `archive` with `manifest`,
+    /// so that at every instant the file under the archive's name has a
+    /// manifest that matches it: the manifest goes first (naming also the
+    /// archive it replaces, if any), then the rename, then the manifest is
+    /// rewritten without the replaced archive. A kill at any point leaves
+    /// what `verify` accepts: the old archive, or the new one, each with a
+    /// matching manifest; at worst a manifest without archive, which
+    /// [`History::clear_leftovers`] removes.
+    pub fn publish(
+        &self,
+        temp: &Path,
+        archive: &Path,
+        mut manifest: Manifest,
+    ) -> Result<(), PublishError> {
+        manifest.previous = match manifest::read_manifest(archive) {
+            Ok(old) if archive.symlink_metadata().is_ok() => Some(old.contents()),
+            _ => None,
+        };
+        let replacing = manifest.previous.is_some();
+        manifest::write_manifest(archive, &manifest).map_err(|source| PublishError::Manifest {
+            path: manifest::manifest_path(archive),
+            source,
+        })?;
+        crash_point("manifest-written");
+        fs::rename(temp, archive)
+            .and_then(|()| primitives::sync_parent_dir(archive))
+            .map_err(|source| PublishError::Rename {
+                path: archive.to_path_buf(),
+                source,
+            })?;
+        crash_point("archive-renamed");
+        if replacing {
+            manifest.previous = None;
+            // The archive is in place and verifiable already; a failure
+            // here only leaves the replaced archive named in the manifest.
+            if let Err(error) = manifest::write_manifest(archive, &manifest) {
+                log::warn!(
+                    "cannot drop the replaced archive from {}: {error}",
+                    manifest::manifest_path(archive).display()
+                );
+            }
+        }
+        Ok(())
     }
 
-    /// Retention's verdict on the stamped archives, with `upcoming` (the
-    /// archive a run is about to write) counted as if it were there.
-    pub fn prune_plan(&self, upcoming: Option<&NextArchive>) -> io::Result<Vec<Decision>> {
+    /// Retention's verdict on the schedule's own stamped archives, judged at
+    /// `now` (the planning run's clock), with `upcoming` (the archive a run
+    /// is about to write) counted as if it were there and `just_written`
+    /// kept whatever the rules say.
+    pub fn prune_plan(
+        &self,
+        now: DateTime<Utc>,
+        upcoming: Option<&NextArchive>,
+        just_written: Option<&Path>,
+    ) -> io::Result<Vec<Decision>> {
         let mut stamped: Vec<(PathBuf, NaiveDateTime)> = self
-            .list()?
+            .owned()?
             .into_iter()
             .filter_map(|a| a.stamp.map(|stamp| (a.path, stamp)))
             .collect();
@@ -226,7 +369,11 @@ impl History {
         {
             stamped.push((path.clone(), *stamp));
         }
-        Ok(retention::plan(&stamped, &self.retention))
+        let context = PlanContext {
+            now: clock::to_local(now).naive_local(),
+            just_written,
+        };
+        Ok(retention::plan(&stamped, &self.retention, context))
     }
 
     /// Deletes what `decisions` do not keep (archive, then manifest) and
@@ -234,6 +381,55 @@ impl History {
     pub fn prune(&self, decisions: &[Decision]) -> io::Result<Vec<PathBuf>> {
         retention::apply(decisions)
     }
+}
+
+/// Why an archive could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot write the manifest {}", path.display())]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot move the archive into place as {}", path.display())]
+    Rename {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Environment variable naming a step of [`History::publish`] at which the
+/// process aborts, as if killed there: a testing aid, like
+/// `BACKUPCTL_FAKE_NOW`, that lets the tests check what a kill at each
+/// instant leaves behind.
+pub const CRASH_AT_VAR: &str = "BACKUPCTL_CRASH_AT";
+
+/// Environment variable naming a step of [`History::publish`] at which the
+/// process stops itself (SIGSTOP) until it is continued: a testing aid that
+/// lets the tests run `verify` at exactly that instant of a run.
+pub const PAUSE_AT_VAR: &str = "BACKUPCTL_PAUSE_AT";
+
+fn crash_point(step: &str) {
+    let is = |var| std::env::var_os(var).is_some_and(|v| v == step);
+    if is(CRASH_AT_VAR) {
+        std::process::abort();
+    }
+    if is(PAUSE_AT_VAR) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
+
+/// `TARGET` for a name `.TARGET.RANDOM.SUFFIX` made by
+/// [`primitives::create_temporary`].
+fn temporary_target<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
+    let rest = name
+        .strip_prefix('.')?
+        .strip_suffix(suffix)?
+        .strip_suffix('.')?;
+    let (target, _) = rest.rsplit_once('.')?;
+    primitives::is_temporary_of(name, target, suffix).then_some(target)
 }
 
 /// The file name of an archive.
@@ -365,6 +561,14 @@ mod tests {
         );
     }
 
+    /// Writes `name` in `dir` with a manifest saying it is `schedule`'s.
+    fn archive_of(dir: &Path, schedule: &str, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, b"").unwrap();
+        manifest::write_manifest(&path, &Manifest::sample(schedule, name)).unwrap();
+        path
+    }
+
     #[test]
     fn the_newest_is_by_stamp_and_a_taken_second_moves_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -378,16 +582,66 @@ mod tests {
             second.stamp.unwrap() - first.stamp.unwrap(),
             TimeDelta::seconds(1)
         );
-        fs::write(&second.path, b"").unwrap();
+        let second = archive_of(dir.path(), "n", &file_name(&second.path));
         // An older stamp written later is still older.
-        let older = dir.path().join(archive_file_name(
-            "n",
-            Format::Tar,
-            Some(stamp() - TimeDelta::days(1)),
-        ));
-        fs::write(&older, b"").unwrap();
-        let newest = history.newest().unwrap().unwrap();
-        assert_eq!(newest.path, second.path);
+        let older_name = archive_file_name("n", Format::Tar, Some(stamp() - TimeDelta::days(1)));
+        let older = archive_of(dir.path(), "n", &older_name);
+        assert_eq!(history.newest().unwrap().unwrap().path, second);
         assert_eq!(history.list().unwrap()[0].path, older);
+        // The first has no manifest: listed by name, but not owned.
+        assert_eq!(history.list().unwrap().len(), 3);
+        assert_eq!(history.owned().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_archives_whose_manifest_names_the_schedule_are_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        // `docs_20200101_000000.tar` is both the single archive of a schedule
+        // of that name and a history name of `docs`: its manifest decides.
+        archive_of(
+            dir.path(),
+            "docs_20200101_000000",
+            "docs_20200101_000000.tar",
+        );
+        archive_of(dir.path(), "docs", "docs_20250101_000000.tar");
+        let docs = history_in(dir.path(), "s;10:00;docs;keep-last=1");
+        let owned: Vec<String> = docs
+            .owned()
+            .unwrap()
+            .iter()
+            .map(ArchiveFile::name)
+            .collect();
+        assert_eq!(owned, ["docs_20250101_000000.tar"]);
+        let now = clock::parse_local("2030-01-01T00:00").unwrap();
+        let plan = docs.prune_plan(now, None, None).unwrap();
+        assert_eq!(
+            plan.len(),
+            1,
+            "the other schedule's archive is not in the plan"
+        );
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_run_are_recognised_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = history_in(dir.path(), "s;10:00;a;keep-last=1");
+        let (_, partial) =
+            primitives::create_temporary(&history.temp_base(), "partial", 0o600).unwrap();
+        let other = history_in(dir.path(), "s;10:00;a.x;keep-last=1");
+        let (_, others) =
+            primitives::create_temporary(&other.temp_base(), "partial", 0o600).unwrap();
+        let manifest_temp = dir.path().join("a_20250101_000000.tar.json");
+        let (_, manifest_temp) =
+            primitives::create_temporary(&manifest_temp, "tmp", 0o600).unwrap();
+        // A manifest whose archive never arrived, and one whose archive did.
+        let orphan = dir.path().join("a_20250102_000000.tar");
+        manifest::write_manifest(&orphan, &Manifest::sample("a", "a_20250102_000000.tar")).unwrap();
+        let kept = archive_of(dir.path(), "a", "a_20250103_000000.tar");
+        let mut removed = history.clear_leftovers().unwrap();
+        removed.sort();
+        let mut expected = vec![partial, manifest_temp, manifest::manifest_path(&orphan)];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(others.exists() && kept.exists() && manifest::manifest_path(&kept).exists());
     }
 }

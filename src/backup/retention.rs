@@ -15,6 +15,8 @@
 //! - `keep-within=D`: every archive less than D older than the newest one.
 //! - `no-keep-rule`: when only `min-keep` is set there is no rule that says
 //!   what may go, so, like restic, nothing is deleted.
+//! - `future`: an archive dated after the planning run's clock; see [`plan`].
+//! - `just-written`: the archive the planning run has just written.
 //!
 //! Stamps are the local times in the archive names; periods are calendar
 //! periods of those local times.
@@ -62,14 +64,43 @@ fn bucket_rules(rules: &Retention) -> [BucketRule; 4] {
     ]
 }
 
+/// How far past the planning run's clock a stamp may lie and still count as
+/// dated: a run that finds its second taken names its archive after the next
+/// free one, up to an hour on (see `History::next_archive`).
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// When and for which run a plan is made.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanContext<'a> {
+    /// The planning run's own time, as a local wall-clock time. Archives
+    /// stamped more than [`FUTURE_TOLERANCE`] after it were written while
+    /// the clock was wrong (or the clock is wrong now): they are kept, and
+    /// they anchor nothing.
+    pub now: NaiveDateTime,
+    /// The archive the run has just written: kept whatever the rules say.
+    pub just_written: Option<&'a Path>,
+}
+
 /// Decides for each archive (any order) whether `rules` keep it. The decisions
 /// come back oldest first.
-pub fn plan(archives: &[(PathBuf, NaiveDateTime)], rules: &Retention) -> Vec<Decision> {
+///
+/// Archives dated after `context.now` (beyond [`FUTURE_TOLERANCE`]) are kept
+/// as `future` and take no part
+/// in the rules: with them as "newest", one run made while the clock was
+/// years ahead would make every later run look old and delete its own new
+/// archive. The newest, the counts and the ages are all taken among the
+/// archives dated up to now.
+pub fn plan(
+    archives: &[(PathBuf, NaiveDateTime)],
+    rules: &Retention,
+    context: PlanContext<'_>,
+) -> Vec<Decision> {
     let mut newest_first: Vec<&(PathBuf, NaiveDateTime)> = archives.iter().collect();
     newest_first.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-    let Some(newest) = newest_first.first().map(|(_, stamp)| *stamp) else {
-        return Vec::new();
-    };
+    let (future, dated): (Vec<_>, Vec<_>) = newest_first
+        .into_iter()
+        .partition(|(_, stamp)| *stamp > context.now + FUTURE_TOLERANCE);
+    let newest = dated.first().map(|(_, stamp)| *stamp);
     let has_keep_rule = rules.keep_last.is_some()
         || rules.keep_within.is_some()
         || bucket_rules(rules)
@@ -81,46 +112,51 @@ pub fn plan(archives: &[(PathBuf, NaiveDateTime)], rules: &Retention) -> Vec<Dec
     let mut remaining: Vec<usize> = buckets.iter().map(|(_, n, _)| counted(*n)).collect();
     let mut last_period: Vec<Option<Period>> = vec![None; buckets.len()];
 
-    let mut decisions: Vec<Decision> = newest_first
+    let decide = |path: &PathBuf, stamp: NaiveDateTime, mut reasons: Vec<&str>| {
+        if context.just_written == Some(path.as_path()) {
+            reasons.push("just-written");
+        }
+        Decision {
+            path: path.clone(),
+            stamp,
+            keep: !reasons.is_empty(),
+            reasons: reasons.into_iter().map(str::to_string).collect(),
+        }
+    };
+    let mut decisions: Vec<Decision> = future
         .iter()
-        .enumerate()
-        .map(|(position, (path, stamp))| {
-            let mut reasons: Vec<&str> = Vec::new();
-            if position == 0 {
-                reasons.push("newest");
-            }
-            if position < counted(rules.min_keep) {
-                reasons.push("min-keep");
-            }
-            if !has_keep_rule {
-                reasons.push("no-keep-rule");
-            }
-            if position < counted(rules.keep_last) {
-                reasons.push("keep-last");
-            }
-            for (i, (name, _, period_of)) in buckets.iter().enumerate() {
-                let period = period_of(stamp);
-                // Newest first, so the first archive met in a period is its newest.
-                if remaining[i] > 0 && last_period[i] != Some(period) {
-                    last_period[i] = Some(period);
-                    remaining[i] -= 1;
-                    reasons.push(name);
-                }
-            }
-            if rules
-                .keep_within
-                .is_some_and(|within| newest - *stamp < within)
-            {
-                reasons.push("keep-within");
-            }
-            Decision {
-                path: path.clone(),
-                stamp: *stamp,
-                keep: !reasons.is_empty(),
-                reasons: reasons.into_iter().map(str::to_string).collect(),
-            }
-        })
+        .map(|(path, stamp)| decide(path, *stamp, vec!["future"]))
         .collect();
+    for (position, (path, stamp)) in dated.iter().enumerate() {
+        let mut reasons: Vec<&str> = Vec::new();
+        if position == 0 {
+            reasons.push("newest");
+        }
+        if position < counted(rules.min_keep) {
+            reasons.push("min-keep");
+        }
+        if !has_keep_rule {
+            reasons.push("no-keep-rule");
+        }
+        if position < counted(rules.keep_last) {
+            reasons.push("keep-last");
+        }
+        for (i, (name, _, period_of)) in buckets.iter().enumerate() {
+            let period = period_of(stamp);
+            // Newest first, so the first archive met in a period is its newest.
+            if remaining[i] > 0 && last_period[i] != Some(period) {
+                last_period[i] = Some(period);
+                remaining[i] -= 1;
+                reasons.push(name);
+            }
+        }
+        if let (Some(within), Some(newest)) = (rules.keep_within, newest)
+            && newest - *stamp < within
+        {
+            reasons.push("keep-within");
+        }
+        decisions.push(decide(path, *stamp, reasons));
+    }
     decisions.reverse();
     decisions
 }
@@ -161,6 +197,15 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
+
+    /// A plan made long after every test stamp, for no run in particular.
+    fn plan_late(archives: &[(PathBuf, NaiveDateTime)], rules: &Retention) -> Vec<Decision> {
+        let context = PlanContext {
+            now: at("2100-01-01 00:00"),
+            just_written: None,
+        };
+        plan(archives, rules, context)
+    }
 
     fn at(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap()
@@ -219,7 +264,7 @@ mod tests {
             keep_last: Some(1),
             ..Default::default()
         };
-        assert!(plan(&[], &rules).is_empty());
+        assert!(plan_late(&[], &rules).is_empty());
     }
 
     #[test]
@@ -228,7 +273,7 @@ mod tests {
             keep_last: Some(2),
             ..Default::default()
         };
-        let d = plan(&daily("2025-01-01 02:00", 4), &rules);
+        let d = plan_late(&daily("2025-01-01 02:00", 4), &rules);
         assert_eq!(kept(&d), ["01-03 02:00", "01-04 02:00"]);
         assert_eq!(reasons_of(&d, "2025-01-04 02:00"), ["newest", "keep-last"]);
         assert_eq!(reasons_of(&d, "2025-01-03 02:00"), ["keep-last"]);
@@ -237,7 +282,7 @@ mod tests {
         let mut shuffled = daily("2025-01-01 02:00", 4);
         shuffled.reverse();
         shuffled.swap(0, 2);
-        assert_eq!(plan(&shuffled, &rules), d);
+        assert_eq!(plan_late(&shuffled, &rules), d);
     }
 
     #[test]
@@ -246,7 +291,7 @@ mod tests {
             keep_within: Some(TimeDelta::minutes(1)),
             ..Default::default()
         };
-        let d = plan(&daily("2025-01-01 02:00", 3), &rules);
+        let d = plan_late(&daily("2025-01-01 02:00", 3), &rules);
         assert_eq!(kept(&d), ["01-03 02:00"]);
         assert_eq!(
             reasons_of(&d, "2025-01-03 02:00"),
@@ -268,7 +313,7 @@ mod tests {
             "2025-03-03 08:00",
             "2025-03-03 09:00",
         ]);
-        let d = plan(&a, &rules);
+        let d = plan_late(&a, &rules);
         assert_eq!(kept(&d), ["03-02 20:00", "03-03 09:00"]);
     }
 
@@ -286,7 +331,7 @@ mod tests {
             "2025-03-01 13:45",
         ]);
         assert_eq!(
-            kept(&plan(&a, &rules)),
+            kept(&plan_late(&a, &rules)),
             ["03-01 08:50", "03-01 09:30", "03-01 13:45"]
         );
     }
@@ -304,7 +349,7 @@ mod tests {
             "2024-12-30 02:00",
             "2025-01-05 02:00",
         ]);
-        assert_eq!(kept(&plan(&a, &rules)), ["12-29 02:00", "01-05 02:00"]);
+        assert_eq!(kept(&plan_late(&a, &rules)), ["12-29 02:00", "01-05 02:00"]);
     }
 
     #[test]
@@ -313,7 +358,7 @@ mod tests {
             keep_monthly: Some(3),
             ..Default::default()
         };
-        let d = plan(&daily("2025-01-20 02:00", 60), &rules);
+        let d = plan_late(&daily("2025-01-20 02:00", 60), &rules);
         assert_eq!(kept(&d), ["01-31 02:00", "02-28 02:00", "03-20 02:00"]);
     }
 
@@ -324,7 +369,7 @@ mod tests {
             ..Default::default()
         };
         // A schedule paused for a year: its last runs are all still kept.
-        let d = plan(&daily("2020-01-01 02:00", 10), &rules);
+        let d = plan_late(&daily("2020-01-01 02:00", 10), &rules);
         assert_eq!(kept(&d), ["01-08 02:00", "01-09 02:00", "01-10 02:00"]);
         // Exactly D older than the newest is outside the window (as restic).
         assert!(reasons_of(&d, "2020-01-07 02:00").is_empty());
@@ -337,7 +382,7 @@ mod tests {
             min_keep: Some(3),
             ..Default::default()
         };
-        let d = plan(&daily("2025-01-01 02:00", 5), &rules);
+        let d = plan_late(&daily("2025-01-01 02:00", 5), &rules);
         assert_eq!(kept(&d), ["01-03 02:00", "01-04 02:00", "01-05 02:00"]);
         assert_eq!(reasons_of(&d, "2025-01-03 02:00"), ["min-keep"]);
         assert_eq!(
@@ -352,7 +397,7 @@ mod tests {
             min_keep: Some(2),
             ..Default::default()
         };
-        let d = plan(&daily("2025-01-01 02:00", 4), &rules);
+        let d = plan_late(&daily("2025-01-01 02:00", 4), &rules);
         assert!(d.iter().all(|d| d.keep));
         assert_eq!(reasons_of(&d, "2025-01-01 02:00"), ["no-keep-rule"]);
     }
@@ -369,7 +414,7 @@ mod tests {
         // Two runs a day (02:00 and 14:00) from 2025-01-01 to 2025-02-14.
         let mut a = daily("2025-01-01 02:00", 45);
         a.extend(daily("2025-01-01 14:00", 45));
-        let d = plan(&a, &rules);
+        let d = plan_late(&a, &rules);
         assert_eq!(
             kept(&d),
             [
@@ -408,7 +453,7 @@ mod tests {
             keep_daily: Some(1),
             ..Default::default()
         };
-        let d = plan(&a, &rules);
+        let d = plan_late(&a, &rules);
         assert_eq!(d.iter().filter(|d| d.keep).count(), 1);
         assert!(d[1].keep, "the later name sorts as the newer one");
     }
@@ -443,7 +488,7 @@ mod tests {
                 keep_within: (next(3) == 0).then(|| TimeDelta::hours(next(200) as i64 + 1)),
                 min_keep: pick(next(6)),
             };
-            let d = plan(&archives, &rules);
+            let d = plan_late(&archives, &rules);
             assert_eq!(d.len(), count);
             assert!(
                 d.windows(2).all(|w| w[0].stamp <= w[1].stamp),
@@ -490,7 +535,7 @@ mod tests {
             keep_last: Some(1),
             ..Default::default()
         };
-        let deleted = apply(&plan(&a, &rules)).unwrap();
+        let deleted = apply(&plan_late(&a, &rules)).unwrap();
         assert_eq!(deleted, [a[0].0.clone()]);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -506,7 +551,7 @@ mod tests {
             ]
         );
         // Running it again finds nothing more to do.
-        assert!(apply(&plan(&a[1..], &rules)).unwrap().is_empty());
+        assert!(apply(&plan_late(&a[1..], &rules)).unwrap().is_empty());
     }
 
     #[test]

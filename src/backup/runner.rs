@@ -14,15 +14,15 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::history::{ArchiveFile, History, NextArchive, NoFreeName};
+use super::history::{ArchiveFile, History, NextArchive, NoFreeName, PublishError};
 use super::lock::ScheduleLock;
 use super::retention::Decision;
 use crate::archive::manifest::{Manifest, SkippedFile};
-use crate::archive::{self, ArchiveError, ArchiveJob, ArchiveReport, Watch};
+use crate::archive::{self, ArchiveError, ArchiveJob, ArchiveReport, Exclusions, Watch};
 use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, RunState};
-use crate::primitives::{error_chain, human_bytes};
+use crate::primitives::{self, error_chain, human_bytes};
 use crate::store::Schedule;
 
 /// Why a run did not produce an archive.
@@ -34,12 +34,11 @@ pub enum RunError {
         #[source]
         source: ArchiveError,
     },
-    #[error("backup failed for {schedule_source}: cannot write the manifest {}", path.display())]
-    Manifest {
+    #[error("backup failed for {schedule_source}")]
+    Publish {
         schedule_source: String,
-        path: PathBuf,
         #[source]
-        source: io::Error,
+        source: PublishError,
     },
     #[error("backup failed for {schedule_source}")]
     NoFreeName {
@@ -119,35 +118,64 @@ fn run_locked(
     request: &RunRequest<'_>,
 ) -> Result<RunOutcome, RunError> {
     let history = History::of(home, schedule);
-    let temp = history.temp_path();
-    // Under the lock, a temporary file can only be a leftover of a killed run.
-    match fs::remove_file(&temp) {
-        Ok(()) => log::warn!(
-            "removed {} left by an interrupted run",
-            home.display_path(&temp)
+    // Under the lock, these can only be leftovers of a killed run.
+    match history.clear_leftovers() {
+        Ok(removed) => {
+            for path in removed {
+                log::warn!(
+                    "removed {} left by an interrupted run of {}",
+                    home.display_path(&path),
+                    schedule.name
+                );
+            }
+        }
+        Err(e) => log::warn!(
+            "cannot clear what an interrupted run of {} left in {}: {e}",
+            schedule.name,
+            home.display_path(history.dir())
         ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("cannot remove {}: {e}", home.display_path(&temp)),
     }
     let source = home.resolve_source(&schedule.source);
+    let exclude = Exclusions::for_source(&source, &own_files(home));
     if schedule.options.if_changed
-        && let Some(since) = unchanged_since(&history, schedule, &source)
+        && let Some(since) = unchanged_since(&history, schedule, &source, &exclude)
     {
         return Ok(RunOutcome::Unchanged { since });
     }
     let NextArchive { path: archive, .. } = next_archive(&history, schedule, request.now)?;
+    let archive_error = |source| RunError::Archive {
+        schedule_source: schedule.source.clone(),
+        source,
+    };
+    let (file, temp) = primitives::create_temporary(&history.temp_base(), "partial", 0o600)
+        .map_err(|source| {
+            archive_error(ArchiveError::Write {
+                path: archive.clone(),
+                source,
+            })
+        })?;
+    let temp = TempFile(Some(temp));
     let job = ArchiveJob {
         source: &source,
         destination: &archive,
-        temp: &temp,
         format: schedule.options.format,
         level: schedule.options.effective_level(),
+        exclude: &exclude,
         watch: request.watch,
     };
-    let report = archive::write_archive(&job).map_err(|source| RunError::Archive {
-        schedule_source: schedule.source.clone(),
-        source,
-    })?;
+    let report = archive::write_archive(&job, file).map_err(archive_error)?;
+    if !report.left_out.is_empty() {
+        let shown: Vec<String> = report
+            .left_out
+            .iter()
+            .map(|p| home.display_path(p))
+            .collect();
+        log::info!(
+            "{}: left out of the archive (backupctl's own files, pseudo-filesystems): {}",
+            schedule.name,
+            shown.join(", ")
+        );
+    }
     let state = if report.skipped.is_empty() {
         RunState::Ok
     } else {
@@ -155,16 +183,16 @@ fn run_locked(
     };
     let manifest = manifest_for(schedule, &archive, &report, state, request.now);
     history
-        .write_manifest(&archive, &manifest)
-        .map_err(|source| RunError::Manifest {
+        .publish(temp.path(), &archive, manifest)
+        .map_err(|source| RunError::Publish {
             schedule_source: schedule.source.clone(),
-            path: crate::archive::manifest::manifest_path(&archive),
             source,
         })?;
+    temp.keep();
     // Pruning only ever follows a new archive that is in place with its
     // manifest; a failed run returned above.
     let pruned = if history.keeps_history() {
-        prune(home, &history)
+        prune(home, &history, request.now, &archive)
     } else {
         Vec::new()
     };
@@ -174,6 +202,41 @@ fn run_locked(
         state,
         pruned,
     }))
+}
+
+/// The home's files no source may archive, should it contain the home:
+/// archives (which would double at every run), logs, the state file, locks
+/// and the pidfile.
+fn own_files(home: &Home) -> Vec<PathBuf> {
+    vec![
+        home.backups_dir(),
+        home.logs_dir(),
+        home.state_file(),
+        home.state_lock(),
+        home.schedules_lock(),
+        home.pidfile(),
+    ]
+}
+
+/// Removes the temporary archive when dropped, unless it was published.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 fn next_archive(
@@ -202,8 +265,9 @@ pub fn plan_run(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<
 fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
     let history = History::of(home, schedule);
     let source = home.resolve_source(&schedule.source);
+    let exclude = Exclusions::for_source(&source, &own_files(home));
     let unchanged_since = if schedule.options.if_changed {
-        unchanged_since(&history, schedule, &source).map(|a| a.path)
+        unchanged_since(&history, schedule, &source, &exclude).map(|a| a.path)
     } else {
         None
     };
@@ -211,7 +275,7 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     let decisions = if next.stamp.is_some() && unchanged_since.is_none() {
         // Retention judges the archives as they would be after the run.
         history
-            .prune_plan(Some(&next))
+            .prune_plan(now, Some(&next), Some(&next.path))
             .map_err(|source| RunError::List {
                 path: history.dir().to_path_buf(),
                 source,
@@ -230,10 +294,19 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
 
 /// Applies retention to the schedule's archives. A failure here does not undo
 /// the good archive just written: it is logged, and the next run retries.
-fn prune(home: &Home, history: &History) -> Vec<PathBuf> {
+fn prune(home: &Home, history: &History, now: DateTime<Utc>, written: &Path) -> Vec<PathBuf> {
     let deleted = history
-        .prune_plan(None)
-        .and_then(|decisions| history.prune(&decisions));
+        .prune_plan(now, None, Some(written))
+        .and_then(|decisions| {
+            for future in decisions.iter().filter(|d| d.reasons.iter().any(|r| r == "future")) {
+                log::warn!(
+                    "{} is dated after this run's clock ({}): kept, and left out of the age rules; was the clock wrong when it was written?",
+                    home.display_path(&future.path),
+                    clock::to_local(now).format("%d/%m/%Y %H:%M:%S")
+                );
+            }
+            history.prune(&decisions)
+        });
     match deleted {
         Ok(deleted) => deleted,
         Err(error) => {
@@ -250,13 +323,18 @@ fn prune(home: &Home, history: &History) -> Vec<PathBuf> {
 /// The newest archive whose manifest records a complete run of the same
 /// source with the tree's current fingerprint. An archive without a manifest,
 /// or a partial one, never counts: the run goes ahead.
-fn unchanged_since(history: &History, schedule: &Schedule, source: &Path) -> Option<ArchiveFile> {
+fn unchanged_since(
+    history: &History,
+    schedule: &Schedule,
+    source: &Path,
+    exclude: &Exclusions,
+) -> Option<ArchiveFile> {
     let (archive, manifest) = history.newest_current()?;
     let comparable = manifest.state == RunState::Ok && manifest.source == schedule.source;
     if !comparable || archive::check_source(source).is_err() {
         return None;
     }
-    let current = archive::fingerprint_tree(source);
+    let current = archive::fingerprint_tree(source, exclude);
     (current == manifest.fingerprint).then_some(archive)
 }
 
@@ -294,6 +372,7 @@ fn manifest_for(
         duration_seconds: report.duration.as_secs_f64(),
         backupctl_version: env!("CARGO_PKG_VERSION").to_string(),
         fingerprint: report.fingerprint.clone(),
+        previous: None,
     }
 }
 

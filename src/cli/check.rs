@@ -6,7 +6,7 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::{Context, print_lines};
-use crate::backup::History;
+use crate::backup::{History, retention};
 use crate::clock::log_stamp;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
@@ -57,19 +57,30 @@ where
     }
 }
 
-/// When `schedule` last wrote an archive: the state file, or else the newest
-/// archive's modification time, whichever is later.
-fn last_success(home: &Home, states: &RunStates, schedule: &Schedule) -> Option<DateTime<Utc>> {
+/// When `schedule` last wrote an archive: the state file, or else its own
+/// archives' modification times, whichever is later, ignoring times after
+/// `now` (a success dated in the future, when the clock was wrong, proves
+/// nothing about now).
+fn last_success(
+    home: &Home,
+    states: &RunStates,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let plausible = |t: &DateTime<Utc>| *t <= now + retention::FUTURE_TOLERANCE;
     let recorded = states
         .schedules
         .get(&schedule.name)
         .and_then(|s| s.last_success.as_ref())
-        .map(|r| r.started);
+        .map(|r| r.started)
+        .filter(plausible);
     let archived = History::of(home, schedule)
-        .newest()
-        .ok()
-        .flatten()
-        .map(|newest| DateTime::<Utc>::from(newest.modified));
+        .owned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|archive| DateTime::<Utc>::from(archive.modified))
+        .filter(plausible)
+        .max();
     recorded.max(archived)
 }
 
@@ -108,7 +119,10 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             );
             continue;
         };
-        let last = last_success(&ctx.home, &states, schedule);
+        let last = last_success(&ctx.home, &states, schedule, now);
+        if let Some(problem) = future_archives(ctx, schedule, now) {
+            problems.push(problem);
+        }
         match judge(schedule, last, now, args.max_age, &ctx.zone) {
             Verdict::Fresh => fresh += 1,
             Verdict::Never => problems.push(format!("{}: never backed up", schedule.name)),
@@ -130,6 +144,30 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     log::warn!("Check failed: {}", problems.join("; "));
     print_lines(problems)?;
     Ok(ExitCode::Failure)
+}
+
+/// Says so when the schedule has archives dated after `now`: retention
+/// keeps them (they cannot anchor its rules) until the clock passes them.
+fn future_archives(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Option<String> {
+    let future = History::of(&ctx.home, schedule).future(now).ok()?;
+    let newest = future.last()?;
+    Some(format!(
+        "{}: {} {} dated after the current time (newest {}); retention keeps {} until then: was the clock wrong when {} written?",
+        schedule.name,
+        future.len(),
+        if future.len() == 1 {
+            "archive"
+        } else {
+            "archives"
+        },
+        newest.name(),
+        if future.len() == 1 { "it" } else { "them" },
+        if future.len() == 1 {
+            "it was"
+        } else {
+            "they were"
+        },
+    ))
 }
 
 /// `3d 4h`, `2h 5m`, `45m`.

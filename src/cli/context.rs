@@ -109,8 +109,7 @@ impl Context {
         global: &GlobalArgs,
         command: &Command,
     ) -> Result<Self, Error> {
-        let clock: Arc<dyn Clock> =
-            Arc::from(clock::from_env().map_err(|message| Error::BadFakeNow { message })?);
+        let clock: Arc<dyn Clock> = Arc::from(clock::from_env()?);
         let home = Home::resolve(global.home.as_deref()).map_err(Error::CurrentDir)?;
         let store = Store::new(home.schedules_file(), home.schedules_lock());
         let log = log_plan(&home, Some(command), global.rotation());

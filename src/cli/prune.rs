@@ -62,7 +62,7 @@ fn prune_schedule(ctx: &Context, schedule: &Schedule, dry_run: bool) -> Result<(
     let history = History::of(&ctx.home, schedule);
     let dir = history.dir();
     let decisions = history
-        .prune_plan(None)
+        .prune_plan(ctx.clock.now(), None, None)
         .map_err(|e| Error::io("list", dir, e))?;
     let doomed = decisions.iter().filter(|d| !d.keep).count();
     if dry_run {

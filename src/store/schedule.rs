@@ -231,7 +231,16 @@ pub fn parse_time(text: &str) -> Result<Timing, ScheduleError> {
     }
 }
 
-/// A backup name must be usable as a plain file name in `backups/`.
+/// Endings of the files backupctl keeps in `backups/`: a name ending so
+/// would be taken for one of them (`verify x.tar` would mean two things).
+const RESERVED_ENDINGS: [&str; 9] = [
+    ".tar", ".tar.gz", ".tar.zst", ".json", ".partial", ".tmp", ".lock", ".log", ".pid",
+];
+
+/// A backup name must be usable as a plain file name in `backups/`, and no
+/// file of its schedule may be mistaken for another schedule's: `docs_20200101_000000`
+/// would own `docs_20200101_000000.tar`, which is also a history name of
+/// `docs`; `x.tar.json` would look like the manifest of `x.tar`.
 pub fn validate_name(name: &str) -> Result<&str, ScheduleError> {
     let why = if name.is_empty() {
         return Err(ScheduleError::EmptyName);
@@ -245,6 +254,10 @@ pub fn validate_name(name: &str) -> Result<&str, ScheduleError> {
         "starts with '.' (hidden names are kept for temporary files)"
     } else if name.len() > MAX_NAME_LEN {
         "is longer than 200 bytes"
+    } else if has_history_suffix(name) {
+        "ends like a history archive's time stamp (_YYYYMMDD_HHMMSS); its archives would be taken for another schedule's"
+    } else if RESERVED_ENDINGS.iter().any(|ending| name.ends_with(ending)) {
+        "ends like one of backupctl's own files (.tar, .tar.gz, .tar.zst, .json, .partial, .tmp, .lock, .log, .pid)"
     } else {
         return Ok(name);
     };
@@ -252,6 +265,19 @@ pub fn validate_name(name: &str) -> Result<&str, ScheduleError> {
         name: name.to_string(),
         why,
     })
+}
+
+/// True for `…_YYYYMMDD_HHMMSS`, the stamp of a history archive's name.
+fn has_history_suffix(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() >= 16
+        && bytes[bytes.len() - 16..]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| match i {
+                0 | 9 => *b == b'_',
+                _ => b.is_ascii_digit(),
+            })
 }
 
 #[cfg(test)]
@@ -295,14 +321,46 @@ mod tests {
 
     #[test]
     fn names_must_be_plain_file_names() {
-        for bad in [".", "..", "a/b", "a\nb", ".hidden", &"x".repeat(201)] {
+        let long = "x".repeat(201);
+        let bad_names = [
+            ".",
+            "..",
+            "a/b",
+            "a\nb",
+            ".hidden",
+            &long,
+            // Names whose files another schedule's would be taken for.
+            "docs_20200101_000000",
+            "x_19991231_235959",
+            "a.tar",
+            "a.tar.gz",
+            "a.tar.zst",
+            "x.tar.json",
+            "x.partial",
+            "x.tmp",
+            "x.lock",
+            "x.log",
+            "x.pid",
+        ];
+        for bad in bad_names {
             let line = format!("p;10:00;{bad}");
             assert!(
                 matches!(Schedule::parse(&line), Err(ScheduleError::BadName { .. })),
                 "{bad:?} accepted"
             );
         }
-        assert!(Schedule::parse("p;10:00;ok-name_1.x").is_ok());
+        for good in [
+            "ok-name_1.x",
+            "docs_2020",
+            "docs_20200101",
+            "a.tarball",
+            "x_2020010_000000",
+        ] {
+            assert!(
+                Schedule::parse(&format!("p;10:00;{good}")).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]

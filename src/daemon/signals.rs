@@ -63,14 +63,28 @@ impl Shutdown {
                     let wake = if signal == SIGHUP {
                         Wake::Hangup
                     } else {
-                        let again = thread_stop
-                            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
-                            .is_err();
-                        if again || first == FirstSignal::Abort {
+                        // Only this thread writes the flags. The signal is
+                        // logged before they are set, so nothing it causes
+                        // (an abort, the daemon's exit) is logged before it;
+                        // the notice comes after, so that `on_stop` sees
+                        // either the flags or the notice, never neither.
+                        let again = thread_stop.load(Ordering::SeqCst) != 0;
+                        let phase = if again || first == FirstSignal::Abort {
+                            StopPhase::Aborting
+                        } else {
+                            StopPhase::Stopping
+                        };
+                        if first == FirstSignal::Graceful {
+                            log_stop_signal(signal, again);
+                        }
+                        if !again {
+                            thread_stop.store(signal, Ordering::SeqCst);
+                        }
+                        if phase == StopPhase::Aborting {
                             thread_abort.store(true, Ordering::SeqCst);
                         }
                         if first == FirstSignal::Graceful {
-                            announce(signal, again, &thread_notice);
+                            tell(phase, &thread_notice);
                         }
                         Wake::Stop
                     };
@@ -132,20 +146,22 @@ impl Shutdown {
     }
 }
 
-/// Logs a stop signal of the daemon as it arrives and tells the notice.
-fn announce(signal: i32, again: bool, notice: &Mutex<Option<StopNotice>>) {
+/// Logs a stop signal of the daemon as it arrives.
+fn log_stop_signal(signal: i32, again: bool) {
     let name = if signal == SIGINT {
         "SIGINT"
     } else {
         "SIGTERM"
     };
-    let phase = if again {
+    if again {
         log::info!("{name} received again: aborting the backups in progress");
-        StopPhase::Aborting
     } else {
         log::info!("{name} received: stopping after the backups in progress");
-        StopPhase::Stopping
-    };
+    }
+}
+
+/// Tells the notice, if one is installed yet, of the phase a stop signal began.
+fn tell(phase: StopPhase, notice: &Mutex<Option<StopNotice>>) {
     if let Some(notice) = notice.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         notice(phase);
     }

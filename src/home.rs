@@ -76,6 +76,12 @@ impl Home {
         self.root.join("backup_service.pid")
     }
 
+    /// Lock file held by `stop` while it signals the daemon, so that two
+    /// `stop`s at once send one SIGTERM, not two (which would abort).
+    pub fn stop_lock(&self) -> PathBuf {
+        self.root.join(".backup_service.stop.lock")
+    }
+
     /// A schedule's source as typed: absolute paths stay, relative ones are
     /// taken from the home, wherever the command or the daemon runs from.
     pub fn resolve_source(&self, source: &str) -> PathBuf {

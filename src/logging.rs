@@ -8,7 +8,8 @@
 //! (`.1` becomes `.2`, …) and only [`Rotation::keep`] old files are kept.
 //! Every line is written to the file now at the log's path: a log moved away
 //! (by logrotate) or rotated by another process is followed at the next line,
-//! and [`reopen`] (SIGHUP) forces a fresh open.
+//! and [`reopen`] (SIGHUP) forces a fresh open. A log is never opened
+//! through a symlink, and one we create is mode 0640, not world-readable.
 //!
 //! Why not the `file-rotate` crate: it assumes one writer that owns the file,
 //! while here several processes append to one log (the service and each
@@ -17,7 +18,7 @@
 //! path is still ours, which file-rotate has no place for.
 
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
+/// Logs name files and sources: readable by the owner's group, not by all.
+pub const LOG_MODE: u32 = 0o640;
+
+/// Opens (creating if needed) the log at `path` and closes it again: lets a
+/// process find out whether it can log before it depends on it.
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    primitives::open_append(path, LOG_MODE).map(drop)
+}
+
 static REOPEN_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// Makes the log file be opened afresh before the next line (SIGHUP).
@@ -108,10 +118,7 @@ impl LogFile {
     }
 
     fn open_path(&self) -> io::Result<File> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        primitives::open_append(&self.path, LOG_MODE)
     }
 
     /// True when our file is no longer the one at the path.

@@ -102,15 +102,38 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     Ok(file)
 }
 
-/// Opens `path` for appending (a log), creating it with `mode` if needed,
-/// never through a symlink.
+/// Opens `path` for appending (a log), never through a symlink. A file we
+/// create gets `mode` exactly, whatever the umask; an existing one keeps its
+/// own.
 pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(mode)
-        .custom_flags(libc_flags::NOFOLLOW)
-        .open(path)
+    for _ in 0..4 {
+        let existing = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc_flags::NOFOLLOW)
+            .open(path);
+        match existing {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other.map_err(explain_symlink),
+        }
+        match create_new(path, mode) {
+            // create_new opened it for writing at offset 0: it is empty, so
+            // appending from there is the same.
+            Ok(file) => return Ok(file),
+            // Created by someone else meanwhile: open theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(explain_symlink(e)),
+        }
+    }
+    Err(io::Error::other("the file keeps appearing and vanishing"))
+}
+
+/// `ELOOP` from an `O_NOFOLLOW` open means the name is a symlink: say so.
+fn explain_symlink(error: io::Error) -> io::Error {
+    if error.raw_os_error() == Some(nix::libc::ELOOP) {
+        io::Error::new(error.kind(), "it is a symbolic link; refusing to follow it")
+    } else {
+        error
+    }
 }
 
 mod libc_flags {

@@ -7,7 +7,10 @@ use std::process::Command;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{PIDFILE, Service, TestEnv, alive, eventually, foreground_stderr};
+use crate::support::{
+    PIDFILE, SIGTERM_AGAIN, SIGTERM_STOPPING, Service, TestEnv, alive, eventually,
+    foreground_stderr, foreground_stderr_of,
+};
 
 #[test]
 fn start_returns_with_the_daemon_running_and_stop_waits_for_it() {
@@ -154,7 +157,10 @@ fn the_foreground_service_runs_what_is_due_and_stops_on_sigterm() {
                 .args(args.iter())
                 .stderr_pattern(foreground_stderr(&env, "06/05/2024", &logged)),
         );
-        eventually("the archive", || env.path("backups/docs.tar").exists());
+        // The service logs a SIGTERM when it arrives: stopped once the
+        // backup is logged, so that the SIGTERM comes after it.
+        service.wait_for_log("Backup done for docs in backups/docs.tar");
+        assert!(env.path("backups/docs.tar").exists());
         assert_eq!(
             service.pid(),
             service.process().pid(),
@@ -167,7 +173,7 @@ fn the_foreground_service_runs_what_is_due_and_stops_on_sigterm() {
             assert!(log.iter().any(|l| l == line), "{program} {args:?}: {log:?}");
         }
         assert!(
-            log.iter().any(|l| l == "SIGTERM received: stopping"),
+            log.iter().any(|l| l == SIGTERM_STOPPING),
             "{program} {args:?}: {log:?}"
         );
         assert!(
@@ -194,21 +200,26 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
     );
     let mut service = Service::foreground(
         &env,
-        env.service::<&str>([])
-            .stderr_pattern(foreground_stderr(&env, "06/05/2024", &[&failure])),
+        env.service::<&str>([]).stderr_pattern(foreground_stderr_of(
+            &env,
+            "06/05/2024",
+            &[SIGTERM_STOPPING, SIGTERM_AGAIN, &failure],
+        )),
     );
     eventually("the partial archive", || {
         !env.partial_archives("big").is_empty()
     });
     // The first SIGTERM asks for a graceful stop, which would wait for the
     // backup; a second aborts it. Two signals that land before the daemon
-    // takes the first merge into one, so rather than guess how long to wait
-    // between them, keep signalling until the daemon leaves.
+    // takes the first merge into one, so the second is sent once the daemon
+    // has logged the first.
     service.signal(Signal::SIGTERM);
-    eventually("the daemon to abort and exit", || {
-        service.signal(Signal::SIGTERM);
-        !service.process().is_running()
-    });
+    service.wait_for_log(SIGTERM_STOPPING);
+    assert!(
+        !env.partial_archives("big").is_empty(),
+        "the backup ended before the second SIGTERM"
+    );
+    service.signal(Signal::SIGTERM);
     service.wait();
     assert_eq!(env.partial_archives("big"), Vec::<String>::new());
     assert!(!env.path("backups/big.tar").exists());

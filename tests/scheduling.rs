@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{Service, TestEnv, eventually, foreground_stderr, signal_pending};
+use crate::support::{
+    SIGTERM_STOPPING, Service, TestEnv, eventually, foreground_stderr, foreground_stderr_of,
+    signal_pending,
+};
 
 fn set_mtime(path: &std::path::Path, t: SystemTime) {
     let file = OpenOptions::new().write(true).open(path).unwrap();
@@ -326,11 +329,12 @@ fn a_stop_lets_the_queued_runs_of_the_cycle_finish_in_order() {
     }
     let mut service = Service::foreground(
         &env,
-        env.service::<&str>([]).stderr_pattern(foreground_stderr(
+        env.service::<&str>([]).stderr_pattern(foreground_stderr_of(
             &env,
             "02/01/2030",
             &[
                 "Running before hook of one: sh hold-one.sh",
+                SIGTERM_STOPPING,
                 "Backup done for data in backups/one.tar ([..])",
                 "Backup done for data in backups/two.tar ([..])",
                 "Backup done for data in backups/three.tar ([..])",
@@ -338,13 +342,14 @@ fn a_stop_lets_the_queued_runs_of_the_cycle_finish_in_order() {
         )),
     );
     // Stopped while "one" runs and the others wait in the queue: "one" is
-    // held by its hook until the daemon has taken the signal.
+    // held by its hook until the daemon has taken (and logged) the signal.
     env.wait_for_hook("one");
     service.signal(Signal::SIGTERM);
     let pid = service.pid();
     eventually("the daemon to take SIGTERM", || {
         !signal_pending(pid, Signal::SIGTERM)
     });
+    service.wait_for_log(SIGTERM_STOPPING);
     env.release_hook("one");
     service.wait();
     let done: Vec<String> = env
@@ -385,13 +390,12 @@ fn catch_up_runs_a_missed_schedule_once_at_start() {
             ],
         )),
     );
-    eventually("the catch-up run", || {
-        env.path("backups/nightly.tar").exists()
-    });
-    // `frequent` is due at 12:00 itself, which is a normal run.
-    eventually("the 12:00 run", || {
-        env.path("backups/frequent.tar").exists()
-    });
+    service.wait_for_log("Backup done for data in backups/nightly.tar");
+    // `frequent` is due at 12:00 itself, which is a normal run. Stopped once
+    // it is logged, so that the SIGTERM (logged when it arrives) comes after.
+    service.wait_for_log("Backup done for data in backups/frequent.tar");
+    assert!(env.path("backups/nightly.tar").exists());
+    assert!(env.path("backups/frequent.tar").exists());
     service.stop();
     let log = env.log_messages("backup_service.log");
     let catch_ups: Vec<_> = log
@@ -417,7 +421,7 @@ fn sighup_reopens_a_log_that_was_moved_away() {
         env.service::<&str>([])
             .stderr_contains("] backup_service started (pid ")
             .stderr_contains("] SIGHUP received: log files reopened, 0 schedules loaded\n")
-            .stderr_contains("] SIGTERM received: stopping\n"),
+            .stderr_contains(format!("] {SIGTERM_STOPPING}\n")),
     );
     service.wait_for_log("backup_service started");
     fs::rename(

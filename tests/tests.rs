@@ -11,5 +11,6 @@ mod manager;
 mod ops;
 mod scheduling;
 mod spec;
+mod trust_daemon;
 mod trust_history;
 mod trust_store;

@@ -12,6 +12,7 @@ use crate::clock::{self, Clock};
 use crate::error::Error;
 use crate::home::Home;
 use crate::logging::{self, LogTarget, Rotation};
+use crate::primitives::error_chain;
 use crate::store::Store;
 
 /// What every subcommand gets.
@@ -28,6 +29,9 @@ pub struct Context {
     pub zone: chrono::Local,
     /// Where this command's event log goes.
     pub log: LogPlan,
+    /// The command only reads the home: it creates no directory in it, and
+    /// runs without a log when the log cannot be opened.
+    pub read_only: bool,
     /// Whether stdout is a terminal.
     pub stdout_is_terminal: bool,
     /// Whether stderr is a terminal (`run` draws its progress bar there).
@@ -83,6 +87,20 @@ pub fn log_plan(home: &Home, command: Option<&Command>, rotation: Rotation) -> L
     }
 }
 
+/// The commands that only read the home (`restore` writes elsewhere).
+pub fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::List(_)
+            | Command::Backups(_)
+            | Command::Status(_)
+            | Command::Check(_)
+            | Command::Verify(_)
+            | Command::Restore(_)
+            | Command::Next(_)
+    )
+}
+
 impl Context {
     /// Resolves what `command` needs from the global options and the
     /// environment. Touches no file.
@@ -102,22 +120,57 @@ impl Context {
             clock,
             zone: chrono::Local,
             log,
+            read_only: reads_only(command),
             stdout_is_terminal: std::io::stdout().is_terminal(),
             stderr_is_terminal: std::io::stderr().is_terminal(),
         })
     }
 
-    /// Opens the log when the cli is the one to open it, creating the home's
-    /// layout first.
+    /// Opens the log when the cli is the one to open it. A command that
+    /// writes creates the home's layout first. One that only reads creates
+    /// at most `logs/` inside an existing home, for its log line, so that it
+    /// works in a home it may not write to; and for it a log that cannot be
+    /// opened (a read-only home, a symlink planted at its name) is no reason
+    /// to refuse: it says so in one warning line on stderr and runs without.
     pub fn open_log(&self) -> Result<(), Error> {
         let LogPlan::Cli(log) = &self.log else {
             return Ok(());
         };
-        self.home
-            .ensure_layout()
-            .map_err(|e| Error::io("create", self.home.root(), e))?;
-        logging::init(log.target(), self.clock.clone())
-            .map_err(|e| Error::io("open log file", &log.path, e))
+        let warn = |error: Error| {
+            eprintln!(
+                "{}: warning: {}; not logging",
+                self.program,
+                error_chain(&error)
+            );
+        };
+        if !self.read_only {
+            self.home
+                .ensure_layout()
+                .map_err(|e| Error::io("create", self.home.root(), e))?;
+        } else if let Err(e) = create_dir_if_missing(&self.home.logs_dir()) {
+            warn(Error::io(
+                "create",
+                self.home.display_path(&self.home.logs_dir()),
+                e,
+            ));
+            return Ok(());
+        }
+        if let Err(e) = logging::init(log.target(), self.clock.clone()) {
+            warn(Error::io(
+                "open log file",
+                self.home.display_path(&log.path),
+                e,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` (never its parents) unless it exists.
+fn create_dir_if_missing(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
     }
 }
 

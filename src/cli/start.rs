@@ -18,11 +18,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Args {}
 
 pub fn run(_args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
-    if let DaemonState::Running { pid, .. } = daemon::state(&ctx.home)? {
-        return Err(DaemonError::AlreadyRunning {
-            pid: pid.to_string(),
+    match daemon::state(&ctx.home)? {
+        DaemonState::Running { pid, .. } => {
+            return Err(DaemonError::AlreadyRunning {
+                pid: pid.to_string(),
+            }
+            .into());
         }
-        .into());
+        DaemonState::Foreign { pid, why } => return Err(DaemonError::Foreign { pid, why }.into()),
+        DaemonState::NotRunning { .. } => {}
     }
     let exe =
         std::env::current_exe().map_err(|e| Error::io("find", "the backupctl executable", e))?;

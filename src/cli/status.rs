@@ -64,6 +64,16 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             pid: Some(pid),
             since: Some(rfc3339(since.into())),
         },
+        DaemonState::Foreign { pid, why } => {
+            let error = error_chain(&daemon::DaemonError::Foreign { pid, why });
+            eprintln!("{}: warning: {error}", ctx.program);
+            log::warn!("{error}");
+            Service {
+                running: false,
+                pid: None,
+                since: None,
+            }
+        }
         DaemonState::NotRunning { .. } => Service {
             running: false,
             pid: None,

@@ -173,8 +173,8 @@ fn run_loop<Tz: TimeZone>(
         }
         // A stop lets the runs already queued finish before it is acknowledged.
         finish_queue_if_stopping(queue, shutdown);
-        if let Some(signal) = shutdown.stop_signal() {
-            log::info!("{signal} received: stopping");
+        // The signal was logged when it arrived (signals.rs).
+        if shutdown.stop_requested() {
             break;
         }
         let before = clock.now();
@@ -257,18 +257,78 @@ impl Cycle<'_> {
         Tz::Offset: Copy,
     {
         let last_runs = woke_from_sleep.then(|| LastRuns::read(self.home));
-        for schedule in self.schedules() {
-            let last = last_runs.as_ref().and_then(|l| l.of(self.home, &schedule));
-            let decision = scheduler::decide(
-                &schedule.timing,
-                schedule.options.catch_up,
-                window,
-                woke_from_sleep,
-                last,
-                zone,
-            );
+        let decided: Vec<(Schedule, Decision)> = self
+            .schedules()
+            .into_iter()
+            .map(|schedule| {
+                let last = last_runs.as_ref().and_then(|l| l.of(self.home, &schedule));
+                let decision = scheduler::decide(
+                    &schedule.timing,
+                    schedule.options.catch_up,
+                    window,
+                    woke_from_sleep,
+                    last,
+                    zone,
+                );
+                (schedule, decision)
+            })
+            .collect();
+        for (schedule, decision) in self.fire_once(window, decided) {
             self.act(schedule, decision);
         }
+    }
+
+    /// Drops the runs a previous service already fired for this window's
+    /// minutes (stopped and started again within a minute), and notes the
+    /// others in the state file before they are queued.
+    fn fire_once(
+        &self,
+        window: &Window,
+        decided: Vec<(Schedule, Decision)>,
+    ) -> Vec<(Schedule, Decision)> {
+        if !decided.iter().any(|(_, d)| *d == Decision::Run) {
+            return decided;
+        }
+        let file = StateFile::new(self.home.state_file(), self.home.state_lock());
+        let states = file.load().unwrap_or_else(|error| {
+            log::warn!(
+                "{}; cannot tell which schedules already ran this minute",
+                error_chain(&error)
+            );
+            Default::default()
+        });
+        let fired_here = |name: &str| {
+            states
+                .schedules
+                .get(name)
+                .and_then(|s| s.last_fired)
+                .is_some_and(|minute| window.after < minute && minute <= window.upto)
+        };
+        let mut kept = Vec::with_capacity(decided.len());
+        let mut firing = Vec::new();
+        for (schedule, decision) in decided {
+            if decision == Decision::Run {
+                if fired_here(&schedule.name) {
+                    log::info!(
+                        "backup of {} for {} skipped: it was started for that minute already",
+                        schedule.name,
+                        log_stamp(window.upto)
+                    );
+                    continue;
+                }
+                firing.push(schedule.name.clone());
+            }
+            kept.push((schedule, decision));
+        }
+        if !firing.is_empty()
+            && let Err(error) = file.record_fired(&firing, window.upto)
+        {
+            log::warn!(
+                "{}; a restart within this minute would run these schedules again",
+                error_chain(&error)
+            );
+        }
+        kept
     }
 
     fn act(&self, schedule: Schedule, decision: Decision) {

@@ -1,6 +1,8 @@
 //! The run state, `.backupctl-state.json` in the home: for each schedule, its
 //! last run (when, how it ended, which archive) and its last successful run.
 //! `status`, `check` and the daemon's catch-up read it; every run updates it.
+//! The service also notes the minute it last fired each schedule for, so a
+//! restart within that minute does not fire it again.
 //!
 //! Like the schedule store, it is never modified in place: a writer takes an
 //! exclusive lock on `.backupctl-state.lock`, reads the file, writes a
@@ -47,6 +49,10 @@ pub struct ScheduleState {
     pub last_run: Option<RunRecord>,
     /// The last run that wrote an archive (`ok` or `partial`).
     pub last_success: Option<RunRecord>,
+    /// The last minute (its start, UTC) the service fired this schedule
+    /// for. Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fired: Option<DateTime<Utc>>,
 }
 
 /// The whole file: schedules by name.
@@ -102,6 +108,26 @@ impl StateFile {
     /// Records a finished run of `name`. A corrupt file is replaced (and the
     /// caller told), since the archives themselves are still the truth.
     pub fn record(&self, name: &str, run: RunRecord) -> Result<(), StateError> {
+        self.update(|states| {
+            let entry = states.schedules.entry(name.to_string()).or_default();
+            if run.state.produced_archive() {
+                entry.last_success = Some(run.clone());
+            }
+            entry.last_run = Some(run);
+        })
+    }
+
+    /// Notes that the service fired each of `names` for `minute`.
+    pub fn record_fired(&self, names: &[String], minute: DateTime<Utc>) -> Result<(), StateError> {
+        self.update(|states| {
+            for name in names {
+                states.schedules.entry(name.clone()).or_default().last_fired = Some(minute);
+            }
+        })
+    }
+
+    /// Changes the file under its lock: read, `change`, write atomically.
+    fn update(&self, change: impl FnOnce(&mut RunStates)) -> Result<(), StateError> {
         let io = |action, path: &Path| {
             let on = FileError::on(action, path);
             move |source| StateError::Io(on(source))
@@ -118,11 +144,7 @@ impl StateFile {
             Err(error) => return Err(error),
         };
         states.version = 1;
-        let entry = states.schedules.entry(name.to_string()).or_default();
-        if run.state.produced_archive() {
-            entry.last_success = Some(run.clone());
-        }
-        entry.last_run = Some(run);
+        change(&mut states);
         let mut text =
             serde_json::to_vec_pretty(&states).map_err(|source| StateError::Corrupt {
                 path: self.path.clone(),
@@ -181,6 +203,26 @@ mod tests {
         let a = &states.schedules["a"];
         assert_eq!(a.last_run.as_ref().unwrap().state, RunState::Failed);
         assert_eq!(a.last_success, Some(record(RunState::Ok, 1)));
+    }
+
+    #[test]
+    fn fired_minutes_are_kept_and_old_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("s.json"), dir.path().join(".s.lock"));
+        fs::write(
+            file.path(),
+            r#"{"version":1,"schedules":{"a":{"last_run":null,"last_success":null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(file.load().unwrap().schedules["a"].last_fired, None);
+        let minute = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 0).unwrap();
+        file.record_fired(&["a".into(), "b".into()], minute)
+            .unwrap();
+        file.record("a", record(RunState::Ok, 1)).unwrap();
+        let states = file.load().unwrap();
+        assert_eq!(states.schedules["a"].last_fired, Some(minute));
+        assert_eq!(states.schedules["b"].last_fired, Some(minute));
+        assert!(states.schedules["a"].last_run.is_some());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use nix::sys::signal::{Signal, kill};
@@ -228,13 +229,12 @@ impl Test {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{}: cannot start: {e}", self.what));
-        // Drained on threads so a chatty process never blocks on a full pipe.
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
+        let stdout = Stream::drain(child.stdout.take().unwrap());
+        let stderr = Stream::drain(child.stderr.take().unwrap());
         Process {
             child,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
+            stdout,
+            stderr,
             test: self,
         }
     }
@@ -257,19 +257,47 @@ fn check(what: &str, status: Option<i32>, stdout: &Expect, stderr: &Expect, outp
     stderr.check("stderr", &output.stderr, what, output);
 }
 
-fn drain(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stream.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+/// One output stream of a started process, read on a thread as it comes, so
+/// that a chatty process never blocks on a full pipe and a test can see what
+/// it has printed so far.
+struct Stream {
+    text: Arc<Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl Stream {
+    fn drain(mut pipe: impl Read + Send + 'static) -> Self {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let shared = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => shared.lock().unwrap().extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Self { text, reader }
+    }
+
+    fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// The pipe reached its end: every process holding it has closed it.
+    fn closed(&self) -> bool {
+        self.reader.is_finished()
+    }
 }
 
 /// A started `Test`. Killed and reaped on drop if still running.
 pub struct Process {
     child: Child,
-    stdout: Option<JoinHandle<String>>,
-    stderr: Option<JoinHandle<String>>,
+    stdout: Stream,
+    stderr: Stream,
     test: Test,
 }
 
@@ -290,18 +318,42 @@ impl Process {
         }
     }
 
-    /// Waits (up to the `eventually` limit) for the process to exit, then
-    /// checks its status and output like `Test::run`.
+    /// What the process has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.so_far()
+    }
+
+    /// Waits (up to the `eventually` limit) until the process has written
+    /// `needle` to stderr, whether or not it is still running.
+    #[track_caller]
+    pub fn wait_for_stderr(&self, needle: &str) {
+        eventually(
+            &format!("{needle:?} on {}'s stderr", self.test.what),
+            || self.stderr.so_far().contains(needle),
+        );
+    }
+
+    /// Waits (up to the `eventually` limit) for the process to exit and for
+    /// its stdout and stderr to close, then checks its status and output like
+    /// `Test::run`. A descendant still holding either pipe (a daemon that
+    /// kept an inherited descriptor) fails the test rather than hanging it.
     #[track_caller]
     pub fn wait(mut self) -> Output {
         eventually(&format!("{} to exit", self.test.what), || {
             !self.is_running()
         });
         let status = self.child.wait().expect("reap").code();
+        eventually(
+            &format!(
+                "{}'s stdout and stderr to close (it exited; does a process it started hold them?)",
+                self.test.what
+            ),
+            || self.stdout.closed() && self.stderr.closed(),
+        );
         let output = Output {
             status,
-            stdout: self.stdout.take().unwrap().join().unwrap(),
-            stderr: self.stderr.take().unwrap().join().unwrap(),
+            stdout: self.stdout.so_far(),
+            stderr: self.stderr.so_far(),
         };
         let t = &self.test;
         check(&t.what, t.status, &t.stdout, &t.stderr, &output);

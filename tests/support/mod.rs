@@ -16,8 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use expect::Test;
-pub use service::{PIDFILE, Service, alive, foreground_stderr, signal_pending};
+pub use expect::{Process, Test};
+pub use service::{
+    PIDFILE, SIGTERM_AGAIN, SIGTERM_STOPPING, Service, alive, daemon_pid, foreground_stderr,
+    foreground_stderr_of, signal_pending,
+};
 pub use tree::same_tree;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backupctl");
@@ -257,6 +260,30 @@ impl TestEnv {
         eventually(&format!("{needle:?} in {log}"), || {
             self.log_has(log, needle)
         });
+    }
+
+    /// Every path below `rel` (`.` for the whole home), relative to the
+    /// home, sorted; symlinks are listed, not followed. For "nothing was
+    /// created or removed" checks.
+    pub fn paths_below(&self, rel: &str) -> Vec<String> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            {
+                let path = entry.unwrap().path();
+                if path.symlink_metadata().unwrap().is_dir() {
+                    walk(&path, out);
+                }
+                out.push(path);
+            }
+        }
+        let mut found = Vec::new();
+        walk(&self.path(rel), &mut found);
+        let mut names: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(self.home()).unwrap().display().to_string())
+            .collect();
+        names.sort();
+        names
     }
 
     /// The sorted names in a directory under the home.

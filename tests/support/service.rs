@@ -29,12 +29,13 @@ impl<'e> Service<'e> {
     }
 
     /// Starts `test` (a foreground service, e.g. `env.service([])`) and waits
-    /// for its pidfile. Its expected status and output are checked at `stop`.
+    /// for its pidfile to name it (the file exists, empty, a moment before).
+    /// Its expected status and output are checked at `stop`.
     #[track_caller]
     pub fn foreground(env: &'e TestEnv, test: Test) -> Self {
         let mut process = test.spawn();
         eventually("the daemon's pidfile", || {
-            env.path(PIDFILE).exists() || !process.is_running()
+            env.read(PIDFILE).contains('\n') || !process.is_running()
         });
         assert!(process.is_running(), "the service exited at start");
         Self {
@@ -46,10 +47,7 @@ impl<'e> Service<'e> {
     /// The pid in the pidfile.
     #[track_caller]
     pub fn pid(&self) -> i32 {
-        let text = self.env.read(PIDFILE);
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("pidfile holds {text:?}"))
+        daemon_pid(self.env)
     }
 
     /// The foreground process, for a test that needs its pid or exit.
@@ -65,10 +63,16 @@ impl<'e> Service<'e> {
         }
     }
 
-    /// Polls the service log for a line containing `needle`.
+    /// Polls the service log for a line containing `needle`, and for a
+    /// foreground service its stderr too: the service writes each line to
+    /// its log, then to stderr, so a test that signals the service next (and
+    /// expects the signal's line after this one) must see it in both.
     #[track_caller]
     pub fn wait_for_log(&self, needle: &str) {
         self.env.wait_for_log("backup_service.log", needle);
+        if let Some(process) = &self.foreground {
+            process.wait_for_stderr(needle);
+        }
     }
 
     /// Stops the service: SIGTERM for a foreground one (whose status and
@@ -104,14 +108,30 @@ impl Drop for Service<'_> {
     }
 }
 
+/// What the service logs when a first SIGTERM arrives.
+pub const SIGTERM_STOPPING: &str = "SIGTERM received: stopping after the backups in progress";
+
+/// What the service logs when a second SIGTERM arrives.
+pub const SIGTERM_AGAIN: &str = "SIGTERM received again: aborting the backups in progress";
+
 /// The stderr of a foreground service started on `day` (`dd/mm/YYYY`) that
-/// logs `middle` (pattern lines, without their stamps) and is stopped by
-/// SIGTERM: each log line, stamped, as a `Test::stderr_pattern`.
+/// logs `middle` (pattern lines, without their stamps) and is then stopped by
+/// SIGTERM: each log line, stamped, as a `Test::stderr_pattern`. For a
+/// service signalled while it still has work, see `foreground_stderr_of`.
 pub fn foreground_stderr(env: &TestEnv, day: &str, middle: &[&str]) -> String {
+    let mut lines = middle.to_vec();
+    lines.push(SIGTERM_STOPPING);
+    foreground_stderr_of(env, day, &lines)
+}
+
+/// The stderr of a foreground service started on `day` that logs `middle`,
+/// where the test places the stop signals' lines (`SIGTERM_STOPPING`,
+/// `SIGTERM_AGAIN`) itself, since the service logs a signal when it arrives,
+/// before what it then finishes or aborts.
+pub fn foreground_stderr_of(env: &TestEnv, day: &str, middle: &[&str]) -> String {
     let home = env.home().display();
     let mut lines = vec![format!("backup_service started (pid [..], home {home})")];
     lines.extend(middle.iter().map(|l| l.to_string()));
-    lines.push("SIGTERM received: stopping".into());
     lines.push("backup_service stopped (pid [..])".into());
     lines
         .iter()
@@ -134,6 +154,17 @@ pub fn signal_pending(pid: i32, signal: Signal) -> bool {
 }
 
 pub const PIDFILE: &str = "backup_service.pid";
+
+/// The pid on the first line of `env`'s pidfile (a stopping daemon records
+/// its stop phase on the lines after it).
+#[track_caller]
+pub fn daemon_pid(env: &TestEnv) -> i32 {
+    let text = env.read(PIDFILE);
+    text.lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("pidfile holds {text:?}"))
+}
 
 /// True while `pid` runs; a zombie (exited, not yet reaped) is not alive.
 pub fn alive(pid: i32) -> bool {

@@ -43,6 +43,15 @@ pub enum Error {
     Usage { message: String },
     #[error(transparent)]
     BadFakeNow(#[from] crate::clock::BadFakeNow),
+    /// A command that needs a home was run where there is none.
+    #[error("{}", not_a_home(dir, system.as_deref(), *named))]
+    NotAHome {
+        dir: PathBuf,
+        /// Whether `--home` or `BACKUPCTL_HOME` named `dir`.
+        named: bool,
+        /// The system home, also looked at when nothing was named.
+        system: Option<PathBuf>,
+    },
     #[error("cannot find the current directory")]
     CurrentDir(#[source] io::Error),
     #[error("cannot write JSON to stdout")]
@@ -71,6 +80,27 @@ pub enum Error {
     NoRetention { schedule: String },
 }
 
+/// `"/srv" is not a backupctl home (no backup_schedules.txt); …`: what was
+/// looked at, and how to name a home.
+fn not_a_home(dir: &std::path::Path, system: Option<&std::path::Path>, named: bool) -> String {
+    let shown = |path: &std::path::Path| quote(&path.display().to_string());
+    let place = if named {
+        format!("\"{}\" is not a backupctl home", shown(dir))
+    } else {
+        let mut place = format!(
+            "the current directory \"{}\" is not a backupctl home",
+            shown(dir)
+        );
+        if let Some(system) = system {
+            place.push_str(&format!(", nor is \"{}\"", shown(system)));
+        }
+        place
+    };
+    format!(
+        "{place} (no backup_schedules.txt); name one with --home DIR or BACKUPCTL_HOME=DIR, or start one with create"
+    )
+}
+
 impl Error {
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io(FileError::new(action, path, source))
@@ -88,7 +118,8 @@ impl Error {
             | Error::NoVerifyTarget { .. }
             | Error::NoArchivesToVerify { .. }
             | Error::NoSuchArchive { .. }
-            | Error::NoRetention { .. } => ExitCode::InvalidInput,
+            | Error::NoRetention { .. }
+            | Error::NotAHome { .. } => ExitCode::InvalidInput,
             Error::Store(_)
             | Error::Daemon(_)
             | Error::Service(_)

@@ -7,6 +7,98 @@ use std::path::{Path, PathBuf};
 /// Environment variable naming the home directory (same as `--home`).
 pub const HOME_VAR: &str = "BACKUPCTL_HOME";
 
+/// The home of the shipped systemd unit (`examples/backupctl.service`): a
+/// command run outside any home shows that service, if it is installed.
+pub const SYSTEM_HOME: &str = "/var/lib/backupctl";
+
+/// Environment variable replacing [`SYSTEM_HOME`] (empty: no system home),
+/// for packages that install the unit elsewhere and for tests, which must
+/// never look at the machine's own service.
+pub const SYSTEM_HOME_VAR: &str = "BACKUPCTL_SYSTEM_HOME";
+
+/// Where a command looked for its home, and what it found.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// The home found, or the directory a new one would start in (the named
+    /// one, else the current directory).
+    pub home: Home,
+    pub how: Lookup,
+}
+
+/// How [`locate`] chose the home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// `--home` or `BACKUPCTL_HOME` named it (a home or not).
+    Named,
+    /// The current directory is a home.
+    CurrentDir,
+    /// The system home is a home, and the current directory is not.
+    System,
+    /// No home: neither the current directory nor the system home (if any,
+    /// kept here to name it in the message) is one.
+    Nowhere { system: Option<PathBuf> },
+}
+
+impl Located {
+    /// True when [`Located::home`] holds a schedule file.
+    pub fn is_home(&self) -> bool {
+        !matches!(self.how, Lookup::Nowhere { .. }) && self.home.exists()
+    }
+}
+
+/// Finds the home: `named` (`--home` or `BACKUPCTL_HOME`), else `cwd` if it
+/// is a home, else `system` if it is one. Reads only whether
+/// `backup_schedules.txt` exists; creates nothing.
+pub fn locate(named: Option<&Path>, cwd: &Path, system: Option<&Path>) -> Located {
+    if let Some(dir) = named {
+        let root = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            cwd.join(dir)
+        };
+        return Located {
+            home: Home { root },
+            how: Lookup::Named,
+        };
+    }
+    let here = Home {
+        root: cwd.to_path_buf(),
+    };
+    if here.exists() {
+        return Located {
+            home: here,
+            how: Lookup::CurrentDir,
+        };
+    }
+    if let Some(system) = system.filter(|s| s.is_absolute()) {
+        let there = Home {
+            root: system.to_path_buf(),
+        };
+        if there.exists() {
+            return Located {
+                home: there,
+                how: Lookup::System,
+            };
+        }
+    }
+    Located {
+        home: here,
+        how: Lookup::Nowhere {
+            system: system.map(Path::to_path_buf),
+        },
+    }
+}
+
+/// The system home: [`SYSTEM_HOME_VAR`] if set (empty: none), else
+/// [`SYSTEM_HOME`].
+pub fn system_home_from_env() -> Option<PathBuf> {
+    match std::env::var_os(SYSTEM_HOME_VAR) {
+        Some(value) if value.is_empty() => None,
+        Some(value) => Some(PathBuf::from(value)),
+        None => Some(PathBuf::from(SYSTEM_HOME)),
+    }
+}
+
 /// The home directory: `backup_schedules.txt`, `backups/`, `logs/` and the
 /// pidfile live here, as in the spec's working directory.
 #[derive(Debug, Clone)]
@@ -25,6 +117,12 @@ impl Home {
             None => cwd,
         };
         Ok(Self { root })
+    }
+
+    /// True when the directory holds a schedule file (anything at its name:
+    /// one that cannot be read is reported by whoever reads it).
+    pub fn exists(&self) -> bool {
+        self.schedules_file().symlink_metadata().is_ok()
     }
 
     /// Creates the home, `backups/` and `logs/` if they are missing.
@@ -115,6 +213,30 @@ mod tests {
         assert_eq!(
             home.display_path(&home.backups_dir().join("a.tar")),
             "backups/a.tar"
+        );
+    }
+
+    #[test]
+    fn the_home_is_named_then_here_then_the_system_one() {
+        let here = tempfile::tempdir().unwrap();
+        let system = tempfile::tempdir().unwrap();
+        let named = Path::new("/srv/bk");
+        let found = locate(Some(named), here.path(), Some(system.path()));
+        assert_eq!((found.home.root(), found.how), (named, Lookup::Named));
+        let found = locate(None, here.path(), Some(system.path()));
+        assert!(!found.is_home());
+        assert_eq!(found.home.root(), here.path());
+        std::fs::write(system.path().join("backup_schedules.txt"), "").unwrap();
+        let found = locate(None, here.path(), Some(system.path()));
+        assert_eq!(
+            (found.home.root(), found.how),
+            (system.path(), Lookup::System)
+        );
+        std::fs::write(here.path().join("backup_schedules.txt"), "").unwrap();
+        let found = locate(None, here.path(), Some(system.path()));
+        assert_eq!(
+            (found.home.root(), found.how),
+            (here.path(), Lookup::CurrentDir)
         );
     }
 }

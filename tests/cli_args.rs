@@ -87,7 +87,7 @@ fn a_mistyped_command_is_one_line_with_a_suggestion_and_logged_in_its_home() {
 
 #[test]
 fn errors_print_each_cause_once_on_one_line() {
-    let env = TestEnv::new();
+    let env = TestEnv::bare();
     std::fs::create_dir(env.path("backup_schedules.txt")).unwrap();
     env.manager(["list"])
         .status(1)
@@ -98,6 +98,7 @@ fn errors_print_each_cause_once_on_one_line() {
         .run();
 
     std::fs::remove_dir(env.path("backup_schedules.txt")).unwrap();
+    env.write("backup_schedules.txt", "");
     env.manager(["verify", "ghost\u{1b}[31m"])
         .status(2)
         .stderr(

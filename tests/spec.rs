@@ -55,7 +55,7 @@ fn replace_number_after(line: &str, marker: &str) -> String {
 
 #[test]
 fn the_spec_usage_script_produces_the_spec_output() {
-    let env = TestEnv::new().with_clock("2023-02-08T16:07:00");
+    let env = TestEnv::bare().with_clock("2023-02-08T16:07:00");
     let home = env.home().to_str().unwrap().to_string();
     env.program("bash")
         .arg(SCRIPT)

@@ -8,6 +8,7 @@ mod cli_args;
 mod daemon;
 mod history;
 mod manager;
+mod operations;
 mod ops;
 mod scheduling;
 mod spec;

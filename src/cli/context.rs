@@ -4,13 +4,13 @@
 //! stdout and stderr are terminals are read here and nowhere else in `cli`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Command, GlobalArgs, Personality};
 use crate::clock::{self, Clock};
 use crate::error::Error;
-use crate::home::Home;
+use crate::home::{self, Home, Lookup};
 use crate::logging::{self, LogTarget, Rotation};
 use crate::primitives::error_chain;
 use crate::store::Store;
@@ -87,6 +87,53 @@ pub fn log_plan(home: &Home, command: Option<&Command>, rotation: Rotation) -> L
     }
 }
 
+/// What a command needs of the home it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HomeUse {
+    /// `create` starts a home where it is named, or in the current directory
+    /// (never in the system home: the original usage makes the current
+    /// directory a home with `create`).
+    Starts,
+    /// Every command about schedules, archives or the service refuses to run
+    /// outside a home, so that it creates nothing there.
+    Needs,
+    /// `next`, `completions` and `man` work anywhere; outside a home they do
+    /// not log.
+    Optional,
+}
+
+fn home_use(command: &Command) -> HomeUse {
+    match command {
+        Command::Create(_) => HomeUse::Starts,
+        Command::Next(_) | Command::Completions(_) | Command::Man(_) => HomeUse::Optional,
+        _ => HomeUse::Needs,
+    }
+}
+
+/// Finds the home `command` works in (see [`home::locate`]), or says why
+/// there is none. Reads only whether schedule files exist.
+pub fn find_home(named: Option<&Path>, command: &Command) -> Result<(Home, bool), Error> {
+    let cwd = std::env::current_dir().map_err(Error::CurrentDir)?;
+    let usage = home_use(command);
+    let system = match usage {
+        HomeUse::Starts => None,
+        HomeUse::Needs | HomeUse::Optional => home::system_home_from_env(),
+    };
+    let located = home::locate(named, &cwd, system.as_deref());
+    let is_home = located.is_home();
+    if usage == HomeUse::Needs && !is_home {
+        return Err(Error::NotAHome {
+            dir: located.home.root().to_path_buf(),
+            named: located.how == Lookup::Named,
+            system: match located.how {
+                Lookup::Nowhere { system } => system,
+                _ => None,
+            },
+        });
+    }
+    Ok((located.home, is_home))
+}
+
 /// The commands that only read the home (`restore` writes elsewhere).
 pub fn reads_only(command: &Command) -> bool {
     matches!(
@@ -110,9 +157,12 @@ impl Context {
         command: &Command,
     ) -> Result<Self, Error> {
         let clock: Arc<dyn Clock> = Arc::from(clock::from_env()?);
-        let home = Home::resolve(global.home.as_deref()).map_err(Error::CurrentDir)?;
+        let (home, is_home) = find_home(global.home.as_deref(), command)?;
         let store = Store::new(home.schedules_file(), home.schedules_lock());
-        let log = log_plan(&home, Some(command), global.rotation());
+        let log = match home_use(command) {
+            HomeUse::Optional if !is_home => LogPlan::Nowhere,
+            _ => log_plan(&home, Some(command), global.rotation()),
+        };
         Ok(Self {
             program: personality.program_name(),
             home,
@@ -177,7 +227,6 @@ fn create_dir_if_missing(dir: &std::path::Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn backups_log_to_the_service_log_and_generated_text_logs_nowhere() {

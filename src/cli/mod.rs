@@ -56,7 +56,8 @@ const MAX_LOG_KEEP: i64 = 1000;
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
     /// Directory holding backup_schedules.txt, backups/, logs/ and the pidfile
-    /// [default: the current directory]
+    /// [default: the current directory if it holds backup_schedules.txt, else
+    /// /var/lib/backupctl (BACKUPCTL_SYSTEM_HOME) if that does]
     #[arg(long, global = true, value_name = "DIR", env = crate::home::HOME_VAR)]
     pub home: Option<PathBuf>,
 

@@ -17,7 +17,7 @@ use super::{GlobalArgs, Parsed, Personality, clap_command};
 use crate::clock::{self, Clock, SystemClock};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::home::Home;
+use crate::home;
 use crate::logging;
 use crate::primitives::quote;
 
@@ -125,13 +125,16 @@ fn describe(error: &clap::Error) -> String {
 }
 
 /// Logs the refused line to the manager log of the home the user meant, if
-/// that home already has a log directory.
+/// it is a home and already has a log directory.
 fn log_to_existing_manager_log(personality: Personality, args: &[OsString], message: &str) {
     let global = home_and_rotation(personality, args);
-    let Ok(home) = Home::resolve(global.as_ref().and_then(|g| g.home.as_deref())) else {
+    let Ok(cwd) = std::env::current_dir() else {
         return;
     };
-    if !home.logs_dir().is_dir() {
+    let named = global.as_ref().and_then(|g| g.home.as_deref());
+    let located = home::locate(named, &cwd, home::system_home_from_env().as_deref());
+    let home = located.home.clone();
+    if !located.is_home() || !home.logs_dir().is_dir() {
         return;
     }
     let rotation = global.map(|g| g.rotation()).unwrap_or_default();

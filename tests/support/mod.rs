@@ -53,7 +53,17 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// A home: a temporary directory with the two names and an empty
+    /// `backup_schedules.txt` (what makes a directory a home).
     pub fn new() -> Self {
+        let env = Self::bare();
+        env.write("backup_schedules.txt", "");
+        env
+    }
+
+    /// A temporary directory with the two names and nothing else: not a
+    /// home until `create` starts one.
+    pub fn bare() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("backupctl-test")
             .tempdir()
@@ -136,9 +146,11 @@ impl TestEnv {
     }
 
     fn prepare(&self, mut cmd: Command) -> Command {
+        // No system home: a test never looks at the machine's own service.
         cmd.current_dir(self.home())
             .env_remove("BACKUPCTL_HOME")
-            .env_remove("BACKUPCTL_FAKE_NOW");
+            .env_remove("BACKUPCTL_FAKE_NOW")
+            .env("BACKUPCTL_SYSTEM_HOME", "");
         if let Some(now) = &self.fake_now {
             cmd.env("BACKUPCTL_FAKE_NOW", now);
         }

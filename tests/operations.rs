@@ -1,0 +1,125 @@
+//! Running backupctl as a system service: a command finds its home (or
+//! refuses, creating nothing), `status` and `check` answer as monitoring
+//! expects, the service's log lines name their schedule and suit journald,
+//! and schedules and their archives are named rather than counted.
+
+use crate::support::TestEnv;
+
+/// `the current directory "DIR" is not a backupctl home …`, as printed.
+fn not_a_home_here(env: &TestEnv, nor: Option<&str>) -> String {
+    let nor = nor.map(|s| format!(", nor is \"{s}\"")).unwrap_or_default();
+    format!(
+        "backup_manager: the current directory \"{}\" is not a backupctl home{nor} (no backup_schedules.txt); name one with --home DIR or BACKUPCTL_HOME=DIR, or start one with create\n",
+        env.home().display()
+    )
+}
+
+#[test]
+fn outside_a_home_commands_refuse_and_create_nothing() {
+    let env = TestEnv::bare();
+    let before = env.paths_below(".");
+    for command in [
+        &["status"][..],
+        &["list"],
+        &["backups"],
+        &["check"],
+        &["stop"],
+        &["start"],
+        &["daemon", "--foreground"],
+        &["delete", "0"],
+        &["run", "docs"],
+        &["prune", "docs"],
+        &["verify", "--all"],
+    ] {
+        env.manager(command)
+            .status(2)
+            .stderr(not_a_home_here(&env, None))
+            .run();
+    }
+    // The foreground service under its own name, too.
+    env.service::<&str>([])
+        .status(2)
+        .stderr(not_a_home_here(&env, None).replace("backup_manager:", "backup_service:"))
+        .run();
+    // A mistyped command logs nowhere outside a home.
+    env.manager(["lsit"])
+        .status(2)
+        .stderr_contains("lsit")
+        .run();
+    // `next` needs no home.
+    env.manager(["next", "02:00", "-n", "1"])
+        .stdout_pattern("[..] 02:00 [..]\n")
+        .run();
+    assert_eq!(env.paths_below("."), before);
+}
+
+#[test]
+fn a_named_home_that_does_not_exist_is_not_created() {
+    let env = TestEnv::bare();
+    let missing = env.path("nonexistent");
+    let message = format!(
+        "backup_manager: \"{}\" is not a backupctl home (no backup_schedules.txt); name one with --home DIR or BACKUPCTL_HOME=DIR, or start one with create\n",
+        missing.display()
+    );
+    env.manager(["list"])
+        .env("BACKUPCTL_HOME", &missing)
+        .status(2)
+        .stderr(message.clone())
+        .run();
+    env.manager(["status", "--home"])
+        .arg(&missing)
+        .status(2)
+        .stderr(message)
+        .run();
+    assert!(!missing.exists());
+}
+
+#[test]
+fn start_inside_backups_does_not_start_a_second_service_there() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs");
+    let inside = env.path("backups");
+    let shown = format!(
+        "backup_manager: the current directory \"{}\" is not a backupctl home (no backup_schedules.txt); name one with --home DIR or BACKUPCTL_HOME=DIR, or start one with create\n",
+        inside.display()
+    );
+    env.manager(["start"])
+        .current_dir(&inside)
+        .status(2)
+        .stderr(shown)
+        .run();
+    assert_eq!(env.paths_below("backups"), Vec::<String>::new());
+}
+
+#[test]
+fn outside_a_home_the_system_home_is_used_if_it_is_one() {
+    let system = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    system.create("src;02:00;docs");
+    let env = TestEnv::bare();
+    env.manager(["list"])
+        .env("BACKUPCTL_SYSTEM_HOME", system.home())
+        .stdout("0: src;02:00;docs\n")
+        .run();
+    // One that is not a home is named in the refusal.
+    let elsewhere = env.path("no-service");
+    env.manager(["list"])
+        .env("BACKUPCTL_SYSTEM_HOME", &elsewhere)
+        .status(2)
+        .stderr(not_a_home_here(
+            &env,
+            Some(&elsewhere.display().to_string()),
+        ))
+        .run();
+    // `create` starts a home here, as in the original usage, not there.
+    env.write("test/a", "a");
+    env.manager(["create", "test;03:00;here"])
+        .env("BACKUPCTL_SYSTEM_HOME", system.home())
+        .run();
+    assert_eq!(env.schedules(), "test;03:00;here\n");
+    assert_eq!(system.schedules(), "src;02:00;docs\n");
+    // A home here wins over the system home.
+    env.manager(["list"])
+        .env("BACKUPCTL_SYSTEM_HOME", system.home())
+        .stdout("0: test;03:00;here\n")
+        .run();
+}

@@ -7,22 +7,28 @@
 //! | 0    | success |
 //! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
 //! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
-//! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest) |
+//! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest); `status`: the service is not running (the LSB convention for init scripts, where 0 is running) |
 
 /// How the process ends (see the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum ExitCode {
-    Success = 0,
-    Failure = 1,
-    InvalidInput = 2,
-    Partial = 3,
+    Success,
+    Failure,
+    InvalidInput,
+    Partial,
+    /// `status` of a service that is not running (LSB: 3).
+    NotRunning,
 }
 
 impl ExitCode {
     /// The number the process exits with.
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            ExitCode::Success => 0,
+            ExitCode::Failure => 1,
+            ExitCode::InvalidInput => 2,
+            ExitCode::Partial | ExitCode::NotRunning => 3,
+        }
     }
 }
 
@@ -43,6 +49,7 @@ mod tests {
             (ExitCode::Failure, 1),
             (ExitCode::InvalidInput, 2),
             (ExitCode::Partial, 3),
+            (ExitCode::NotRunning, 3),
         ];
         for (code, number) in table {
             assert_eq!(code.code(), number, "{code:?}");

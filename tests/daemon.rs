@@ -27,6 +27,7 @@ fn start_returns_with_the_daemon_running_and_stop_waits_for_it() {
         fs::read_to_string(format!("/proc/{pid}/stat"))
     );
     env.manager(["status"])
+        .status(3)
         .stdout("backup_service: not running\n")
         .run();
     let log = env.log_messages("backup_manager.log");
@@ -76,6 +77,7 @@ fn without_a_daemon_status_and_stop_say_so_whatever_the_pidfile_holds() {
         };
         plant();
         env.manager(["status"])
+            .status(3)
             .stdout("backup_service: not running\n")
             .run();
         plant();

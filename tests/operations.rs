@@ -3,7 +3,7 @@
 //! expects, the service's log lines name their schedule and suit journald,
 //! and schedules and their archives are named rather than counted.
 
-use crate::support::TestEnv;
+use crate::support::{Service, TestEnv};
 
 /// `the current directory "DIR" is not a backupctl home …`, as printed.
 fn not_a_home_here(env: &TestEnv, nor: Option<&str>) -> String {
@@ -122,4 +122,115 @@ fn outside_a_home_the_system_home_is_used_if_it_is_one() {
         .env("BACKUPCTL_SYSTEM_HOME", system.home())
         .stdout("0: test;03:00;here\n")
         .run();
+}
+
+#[test]
+fn status_exits_3_without_the_service_and_0_with_it() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs");
+    env.manager(["status"])
+        .status(3)
+        .stdout_pattern(
+            "backup_service: not running\n0: docs  last run never  next run [..]  (src;02:00;docs)\n",
+        )
+        .run();
+    let service = Service::start(&env);
+    env.manager(["status"])
+        .stdout_pattern("backup_service: running (pid [..], since [..])\n0: docs  last run never  next run [..]\n")
+        .run();
+    service.stop();
+}
+
+#[test]
+fn status_shows_a_run_in_progress() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2030-01-02T10:07:00");
+    let hold = env.holding_hook("run");
+    env.create(&format!("src;02:00;docs;before={hold}"));
+    let run = env
+        .manager(["run", "docs"])
+        .stdout_pattern("backups/docs.tar: 1 file, [..]\n")
+        .spawn();
+    env.wait_for_hook("run");
+    env.manager(["status"])
+        .status(3)
+        .stdout_pattern(format!(
+            "backup_service: not running\n0: docs  last run never  next run [..]  (src;02:00;docs;before={hold})\n0: docs  running since 02/01/2030 10:07, 0 B read so far (pid {})\n",
+            run.pid()
+        ))
+        .run();
+    let json = env
+        .manager(["status", "--json"])
+        .status(3)
+        .stdout_json()
+        .run();
+    let running = &json.json()["schedules"][0]["running"];
+    assert_eq!(running["pid"], run.pid());
+    assert_eq!(running["bytes_read"], 0);
+    env.release_hook("run");
+    run.wait();
+    // Done: no run shown, no progress file left.
+    let json = env
+        .manager(["status", "--json"])
+        .status(3)
+        .stdout_json()
+        .run();
+    assert_eq!(
+        json.json()["schedules"][0]["running"],
+        serde_json::Value::Null
+    );
+    assert!(!env.path("backups/.docs.progress").exists());
+}
+
+#[test]
+fn a_progress_file_left_by_a_killed_run_is_not_a_run_in_progress() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs");
+    env.write(
+        "backups/.docs.progress",
+        format!(
+            r#"{{"schedule":"docs","pid":{},"started":"2030-01-02T10:07:00Z","bytes_read":5}}"#,
+            std::process::id()
+        ),
+    );
+    let json = env
+        .manager(["status", "--json"])
+        .status(3)
+        .stdout_json()
+        .run();
+    assert_eq!(
+        json.json()["schedules"][0]["running"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
+fn check_quiet_prints_nothing_on_success_and_the_problems_otherwise() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs");
+    env.manager(["check", "-q"])
+        .status(1)
+        .stdout("docs: never backed up\n")
+        .run();
+    env.manager(["run", "docs"])
+        .stdout_pattern("backups/docs.tar: 1 file, [..]\n")
+        .run();
+    env.manager(["check", "--quiet"]).run();
+    env.manager(["check"])
+        .stdout("ok: 1 schedule backed up in time\n")
+        .run();
+}
+
+#[test]
+fn start_takes_jobs_like_daemon() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs");
+    env.manager(["start", "--jobs", "0"])
+        .status(2)
+        .stderr(
+            "backup_manager: invalid value '0' for '--jobs <N>': 0 is not in 1..=64 (see --help)\n",
+        )
+        .run();
+    env.manager(["start", "--jobs", "3"]).run();
+    env.wait_for_log("backup_service.log", "up to 3 backups run at once");
+    env.manager(["stop"]).run();
 }

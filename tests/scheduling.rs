@@ -113,6 +113,7 @@ fn status_shows_last_and_next_runs_also_as_json() {
         .stderr(format!("backupctl: {failure}\n"))
         .run();
     env.ctl(["status"])
+        .status(3)
         .stdout(format!(
             "backup_service: not running\n\
              0: hourly  last run 02/01/2030 10:07 ok backups/hourly.tar  next run 02/01/2030 11:00  (src;@hourly;hourly)\n\
@@ -120,7 +121,12 @@ fn status_shows_last_and_next_runs_also_as_json() {
         ))
         .run();
 
-    let json = env.ctl(["status", "--json"]).stdout_json().run().json();
+    let json = env
+        .ctl(["status", "--json"])
+        .status(3)
+        .stdout_json()
+        .run()
+        .json();
     assert_eq!(json["service"]["running"], false);
     let hourly = &json["schedules"][0];
     assert_eq!(hourly["name"], "hourly");
@@ -244,7 +250,12 @@ fn a_failing_before_hook_skips_the_backup() {
         "backup_service.log",
         "Error: backup of docs skipped: before hook of docs failed"
     ));
-    let json = env.ctl(["status", "--json"]).stdout_json().run().json();
+    let json = env
+        .ctl(["status", "--json"])
+        .status(3)
+        .stdout_json()
+        .run()
+        .json();
     assert_eq!(json["schedules"][0]["last_run"]["state"], "failed");
 }
 

@@ -107,6 +107,7 @@ fn stop_and_start_leave_a_foreign_lock_holder_alone() {
     env.manager(["start"]).status(1).stderr(&refusal).run();
     assert!(stranger.is_running(), "start signalled a stranger");
     env.manager(["status"])
+        .status(3)
         .stdout("backup_service: not running\n")
         .stderr(refusal.replacen("backup_manager: ", "backup_manager: warning: ", 1))
         .run();
@@ -437,7 +438,12 @@ fn a_home_the_caller_cannot_write_to_can_still_be_read() {
         ),
     ];
     for (args, stdout) in commands {
-        as_reader(&env, args, cannot_log).stdout(stdout).run();
+        // `status` says "not running" with its exit code too (LSB).
+        let status = if args == ["status"] { 3 } else { 0 };
+        as_reader(&env, args, cannot_log)
+            .status(status)
+            .stdout(stdout)
+            .run();
     }
     assert_eq!(
         fs::read(out.join("src/a.txt")).unwrap_or_default(),
@@ -464,7 +470,7 @@ fn read_only_commands_create_no_directory_in_the_home() {
     let commands: [(&[&str], i32, &str); 4] = [
         (&["list"], 0, "0: src;03:00;s\n"),
         (&["backups"], 0, ""),
-        (&["status"], 0, STATUS),
+        (&["status"], 3, STATUS),
         (&["check"], 1, "s: never backed up\n"),
     ];
     for (args, status, stdout) in commands {
@@ -476,7 +482,7 @@ fn read_only_commands_create_no_directory_in_the_home() {
     }
     // As the owner: the log is written, backups/ is still not made.
     env.ctl(["list"]).stdout("0: src;03:00;s\n").run();
-    env.ctl(["status"]).stdout(STATUS).run();
+    env.ctl(["status"]).status(3).stdout(STATUS).run();
     assert!(!env.path("backups").exists());
     assert_eq!(
         env.log_messages("backup_manager.log"),

@@ -166,6 +166,11 @@ impl History {
         }
     }
 
+    /// The progress a run of the schedule publishes (`progress.rs`).
+    pub fn progress_path(&self) -> PathBuf {
+        self.dir.join(format!(".{}.progress", self.name))
+    }
+
     /// The lock every run, hook and prune of the schedule holds.
     pub fn lock_path(&self) -> PathBuf {
         self.dir.join(format!(".{}.lock", self.name))

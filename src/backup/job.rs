@@ -8,12 +8,15 @@
 //! runs, so two runs of one schedule never overlap, hooks included.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
 
 use super::history::History;
 use super::hooks::{self, HookEnv, HookError, HookKind};
 use super::lock::{self, LockError, ScheduleLock, WhenBusy};
+use super::progress::{self, RunProgress};
 use super::runner::{self, RunError, RunOutcome, RunRequest};
 use crate::archive::Watch;
 use crate::clock::Clock;
@@ -79,7 +82,7 @@ pub fn run_job(
     let started = clock.now();
     // Checked under the lock, just before any hook of this run.
     let trusted = Store::new(home.schedules_file(), home.schedules_lock()).hooks_trusted();
-    let outcome = backup(home, clock, schedule, watch, &lock, &trusted);
+    let outcome = backup_publishing_progress(home, clock, schedule, watch, &lock, &trusted);
     if let Err(error) = &outcome
         && !matches!(error, JobError::Run(_))
     {
@@ -93,6 +96,38 @@ pub fn run_job(
         log::error!("{}", error_chain(&error));
     }
     outcome
+}
+
+/// [`backup`], with its progress published for `status` while it runs
+/// (`progress.rs`).
+fn backup_publishing_progress(
+    home: &Home,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    watch: Watch<'_>,
+    lock: &ScheduleLock,
+    trusted: &Result<(), Untrusted>,
+) -> Result<RunOutcome, JobError> {
+    let own_counter = AtomicU64::new(0);
+    let bytes_read = watch.progress.unwrap_or(&own_counter);
+    let watch = Watch {
+        progress: Some(bytes_read),
+        ..watch
+    };
+    let record = RunProgress {
+        schedule: schedule.name.clone(),
+        pid: std::process::id() as i32,
+        started: clock.now(),
+        bytes_read: 0,
+    };
+    let path = progress::progress_path(home, schedule);
+    std::thread::scope(|scope| {
+        let (stop, stopped) = mpsc::channel::<()>();
+        scope.spawn(move || progress::publish_until(path, record, bytes_read, stopped));
+        let outcome = backup(home, clock, schedule, watch, lock, trusted);
+        drop(stop);
+        outcome
+    })
 }
 
 fn backup(

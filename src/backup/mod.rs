@@ -12,6 +12,7 @@ pub mod history;
 pub mod hooks;
 mod job;
 mod lock;
+pub mod progress;
 pub mod retention;
 mod runner;
 

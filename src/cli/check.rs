@@ -94,6 +94,10 @@ pub struct Args {
     /// [default: the schedule's interval plus a margin]
     #[arg(long, value_name = "DURATION", value_parser = parse_max_age)]
     pub max_age: Option<TimeDelta>,
+    /// Print nothing when every schedule is fine (cron mails any output);
+    /// problems are still listed
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 fn parse_max_age(text: &str) -> Result<TimeDelta, String> {
@@ -163,7 +167,9 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     if problems.is_empty() {
         let what = if fresh == 1 { "schedule" } else { "schedules" };
         log::info!("Check: {fresh} {what} backed up in time");
-        print_lines([format!("ok: {fresh} {what} backed up in time")])?;
+        if !args.quiet {
+            print_lines([format!("ok: {fresh} {what} backed up in time")])?;
+        }
         return Ok(ExitCode::Success);
     }
     log::warn!("Check failed: {}", problems.join("; "));

@@ -13,11 +13,15 @@ use crate::exit_codes::ExitCode;
 /// How long a daemon may take to write its pidfile.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `start` takes no arguments of its own.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// How many backups may run at the same time
+    #[arg(long, short, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
 
-pub fn run(_args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     match daemon::state(&ctx.home)? {
         DaemonState::Running { pid, .. } => {
             return Err(DaemonError::AlreadyRunning {
@@ -35,6 +39,8 @@ pub fn run(_args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         .arg("--home")
         .arg(ctx.home.root())
         .arg("daemon")
+        .arg("--jobs")
+        .arg(args.jobs.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()

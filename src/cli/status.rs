@@ -5,15 +5,21 @@
 //! RFC 3339 in UTC, absent values are `null`, fields may be added but are
 //! never renamed or removed.
 
+use std::fs::File;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
+use crate::backup::History;
+use crate::backup::progress::read_progress;
 use crate::clock::log_stamp;
+use crate::daemon::identity::lock_holders;
 use crate::daemon::{self, pidfile::DaemonState};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::primitives::{error_chain, printable};
+use crate::primitives::{error_chain, human_bytes, printable};
+use crate::store::Schedule;
 use crate::store::state::{RunRecord, RunStates, StateFile};
 
 #[derive(Serialize)]
@@ -44,6 +50,17 @@ struct ScheduleStatus {
     next_run: Option<String>,
     last_run: Option<RunRecord>,
     last_success: Option<RunRecord>,
+    /// The run going now, if any.
+    running: Option<Running>,
+}
+
+/// A run in progress.
+#[derive(Serialize)]
+struct Running {
+    since: String,
+    pid: i32,
+    /// Bytes of file content read so far (published about once a second).
+    bytes_read: u64,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -102,6 +119,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             next_run: None,
             last_run: None,
             last_success: None,
+            running: None,
         };
         if let Ok(schedule) = &entry.parsed {
             let known = states.schedules.get(&schedule.name);
@@ -114,9 +132,11 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
                 .map(|t| rfc3339(t.with_timezone(&Utc)));
             status.last_run = known.and_then(|s| s.last_run.clone());
             status.last_success = known.and_then(|s| s.last_success.clone());
+            status.running = running(ctx, schedule);
         }
         schedules.push(status);
     }
+    let running = service.running;
     let status = Status { service, schedules };
     log::info!("Show status");
     if args.json {
@@ -124,7 +144,29 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     } else {
         print_lines(text_lines(&status))?;
     }
-    Ok(ExitCode::Success)
+    // The LSB convention for a service's status: 0 running, 3 not.
+    Ok(if running {
+        ExitCode::Success
+    } else {
+        ExitCode::NotRunning
+    })
+}
+
+/// The run of `schedule` going now: its progress file, if the process it
+/// names still holds the schedule's lock (a killed run leaves a file whose
+/// pid holds nothing).
+fn running(ctx: &Context, schedule: &Schedule) -> Option<Running> {
+    let progress = read_progress(&ctx.home, schedule)?;
+    let lock = File::open(History::of(&ctx.home, schedule).lock_path()).ok()?;
+    let holds = match lock_holders(&lock) {
+        Some(holders) => holders.contains(&progress.pid),
+        None => std::path::Path::new(&format!("/proc/{}", progress.pid)).exists(),
+    };
+    holds.then(|| Running {
+        since: rfc3339(progress.started),
+        pid: progress.pid,
+        bytes_read: progress.bytes_read,
+    })
 }
 
 fn text_lines(status: &Status) -> Vec<String> {
@@ -162,6 +204,15 @@ fn text_lines(status: &Status) -> Vec<String> {
             s.index,
             printable(&s.line)
         ));
+        if let Some(run) = &s.running {
+            lines.push(format!(
+                "{}: {name}  running since {}, {} read so far (pid {})",
+                s.index,
+                stamp_of(&run.since),
+                human_bytes(run.bytes_read),
+                run.pid
+            ));
+        }
     }
     lines
 }

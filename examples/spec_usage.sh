@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# The spec's usage script, run through the symlinked names instead of the two
-# Python scripts. Run it in an empty directory holding the `backup_manager` and
-# `backup_service` symlinks to backupctl (see the README), e.g.:
+# The usage script of the original specification (shared/seeds/000_*.txt in
+# the project's steering repository: two Python scripts, backup_manager.py and
+# backup_service.py), run through backupctl's symlinked names instead.
 #
-#   mkdir /tmp/demo && cd /tmp/demo
-#   ln -s "$(command -v backupctl)" backup_manager
-#   ln -s "$(command -v backupctl)" backup_service
-#   bash /path/to/examples/spec_usage.sh
+# Run it from a directory holding the `backup_manager` and `backup_service`
+# symlinks to backupctl (the tests do), or from anywhere else: it then makes a
+# fresh temporary home, links the names there to $BACKUPCTL (by default the
+# release build next to this script, else `backupctl` on the PATH), and says
+# on stderr where it ran:
+#
+#   cargo build --release && examples/spec_usage.sh
 #
 # The schedules are set to the current minute (SPEC_TIME=hh:mm overrides it),
 # so `start` backs them up at once and `stop` waits for those backups.
 set -u
+
+if [ ! -e ./backup_manager ]; then
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  bin=${BACKUPCTL:-$here/target/release/backupctl}
+  [ -x "$bin" ] || bin=$(command -v backupctl || true)
+  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    echo "spec_usage.sh: no backupctl binary: run cargo build --release first" >&2
+    exit 1
+  fi
+  home=$(mktemp -d "${TMPDIR:-/tmp}/backupctl-demo.XXXXXX")
+  ln -s "$bin" "$home/backup_manager"
+  ln -s "$bin" "$home/backup_service"
+  cd "$home" || exit 1
+  echo "spec_usage.sh: running in a fresh home, $home" >&2
+fi
 
 T=${SPEC_TIME:-$(date +%H:%M)}
 # The spec backs up directories test, test1 and test2; give them some content.

@@ -78,3 +78,35 @@ fn the_spec_usage_script_produces_the_spec_output() {
     );
     assert!(!env.path("backup_service.pid").exists());
 }
+
+#[test]
+fn the_usage_script_run_from_anywhere_makes_its_own_home() {
+    // The README's first command: run outside a prepared directory, the
+    // script makes a fresh home under TMPDIR and links the names there.
+    let env = TestEnv::bare().with_clock("2023-02-08T16:07:00");
+    env.tree(&["elsewhere", "tmp"], &[]);
+    let out = env
+        .program("bash")
+        .arg(SCRIPT)
+        .current_dir(env.path("elsewhere"))
+        .env("BACKUPCTL", crate::support::BIN)
+        .env("TMPDIR", env.path("tmp"))
+        .env("SPEC_TIME", "16:07")
+        .env("LC_ALL", "C")
+        .stdout_contains("--> Create 3 new schedules\n")
+        .stderr_pattern(
+            "spec_usage.sh: running in a fresh home, [..]/tmp/backupctl-demo.[..]\n\
+             backup_manager: malformed schedule: test; (expected path;hh:mm;name or path;hh:mm;name;options, found 2 fields)\n",
+        )
+        .run();
+    let homes = env.dir_listing("tmp");
+    assert_eq!(homes.len(), 1, "{homes:?}");
+    let home = env.path(&format!("tmp/{}", homes[0]));
+    assert_eq!(
+        normalise(&out.stdout, home.to_str().unwrap()),
+        EXPECTED,
+        "the script's output from its own home"
+    );
+    assert!(home.join("backups/backup_test.tar").is_file());
+    assert_eq!(env.dir_listing("elsewhere"), Vec::<String>::new());
+}

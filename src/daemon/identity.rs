@@ -103,7 +103,7 @@ impl Process {
     /// the lock on `pidfile` (see the module comment).
     pub fn verify(&self, home: &Path, pidfile: &File) -> Result<(), NotOurs> {
         let pid = self.pid;
-        if let Some(holders) = lock_holders(pidfile)
+        if let Some(holders) = settled_lock_holders(pidfile)
             && !holders.contains(&pid)
         {
             return Err(NotOurs::NotTheHolder { holders });
@@ -181,6 +181,22 @@ fn runs_our_executable(exe: &Path) -> io::Result<bool> {
 fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
     let (a, b) = (fs::metadata(a)?, fs::metadata(b)?);
     Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// [`lock_holders`] for a file the caller found locked: if `/proc/locks`
+/// shows no holder at all, which contradicts that, it is read again a few
+/// times (once, under heavy load, a test saw an empty answer for a lock its
+/// daemon held) before the answer is taken.
+fn settled_lock_holders(file: &File) -> Option<Vec<i32>> {
+    let mut holders = lock_holders(file)?;
+    for _ in 0..10 {
+        if !holders.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        holders = lock_holders(file)?;
+    }
+    Some(holders)
 }
 
 /// The pids holding an `flock` on `file`, from `/proc/locks`; `None` when

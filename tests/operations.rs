@@ -234,3 +234,40 @@ fn start_takes_jobs_like_daemon() {
     env.wait_for_log("backup_service.log", "up to 3 backups run at once");
     env.manager(["stop"]).run();
 }
+
+#[test]
+fn every_service_line_about_a_run_names_its_schedule() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2024-05-06T09:30:00");
+    // Two schedules on one directory, and two on one missing directory.
+    env.create("src;09:30;plain");
+    env.create("src;09:30;kept;keep-last=2,if-changed");
+    for name in ["first", "second"] {
+        env.manager(["create", &format!("missing;09:30;{name}")])
+            .stderr(env.missing_source_warning("backup_manager", "missing"))
+            .run();
+    }
+    Service::start(&env).stop();
+    // A second run of `kept` finds its tree unchanged.
+    env.manager(["run", "kept"])
+        .stdout_pattern("[..]unchanged[..]\n")
+        .run();
+    let mut runs: Vec<String> = env
+        .log_messages("backup_service.log")
+        .into_iter()
+        .filter(|l| l.contains("ackup ") && !l.starts_with("backup_service"))
+        // Without the run's figures and the failure's cause.
+        .map(|l| l.split(" (1 file").next().unwrap_or_default().to_string())
+        .map(|l| l.split(": source").next().unwrap_or_default().to_string())
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            "Backup done for src in backups/kept_20240506_093000.tar",
+            "Backup done for src in backups/plain.tar",
+            "Backup skipped for src: unchanged since backups/kept_20240506_093000.tar",
+            "Error: backup failed for missing (schedule first)",
+            "Error: backup failed for missing (schedule second)",
+        ]
+    );
+}

@@ -3,7 +3,7 @@
 //! expects, the service's log lines name their schedule and suit journald,
 //! and schedules and their archives are named rather than counted.
 
-use crate::support::{Service, TestEnv};
+use crate::support::{Service, TestEnv, foreground_stderr};
 
 /// `the current directory "DIR" is not a backupctl home …`, as printed.
 fn not_a_home_here(env: &TestEnv, nor: Option<&str>) -> String {
@@ -270,4 +270,48 @@ fn every_service_line_about_a_run_names_its_schedule() {
             "Error: backup failed for missing (schedule second)",
         ]
     );
+}
+
+#[test]
+fn under_systemd_the_foreground_service_writes_for_journald() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2024-05-06T09:30:00");
+    env.create("src;09:30;docs");
+    env.manager(["create", "missing;09:30;broken"])
+        .stderr(env.missing_source_warning("backup_manager", "missing"))
+        .run();
+    // What a killed run left: its removal is a warning.
+    env.write("backups/.docs.0123456789abcdef.partial", "x");
+    // systemd names the stream it hands over as stderr, DEVICE:INODE.
+    let script = "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); exec ./backup_service";
+    let home = env.home().display();
+    let service = Service::foreground(
+        &env,
+        env.bash(script).stderr_pattern(format!(
+            "<6>backup_service started (pid [..], home {home})\n\
+             <4>Warning: removed backups/.docs.0123456789abcdef.partial left by an interrupted run of docs\n\
+             <6>Backup done for src in backups/docs.tar ([..])\n\
+             <3>Error: backup failed for missing (schedule broken): source [..]missing does not exist\n\
+             <6>SIGTERM received: stopping after the backups in progress\n\
+             <6>backup_service stopped (pid [..])\n"
+        )),
+    );
+    service.wait_for_log("backup failed for missing");
+    service.stop();
+    // The log file keeps its own stamps and no priorities.
+    let log = env.read("logs/backup_service.log");
+    assert!(
+        log.lines().all(|l| l.starts_with("[06/05/2024 09:30] ")),
+        "{log}"
+    );
+    // A foreground service whose stderr is not the stream systemd named
+    // (a redirected child of a service) stamps its lines as usual.
+    let other = TestEnv::new().with_clock("2024-05-06T09:30:00");
+    Service::foreground(
+        &other,
+        other
+            .service::<&str>([])
+            .env("JOURNAL_STREAM", "1:1")
+            .stderr_pattern(foreground_stderr(&other, "06/05/2024", &[])),
+    )
+    .stop();
 }

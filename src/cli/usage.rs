@@ -138,7 +138,7 @@ fn log_to_existing_manager_log(personality: Personality, args: &[OsString], mess
         return;
     }
     let rotation = global.map(|g| g.rotation()).unwrap_or_default();
-    let LogPlan::Cli(log) = log_plan(&home, None, rotation) else {
+    let LogPlan::Cli(log) = log_plan(&home, None, rotation, false) else {
         return;
     };
     let clock: Arc<dyn Clock> = clock::from_env().map_or(Arc::new(SystemClock), Arc::from);

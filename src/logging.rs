@@ -1,7 +1,9 @@
 //! The event log. Set up once per process with [`init`]; nothing else knows the
 //! line format, which is the spec's: `[dd/mm/YYYY HH:MM] message`, one event per
-//! line. Errors and warnings are prefixed `Error:` / `Warning:` as in the spec's
-//! `Error: malformed schedule: test;`.
+//! line (`--log-time iso` stamps it `[2026-11-24T15:36:04+01:00]` instead).
+//! Errors and warnings are prefixed `Error:` / `Warning:` as in the spec's
+//! `Error: malformed schedule: test;`. A foreground service under systemd
+//! writes stderr for journald instead ([`Echo::Journal`]).
 //!
 //! Log files rotate themselves: when a line would take a log past
 //! [`Rotation::max_size`] (10 MiB by default), `x.log` becomes `x.log.1`
@@ -37,6 +39,39 @@ pub struct LogTarget<'a> {
     /// Whether and how each line is copied to stderr.
     pub echo: Echo,
     pub rotation: Rotation,
+    /// How lines are stamped.
+    pub time: LogTime,
+}
+
+/// How a log line is stamped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogTime {
+    /// `[dd/mm/YYYY HH:MM]`, the original specification's.
+    #[default]
+    Dmy,
+    /// `[2026-11-24T15:36:04+01:00]`: ISO 8601 with seconds and the UTC
+    /// offset, which sorts as text and parses anywhere.
+    Iso,
+}
+
+impl LogTime {
+    fn stamp(self, instant: chrono::DateTime<chrono::Utc>) -> String {
+        match self {
+            LogTime::Dmy => clock::log_stamp(instant),
+            LogTime::Iso => clock::iso_stamp(instant),
+        }
+    }
+}
+
+/// Parses `--log-time`: `dmy` or `iso`.
+pub fn parse_log_time(text: &str) -> Result<LogTime, String> {
+    match text {
+        "dmy" => Ok(LogTime::Dmy),
+        "iso" => Ok(LogTime::Iso),
+        _ => Err(format!(
+            "{text:?} is not a log time format: dmy ([dd/mm/YYYY HH:MM]) or iso ([YYYY-mm-ddTHH:MM:SS+hh:mm])"
+        )),
+    }
 }
 
 /// How log lines are copied to stderr.
@@ -240,10 +275,11 @@ impl Write for LogFile {
 /// Installs the global logger. Fails when the log file cannot be opened; the
 /// caller reports that on stderr, since there is no log to write it to.
 pub fn init(target: LogTarget<'_>, clock: Arc<dyn Clock>) -> std::io::Result<()> {
+    let time = target.time;
     let stamped = move || {
         let clock = clock.clone();
         fern::Dispatch::new().format(move |out, message, record| {
-            let line = format_line(&clock::log_stamp(clock.now()), record.level(), message);
+            let line = format_line(&time.stamp(clock.now()), record.level(), message);
             out.finish(format_args!("{line}"))
         })
     };
@@ -356,6 +392,13 @@ mod tests {
             &format_args!("malformed schedule: {}", "test;"),
         );
         assert_eq!(line, "[08/02/2023 16:07] Error: malformed schedule: test;");
+    }
+
+    #[test]
+    fn log_time_formats_parse() {
+        assert_eq!(parse_log_time("dmy"), Ok(LogTime::Dmy));
+        assert_eq!(parse_log_time("iso"), Ok(LogTime::Iso));
+        assert!(parse_log_time("ISO8601").is_err());
     }
 
     #[test]

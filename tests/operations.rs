@@ -315,3 +315,52 @@ fn under_systemd_the_foreground_service_writes_for_journald() {
     )
     .stop();
 }
+
+#[test]
+fn log_files_can_be_stamped_in_iso_8601() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2026-11-24T15:36:04");
+    env.manager(["--log-time", "iso", "create", "src;15:36;docs"])
+        .env("TZ", "Europe/Paris")
+        .run();
+    // The environment chooses it too, for the service started by systemd.
+    let home = env.home().display();
+    let service = Service::foreground(
+        &env,
+        env.service::<&str>([])
+            .env("TZ", "Europe/Paris")
+            .env("BACKUPCTL_LOG_TIME", "iso")
+            .stderr_pattern(format!(
+                "[2026-11-24T15:36:0[..]+01:00] backup_service started (pid [..], home {home})\n\
+                 [2026-11-24T15:36:0[..]+01:00] Backup done for src in backups/docs.tar ([..])\n\
+                 [2026-11-24T15:36:0[..]+01:00] SIGTERM received: stopping after the backups in progress\n\
+                 [2026-11-24T15:36:0[..]+01:00] backup_service stopped (pid [..])\n"
+            )),
+    );
+    service.wait_for_log("Backup done");
+    service.stop();
+    assert_eq!(
+        env.read("logs/backup_manager.log"),
+        "[2026-11-24T15:36:04+01:00] New schedule added: src;15:36;docs\n"
+    );
+    assert!(
+        env.read("logs/backup_service.log")
+            .lines()
+            .all(|l| l.starts_with("[2026-11-24T15:36:0") && l.contains("+01:00] ")),
+    );
+    // The default stays the original format.
+    env.manager(["list"]).stdout("0: src;15:36;docs\n").run();
+    assert!(
+        env.read("logs/backup_manager.log")
+            .ends_with("] Show schedules list\n")
+    );
+    assert!(
+        env.log_has("backup_manager.log", "Show schedules list")
+            && env
+                .read("logs/backup_manager.log")
+                .contains("\n[24/11/2026 15:36] Show schedules list\n")
+    );
+    env.manager(["--log-time", "rfc", "list"])
+        .status(2)
+        .stderr_contains("\"rfc\" is not a log time format: dmy ([dd/mm/YYYY HH:MM]) or iso")
+        .run();
+}

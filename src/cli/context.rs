@@ -11,7 +11,7 @@ use super::{Command, GlobalArgs, Personality};
 use crate::clock::{self, Clock};
 use crate::error::Error;
 use crate::home::{self, Home, Lookup};
-use crate::logging::{self, Echo, LogTarget, Rotation};
+use crate::logging::{self, Echo, LogTarget, LogTime, Rotation};
 use crate::primitives::error_chain;
 use crate::store::Store;
 
@@ -45,6 +45,7 @@ pub struct LogFile {
     /// Whether and how each line is copied to stderr (the foreground service).
     pub echo: Echo,
     pub rotation: Rotation,
+    pub time: LogTime,
 }
 
 impl LogFile {
@@ -54,6 +55,7 @@ impl LogFile {
             file: &self.path,
             echo: self.echo,
             rotation: self.rotation,
+            time: self.time,
         }
     }
 }
@@ -77,13 +79,14 @@ pub enum LogPlan {
 pub fn log_plan(
     home: &Home,
     command: Option<&Command>,
-    rotation: Rotation,
+    (rotation, time): (Rotation, LogTime),
     journal: bool,
 ) -> LogPlan {
     let file = |path, echo| LogFile {
         path,
         echo,
         rotation,
+        time,
     };
     match command {
         Some(Command::Completions(_) | Command::Man(_)) => LogPlan::Nowhere,
@@ -177,7 +180,7 @@ impl Context {
             _ => log_plan(
                 &home,
                 Some(command),
-                global.rotation(),
+                (global.rotation(), global.log_time),
                 logging::stderr_is_journal(std::env::var_os("JOURNAL_STREAM").as_deref()),
             ),
         };
@@ -250,11 +253,13 @@ mod tests {
     fn backups_log_to_the_service_log_and_generated_text_logs_nowhere() {
         let home = Home::resolve(Some(Path::new("/srv/bk"))).unwrap();
         let rotation = Rotation::default();
-        let plan = |command: Option<&Command>| log_plan(&home, command, rotation, false);
+        let style = (rotation, LogTime::Dmy);
+        let plan = |command: Option<&Command>| log_plan(&home, command, style, false);
         let service = |echo| LogFile {
             path: home.service_log(),
             echo,
             rotation,
+            time: LogTime::Dmy,
         };
         let daemon = Command::Daemon(super::super::daemon::Args {
             foreground: true,
@@ -265,7 +270,7 @@ mod tests {
             LogPlan::Service(service(Echo::Stamped))
         );
         assert_eq!(
-            log_plan(&home, Some(&daemon), rotation, true),
+            log_plan(&home, Some(&daemon), style, true),
             LogPlan::Service(service(Echo::Journal))
         );
         let man = Command::Man(super::super::man::Args {});
@@ -275,7 +280,8 @@ mod tests {
             LogPlan::Cli(LogFile {
                 path: home.manager_log(),
                 echo: Echo::Off,
-                rotation
+                rotation,
+                time: LogTime::Dmy,
             })
         );
     }

@@ -29,6 +29,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             crate::logging::Echo::Off
         },
         rotation: Default::default(),
+        time: Default::default(),
     };
     let log = match &ctx.log {
         LogPlan::Service(log) | LogPlan::Cli(log) => log,

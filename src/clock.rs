@@ -101,6 +101,12 @@ pub fn to_local(instant: DateTime<Utc>) -> DateTime<FixedOffset> {
     instant.with_timezone(&Local).fixed_offset()
 }
 
+/// ISO 8601 with seconds and the UTC offset, `2026-11-24T15:36:04+01:00`,
+/// in local time: the `--log-time iso` stamp.
+pub fn iso_stamp(instant: DateTime<Utc>) -> String {
+    to_local(instant).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
 /// The spec's log timestamp, `dd/mm/YYYY HH:MM`, in local time.
 pub fn log_stamp(instant: DateTime<Utc>) -> String {
     instant

@@ -1,7 +1,9 @@
 //! The event log. Set up once per process with [`init`]; nothing else knows the
 //! line format, which is the spec's: `[dd/mm/YYYY HH:MM] message`, one event per
-//! line. Errors and warnings are prefixed `Error:` / `Warning:` as in the spec's
-//! `Error: malformed schedule: test;`.
+//! line (`--log-time iso` stamps it `[2026-11-24T15:36:04+01:00]` instead).
+//! Errors and warnings are prefixed `Error:` / `Warning:` as in the spec's
+//! `Error: malformed schedule: test;`. A foreground service under systemd
+//! writes stderr for journald instead ([`Echo::Journal`]).
 //!
 //! Log files rotate themselves: when a line would take a log past
 //! [`Rotation::max_size`] (10 MiB by default), `x.log` becomes `x.log.1`
@@ -34,9 +36,76 @@ use crate::primitives;
 pub struct LogTarget<'a> {
     /// The log file, appended to.
     pub file: &'a Path,
-    /// Also copy each line to stderr (foreground daemon, `run`).
-    pub echo_to_stderr: bool,
+    /// Whether and how each line is copied to stderr.
+    pub echo: Echo,
     pub rotation: Rotation,
+    /// How lines are stamped.
+    pub time: LogTime,
+}
+
+/// How a log line is stamped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogTime {
+    /// `[dd/mm/YYYY HH:MM]`, the original specification's.
+    #[default]
+    Dmy,
+    /// `[2026-11-24T15:36:04+01:00]`: ISO 8601 with seconds and the UTC
+    /// offset, which sorts as text and parses anywhere.
+    Iso,
+}
+
+impl LogTime {
+    fn stamp(self, instant: chrono::DateTime<chrono::Utc>) -> String {
+        match self {
+            LogTime::Dmy => clock::log_stamp(instant),
+            LogTime::Iso => clock::iso_stamp(instant),
+        }
+    }
+}
+
+/// Parses `--log-time`: `dmy` or `iso`.
+pub fn parse_log_time(text: &str) -> Result<LogTime, String> {
+    match text {
+        "dmy" => Ok(LogTime::Dmy),
+        "iso" => Ok(LogTime::Iso),
+        _ => Err(format!(
+            "{text:?} is not a log time format: dmy ([dd/mm/YYYY HH:MM]) or iso ([YYYY-mm-ddTHH:MM:SS+hh:mm])"
+        )),
+    }
+}
+
+/// How log lines are copied to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Echo {
+    /// Not at all: a detached service, the commands.
+    Off,
+    /// As in the log file: a foreground service on a terminal or in a container.
+    Stamped,
+    /// For journald (a foreground service under systemd): a syslog priority
+    /// (`<3>` error, `<4>` warning, `<6>` info) and no time stamp, so the
+    /// journal keeps the level and stamps the line itself.
+    Journal,
+}
+
+/// True when stderr is the journal stream systemd named in `JOURNAL_STREAM`
+/// (`DEVICE:INODE`): the variable is inherited by children whose stderr was
+/// redirected elsewhere, so its presence alone is not enough (systemd.exec(5)).
+pub fn stderr_is_journal(journal_stream: Option<&std::ffi::OsStr>) -> bool {
+    let Some((dev, ino)) = journal_stream
+        .and_then(|v| v.to_str())
+        .and_then(|v| v.split_once(':'))
+    else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    use std::os::fd::AsFd;
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata());
+    stderr.is_ok_and(|s| s.dev() == dev && s.ino() == ino)
 }
 
 /// When a log file is rotated, and how many old ones are kept.
@@ -206,18 +275,27 @@ impl Write for LogFile {
 /// Installs the global logger. Fails when the log file cannot be opened; the
 /// caller reports that on stderr, since there is no log to write it to.
 pub fn init(target: LogTarget<'_>, clock: Arc<dyn Clock>) -> std::io::Result<()> {
-    let mut dispatch = fern::Dispatch::new()
-        .level(LevelFilter::Info)
-        .format(move |out, message, record| {
-            let line = format_line(&clock::log_stamp(clock.now()), record.level(), message);
+    let time = target.time;
+    let stamped = move || {
+        let clock = clock.clone();
+        fern::Dispatch::new().format(move |out, message, record| {
+            let line = format_line(&time.stamp(clock.now()), record.level(), message);
             out.finish(format_args!("{line}"))
         })
-        .chain(fern::Output::writer(
-            Box::new(LogFile::open(target.file, target.rotation)?),
-            "\n",
-        ));
-    if target.echo_to_stderr {
-        dispatch = dispatch.chain(std::io::stderr());
+    };
+    let file = fern::Output::writer(Box::new(LogFile::open(target.file, target.rotation)?), "\n");
+    let mut dispatch = fern::Dispatch::new()
+        .level(LevelFilter::Info)
+        .chain(stamped().chain(file));
+    match target.echo {
+        Echo::Off => {}
+        Echo::Stamped => dispatch = dispatch.chain(stamped().chain(std::io::stderr())),
+        Echo::Journal => {
+            let journal = fern::Dispatch::new().format(|out, message, record| {
+                out.finish(format_args!("{}", journal_line(record.level(), message)))
+            });
+            dispatch = dispatch.chain(journal.chain(std::io::stderr()));
+        }
     }
     // A second init in one process (only possible in tests) keeps the first logger.
     let _ = dispatch.apply();
@@ -228,6 +306,22 @@ pub fn init(target: LogTarget<'_>, clock: Arc<dyn Clock>) -> std::io::Result<()>
 /// characters in the message (a file name can hold them) are escaped, so one
 /// event is always one line.
 pub fn format_line(stamp: &str, level: Level, message: &std::fmt::Arguments<'_>) -> String {
+    format!("[{stamp}] {}", message_text(level, message))
+}
+
+/// One line for journald: `<PRIORITY>` (sd-daemon(3)) and the message as the
+/// log file has it, without a stamp.
+pub fn journal_line(level: Level, message: &std::fmt::Arguments<'_>) -> String {
+    let priority = match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    };
+    format!("<{priority}>{}", message_text(level, message))
+}
+
+fn message_text(level: Level, message: &std::fmt::Arguments<'_>) -> String {
     let prefix = match level {
         Level::Error => "Error: ",
         Level::Warn => "Warning: ",
@@ -235,7 +329,7 @@ pub fn format_line(stamp: &str, level: Level, message: &std::fmt::Arguments<'_>)
     };
     let mut text = String::new();
     let _ = write!(text, "{message}");
-    format!("[{stamp}] {prefix}{}", primitives::printable(&text))
+    format!("{prefix}{}", primitives::printable(&text))
 }
 
 #[cfg(test)]
@@ -298,6 +392,34 @@ mod tests {
             &format_args!("malformed schedule: {}", "test;"),
         );
         assert_eq!(line, "[08/02/2023 16:07] Error: malformed schedule: test;");
+    }
+
+    #[test]
+    fn log_time_formats_parse() {
+        assert_eq!(parse_log_time("dmy"), Ok(LogTime::Dmy));
+        assert_eq!(parse_log_time("iso"), Ok(LogTime::Iso));
+        assert!(parse_log_time("ISO8601").is_err());
+    }
+
+    #[test]
+    fn journal_lines_carry_a_priority_and_no_stamp() {
+        let line = |level| journal_line(level, &format_args!("x"));
+        assert_eq!(line(Level::Error), "<3>Error: x");
+        assert_eq!(line(Level::Warn), "<4>Warning: x");
+        assert_eq!(line(Level::Info), "<6>x");
+    }
+
+    #[test]
+    fn only_a_journal_stream_naming_stderr_counts() {
+        use std::ffi::OsStr;
+        assert!(!stderr_is_journal(None));
+        assert!(!stderr_is_journal(Some(OsStr::new("garbage"))));
+        assert!(!stderr_is_journal(Some(OsStr::new("1:1"))));
+        if let Ok(stderr) = fs::metadata("/proc/self/fd/2") {
+            // fstat(2) of what fd 2 is, as systemd records it.
+            let named = format!("{}:{}", stderr.dev(), stderr.ino());
+            assert!(stderr_is_journal(Some(OsStr::new(&named))));
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn a_failed_run_reports_why_and_keeps_the_previous_archive() {
     env.manager(["run", "docs"])
         .status(1)
         .stderr(format!(
-            "backup_manager: backup failed for docs: source {} does not exist\n",
+            "backup_manager: backup failed for docs (schedule docs): source {} does not exist\n",
             env.shown("docs")
         ))
         .run();

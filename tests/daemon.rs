@@ -121,10 +121,9 @@ fn the_service_runs_what_is_due_and_a_failing_schedule_does_not_stop_the_others(
     env.manager(["backups"]).stdout("docs.tar\n").run();
     let log = env.log_messages("backup_service.log");
     assert!(
-        log.iter().any(
-            |l| l.starts_with("Error: backup failed for missing: source ")
-                && l.ends_with("missing does not exist")
-        ),
+        log.iter().any(|l| l
+            .starts_with("Error: backup failed for missing (schedule broken): source ")
+            && l.ends_with("missing does not exist")),
         "{log:#?}"
     );
     assert!(
@@ -197,7 +196,7 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
     make_big_source(&env, "big");
     env.create("big;09:30;big");
     let failure = format!(
-        "Error: backup failed for big: stopped before {} was complete; the partial file was removed",
+        "Error: backup failed for big (schedule big): stopped before {} was complete; the partial file was removed",
         env.shown("backups/big.tar")
     );
     let mut service = Service::foreground(
@@ -228,7 +227,7 @@ fn a_second_sigterm_aborts_and_removes_the_partial_archive() {
     let log = env.log_messages("backup_service.log");
     assert!(
         log.iter()
-            .any(|l| l.contains("backup failed for big: stopped before")),
+            .any(|l| l.contains("backup failed for big (schedule big): stopped before")),
         "{log:#?}"
     );
 }
@@ -276,7 +275,7 @@ fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
         .manager(["run", "big"])
         .status(1)
         .stderr(format!(
-            "backup_manager: backup failed for big: stopped before {} was complete; the partial file was removed\n",
+            "backup_manager: backup failed for big (schedule big): stopped before {} was complete; the partial file was removed\n",
             env.shown("backups/big.tar")
         ))
         .spawn();

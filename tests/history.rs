@@ -272,14 +272,14 @@ fn a_missing_source_fails_with_exit_1_and_leaves_nothing() {
     env.ctl(["run", "n"])
         .status(1)
         .stderr(format!(
-            "backupctl: backup failed for nowhere: source {} does not exist\n",
+            "backupctl: backup failed for nowhere (schedule n): source {} does not exist\n",
             env.shown("nowhere")
         ))
         .run();
     let log = env.log_messages("backup_service.log");
     let failures: Vec<&String> = log
         .iter()
-        .filter(|l| l.starts_with("Error: backup failed for nowhere: source "))
+        .filter(|l| l.starts_with("Error: backup failed for nowhere (schedule n): source "))
         .collect();
     assert_eq!(failures.len(), 1, "logged once: {log:?}");
     assert_eq!(env.dir_listing("backups"), [".n.lock"]);
@@ -467,7 +467,7 @@ fn a_failed_run_prunes_nothing() {
     env.ctl(["run", "docs"])
         .status(1)
         .stderr(format!(
-            "backupctl: backup failed for gone: source {} does not exist\n",
+            "backupctl: backup failed for gone (schedule docs): source {} does not exist\n",
             env.shown("gone")
         ))
         .run();

@@ -3,7 +3,7 @@
 //! expects, the service's log lines name their schedule and suit journald,
 //! and schedules and their archives are named rather than counted.
 
-use crate::support::{Service, TestEnv};
+use crate::support::{Service, TestEnv, foreground_stderr};
 
 /// `the current directory "DIR" is not a backupctl home …`, as printed.
 fn not_a_home_here(env: &TestEnv, nor: Option<&str>) -> String {
@@ -233,4 +233,134 @@ fn start_takes_jobs_like_daemon() {
     env.manager(["start", "--jobs", "3"]).run();
     env.wait_for_log("backup_service.log", "up to 3 backups run at once");
     env.manager(["stop"]).run();
+}
+
+#[test]
+fn every_service_line_about_a_run_names_its_schedule() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2024-05-06T09:30:00");
+    // Two schedules on one directory, and two on one missing directory.
+    env.create("src;09:30;plain");
+    env.create("src;09:30;kept;keep-last=2,if-changed");
+    for name in ["first", "second"] {
+        env.manager(["create", &format!("missing;09:30;{name}")])
+            .stderr(env.missing_source_warning("backup_manager", "missing"))
+            .run();
+    }
+    Service::start(&env).stop();
+    // A second run of `kept` finds its tree unchanged.
+    env.manager(["run", "kept"])
+        .stdout_pattern("[..]unchanged[..]\n")
+        .run();
+    let mut runs: Vec<String> = env
+        .log_messages("backup_service.log")
+        .into_iter()
+        .filter(|l| l.contains("ackup ") && !l.starts_with("backup_service"))
+        // Without the run's figures and the failure's cause.
+        .map(|l| l.split(" (1 file").next().unwrap_or_default().to_string())
+        .map(|l| l.split(": source").next().unwrap_or_default().to_string())
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            "Backup done for src in backups/kept_20240506_093000.tar",
+            "Backup done for src in backups/plain.tar",
+            "Backup skipped for src: unchanged since backups/kept_20240506_093000.tar",
+            "Error: backup failed for missing (schedule first)",
+            "Error: backup failed for missing (schedule second)",
+        ]
+    );
+}
+
+#[test]
+fn under_systemd_the_foreground_service_writes_for_journald() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2024-05-06T09:30:00");
+    env.create("src;09:30;docs");
+    env.manager(["create", "missing;09:30;broken"])
+        .stderr(env.missing_source_warning("backup_manager", "missing"))
+        .run();
+    // What a killed run left: its removal is a warning.
+    env.write("backups/.docs.0123456789abcdef.partial", "x");
+    // systemd names the stream it hands over as stderr, DEVICE:INODE.
+    let script = "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); exec ./backup_service";
+    let home = env.home().display();
+    let service = Service::foreground(
+        &env,
+        env.bash(script).stderr_pattern(format!(
+            "<6>backup_service started (pid [..], home {home})\n\
+             <4>Warning: removed backups/.docs.0123456789abcdef.partial left by an interrupted run of docs\n\
+             <6>Backup done for src in backups/docs.tar ([..])\n\
+             <3>Error: backup failed for missing (schedule broken): source [..]missing does not exist\n\
+             <6>SIGTERM received: stopping after the backups in progress\n\
+             <6>backup_service stopped (pid [..])\n"
+        )),
+    );
+    service.wait_for_log("backup failed for missing");
+    service.stop();
+    // The log file keeps its own stamps and no priorities.
+    let log = env.read("logs/backup_service.log");
+    assert!(
+        log.lines().all(|l| l.starts_with("[06/05/2024 09:30] ")),
+        "{log}"
+    );
+    // A foreground service whose stderr is not the stream systemd named
+    // (a redirected child of a service) stamps its lines as usual.
+    let other = TestEnv::new().with_clock("2024-05-06T09:30:00");
+    Service::foreground(
+        &other,
+        other
+            .service::<&str>([])
+            .env("JOURNAL_STREAM", "1:1")
+            .stderr_pattern(foreground_stderr(&other, "06/05/2024", &[])),
+    )
+    .stop();
+}
+
+#[test]
+fn log_files_can_be_stamped_in_iso_8601() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]).with_clock("2026-11-24T15:36:04");
+    env.manager(["--log-time", "iso", "create", "src;15:36;docs"])
+        .env("TZ", "Europe/Paris")
+        .run();
+    // The environment chooses it too, for the service started by systemd.
+    let home = env.home().display();
+    let service = Service::foreground(
+        &env,
+        env.service::<&str>([])
+            .env("TZ", "Europe/Paris")
+            .env("BACKUPCTL_LOG_TIME", "iso")
+            .stderr_pattern(format!(
+                "[2026-11-24T15:36:0[..]+01:00] backup_service started (pid [..], home {home})\n\
+                 [2026-11-24T15:36:0[..]+01:00] Backup done for src in backups/docs.tar ([..])\n\
+                 [2026-11-24T15:36:0[..]+01:00] SIGTERM received: stopping after the backups in progress\n\
+                 [2026-11-24T15:36:0[..]+01:00] backup_service stopped (pid [..])\n"
+            )),
+    );
+    service.wait_for_log("Backup done");
+    service.stop();
+    assert_eq!(
+        env.read("logs/backup_manager.log"),
+        "[2026-11-24T15:36:04+01:00] New schedule added: src;15:36;docs\n"
+    );
+    assert!(
+        env.read("logs/backup_service.log")
+            .lines()
+            .all(|l| l.starts_with("[2026-11-24T15:36:0") && l.contains("+01:00] ")),
+    );
+    // The default stays the original format.
+    env.manager(["list"]).stdout("0: src;15:36;docs\n").run();
+    assert!(
+        env.read("logs/backup_manager.log")
+            .ends_with("] Show schedules list\n")
+    );
+    assert!(
+        env.log_has("backup_manager.log", "Show schedules list")
+            && env
+                .read("logs/backup_manager.log")
+                .contains("\n[24/11/2026 15:36] Show schedules list\n")
+    );
+    env.manager(["--log-time", "rfc", "list"])
+        .status(2)
+        .stderr_contains("\"rfc\" is not a log time format: dmy ([dd/mm/YYYY HH:MM]) or iso")
+        .run();
 }

@@ -105,7 +105,7 @@ fn status_shows_last_and_next_runs_also_as_json() {
         .stdout_pattern("backups/hourly.tar: 1 file, [..] MB/s\n")
         .run();
     let failure = format!(
-        "backup failed for missing: source {} does not exist",
+        "backup failed for missing (schedule nightly): source {} does not exist",
         env.shown("missing")
     );
     env.ctl(["run", "nightly"])

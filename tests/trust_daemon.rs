@@ -338,7 +338,7 @@ fn stop_now_aborts_the_backups_in_progress() {
     let log = env.log_messages("backup_service.log");
     assert!(
         log.iter()
-            .any(|l| l.contains("backup failed for src: stopped before")),
+            .any(|l| l.contains("backup failed for src (schedule slow): stopped before")),
         "{log:#?}"
     );
 }

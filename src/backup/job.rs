@@ -47,8 +47,9 @@ pub enum JobError {
         free: u64,
         needed: u64,
     },
-    #[error("cannot check the free space of {}", path.display())]
+    #[error("backup of {name} not started: cannot check the free space of {}", path.display())]
     Statvfs {
+        name: String,
         path: PathBuf,
         #[source]
         source: nix::Error,
@@ -93,7 +94,11 @@ pub fn run_job(
     after_hooks(home, schedule, &outcome, &record, &trusted);
     let state = StateFile::new(home.state_file(), home.state_lock());
     if let Err(error) = state.record(&schedule.name, record) {
-        log::error!("{}", error_chain(&error));
+        log::error!(
+            "run of {} not recorded: {}",
+            schedule.name,
+            error_chain(&error)
+        );
     }
     outcome
 }
@@ -252,6 +257,7 @@ fn check_free_space(home: &Home, schedule: &Schedule) -> Result<(), JobError> {
     let needed = newest.size;
     let dir = home.backups_dir();
     let stats = nix::sys::statvfs::statvfs(&dir).map_err(|source| JobError::Statvfs {
+        name: schedule.name.clone(),
         path: dir.clone(),
         source,
     })?;

@@ -28,26 +28,30 @@ use crate::store::Schedule;
 /// Why a run did not produce an archive.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("backup failed for {schedule_source}")]
+    #[error("backup failed for {schedule_source} (schedule {schedule})")]
     Archive {
+        schedule: String,
         schedule_source: String,
         #[source]
         source: ArchiveError,
     },
-    #[error("backup failed for {schedule_source}")]
+    #[error("backup failed for {schedule_source} (schedule {schedule})")]
     Publish {
+        schedule: String,
         schedule_source: String,
         #[source]
         source: PublishError,
     },
-    #[error("backup failed for {schedule_source}")]
+    #[error("backup failed for {schedule_source} (schedule {schedule})")]
     NoFreeName {
+        schedule: String,
         schedule_source: String,
         #[source]
         source: NoFreeName,
     },
-    #[error("cannot list {}", path.display())]
+    #[error("cannot list the archives of {schedule} in {}", path.display())]
     List {
+        schedule: String,
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -144,6 +148,7 @@ fn run_locked(
     }
     let NextArchive { path: archive, .. } = next_archive(&history, schedule, request.now)?;
     let archive_error = |source| RunError::Archive {
+        schedule: schedule.name.clone(),
         schedule_source: schedule.source.clone(),
         source,
     };
@@ -185,6 +190,7 @@ fn run_locked(
     history
         .publish(temp.path(), &archive, manifest)
         .map_err(|source| RunError::Publish {
+            schedule: schedule.name.clone(),
             schedule_source: schedule.source.clone(),
             source,
         })?;
@@ -192,7 +198,7 @@ fn run_locked(
     // Pruning only ever follows a new archive that is in place with its
     // manifest; a failed run returned above.
     let pruned = if history.keeps_history() {
-        prune(home, &history, request.now, &archive)
+        prune(home, schedule, &history, request.now, &archive)
     } else {
         Vec::new()
     };
@@ -247,6 +253,7 @@ fn next_archive(
     history
         .next_archive(now)
         .map_err(|source| RunError::NoFreeName {
+            schedule: schedule.name.clone(),
             schedule_source: schedule.source.clone(),
             source,
         })
@@ -277,6 +284,7 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
         history
             .prune_plan(now, Some(&next), Some(&next.path))
             .map_err(|source| RunError::List {
+                schedule: schedule.name.clone(),
                 path: history.dir().to_path_buf(),
                 source,
             })?
@@ -294,7 +302,13 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
 
 /// Applies retention to the schedule's archives. A failure here does not undo
 /// the good archive just written: it is logged, and the next run retries.
-fn prune(home: &Home, history: &History, now: DateTime<Utc>, written: &Path) -> Vec<PathBuf> {
+fn prune(
+    home: &Home,
+    schedule: &Schedule,
+    history: &History,
+    now: DateTime<Utc>,
+    written: &Path,
+) -> Vec<PathBuf> {
     let deleted = history
         .prune_plan(now, None, Some(written))
         .and_then(|decisions| {
@@ -311,7 +325,8 @@ fn prune(home: &Home, history: &History, now: DateTime<Utc>, written: &Path) -> 
         Ok(deleted) => deleted,
         Err(error) => {
             log::warn!(
-                "retention for {} not applied: {}",
+                "retention of {} not applied in {}: {}",
+                schedule.name,
                 home.display_path(history.dir()),
                 error_chain(&error)
             );
@@ -376,12 +391,35 @@ fn manifest_for(
     }
 }
 
+/// Every line about a run names its schedule, since two schedules may back
+/// up one source. A line that names the run's archive does it through the
+/// archive's file name, which starts with the schedule's name
+/// (`backups/backup_test.tar`, `backups/docs_20250101_023000.tar.gz`): the
+/// original specification's `Backup done for test in backups/backup_test.tar`
+/// stays as it is. A line without an archive, or with one not so named, says
+/// `(schedule NAME)` after the source.
+fn schedule_note(schedule: &Schedule, archive: &Path) -> String {
+    let file = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let named = file
+        .strip_prefix(schedule.name.as_str())
+        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('_'));
+    if named {
+        String::new()
+    } else {
+        format!(" (schedule {})", schedule.name)
+    }
+}
+
 fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
     let finished = match outcome {
         RunOutcome::Unchanged { since } => {
             log::info!(
-                "Backup skipped for {}: unchanged since {}",
+                "Backup skipped for {}{}: unchanged since {}",
                 schedule.source,
+                schedule_note(schedule, &since.path),
                 home.display_path(&since.path)
             );
             return;
@@ -398,16 +436,17 @@ fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
         );
     }
     let archive = home.display_path(&finished.archive);
+    let note = schedule_note(schedule, &finished.archive);
     if finished.state == RunState::Partial {
         log::info!(
-            "Backup partial for {} in {archive} ({} files skipped; {})",
+            "Backup partial for {}{note} in {archive} ({} files skipped; {})",
             schedule.source,
             report.skipped.len(),
             summary(report)
         );
     } else {
         log::info!(
-            "Backup done for {} in {archive} ({})",
+            "Backup done for {}{note} in {archive} ({})",
             schedule.source,
             summary(report)
         );
@@ -466,6 +505,16 @@ mod tests {
 
     fn history_schedule(name: &str) -> Schedule {
         Schedule::parse(&format!("src;10:00;{name};keep-last=2")).unwrap()
+    }
+
+    #[test]
+    fn an_archive_named_after_its_schedule_names_it_in_the_log() {
+        let schedule = history_schedule("docs");
+        let note = |file: &str| schedule_note(&schedule, Path::new(file));
+        assert_eq!(note("backups/docs.tar"), "");
+        assert_eq!(note("backups/docs_20250101_023000.tar.gz"), "");
+        assert_eq!(note("backups/docsy.tar"), " (schedule docs)");
+        assert_eq!(note("backups/other.tar"), " (schedule docs)");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::{Command, GlobalArgs, Personality};
 use crate::clock::{self, Clock};
 use crate::error::Error;
 use crate::home::{self, Home, Lookup};
-use crate::logging::{self, LogTarget, Rotation};
+use crate::logging::{self, Echo, LogTarget, LogTime, Rotation};
 use crate::primitives::error_chain;
 use crate::store::Store;
 
@@ -42,9 +42,10 @@ pub struct Context {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFile {
     pub path: PathBuf,
-    /// Copy each line to stderr as well (the foreground service).
-    pub echo_to_stderr: bool,
+    /// Whether and how each line is copied to stderr (the foreground service).
+    pub echo: Echo,
     pub rotation: Rotation,
+    pub time: LogTime,
 }
 
 impl LogFile {
@@ -52,8 +53,9 @@ impl LogFile {
     pub fn target(&self) -> LogTarget<'_> {
         LogTarget {
             file: &self.path,
-            echo_to_stderr: self.echo_to_stderr,
+            echo: self.echo,
             rotation: self.rotation,
+            time: self.time,
         }
     }
 }
@@ -72,18 +74,32 @@ pub enum LogPlan {
 
 /// Decides where a command logs: the service and `run` (a backup) write the
 /// service log, the other commands the manager log; a refused command line
-/// (`None`) goes to the manager log.
-pub fn log_plan(home: &Home, command: Option<&Command>, rotation: Rotation) -> LogPlan {
-    let file = |path, echo_to_stderr| LogFile {
+/// (`None`) goes to the manager log. A foreground service copies its lines
+/// to stderr, for journald when `journal` (stderr is systemd's journal stream).
+pub fn log_plan(
+    home: &Home,
+    command: Option<&Command>,
+    (rotation, time): (Rotation, LogTime),
+    journal: bool,
+) -> LogPlan {
+    let file = |path, echo| LogFile {
         path,
-        echo_to_stderr,
+        echo,
         rotation,
+        time,
     };
     match command {
         Some(Command::Completions(_) | Command::Man(_)) => LogPlan::Nowhere,
-        Some(Command::Daemon(args)) => LogPlan::Service(file(home.service_log(), args.foreground)),
-        Some(Command::Run(_)) => LogPlan::Cli(file(home.service_log(), false)),
-        Some(_) | None => LogPlan::Cli(file(home.manager_log(), false)),
+        Some(Command::Daemon(args)) => {
+            let echo = match (args.foreground, journal) {
+                (false, _) => Echo::Off,
+                (true, false) => Echo::Stamped,
+                (true, true) => Echo::Journal,
+            };
+            LogPlan::Service(file(home.service_log(), echo))
+        }
+        Some(Command::Run(_)) => LogPlan::Cli(file(home.service_log(), Echo::Off)),
+        Some(_) | None => LogPlan::Cli(file(home.manager_log(), Echo::Off)),
     }
 }
 
@@ -161,7 +177,12 @@ impl Context {
         let store = Store::new(home.schedules_file(), home.schedules_lock());
         let log = match home_use(command) {
             HomeUse::Optional if !is_home => LogPlan::Nowhere,
-            _ => log_plan(&home, Some(command), global.rotation()),
+            _ => log_plan(
+                &home,
+                Some(command),
+                (global.rotation(), global.log_time),
+                logging::stderr_is_journal(std::env::var_os("JOURNAL_STREAM").as_deref()),
+            ),
         };
         Ok(Self {
             program: personality.program_name(),
@@ -232,25 +253,35 @@ mod tests {
     fn backups_log_to_the_service_log_and_generated_text_logs_nowhere() {
         let home = Home::resolve(Some(Path::new("/srv/bk"))).unwrap();
         let rotation = Rotation::default();
-        let plan = |command: Option<&Command>| log_plan(&home, command, rotation);
+        let style = (rotation, LogTime::Dmy);
+        let plan = |command: Option<&Command>| log_plan(&home, command, style, false);
         let service = |echo| LogFile {
             path: home.service_log(),
-            echo_to_stderr: echo,
+            echo,
             rotation,
+            time: LogTime::Dmy,
         };
         let daemon = Command::Daemon(super::super::daemon::Args {
             foreground: true,
             jobs: 1,
         });
-        assert_eq!(plan(Some(&daemon)), LogPlan::Service(service(true)));
+        assert_eq!(
+            plan(Some(&daemon)),
+            LogPlan::Service(service(Echo::Stamped))
+        );
+        assert_eq!(
+            log_plan(&home, Some(&daemon), style, true),
+            LogPlan::Service(service(Echo::Journal))
+        );
         let man = Command::Man(super::super::man::Args {});
         assert_eq!(plan(Some(&man)), LogPlan::Nowhere);
         assert_eq!(
             plan(None),
             LogPlan::Cli(LogFile {
                 path: home.manager_log(),
-                echo_to_stderr: false,
-                rotation
+                echo: Echo::Off,
+                rotation,
+                time: LogTime::Dmy,
             })
         );
     }

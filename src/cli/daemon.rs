@@ -23,8 +23,13 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     // opens itself once detached.
     let fallback = LogFile {
         path: ctx.home.service_log(),
-        echo_to_stderr: args.foreground,
+        echo: if args.foreground {
+            crate::logging::Echo::Stamped
+        } else {
+            crate::logging::Echo::Off
+        },
         rotation: Default::default(),
+        time: Default::default(),
     };
     let log = match &ctx.log {
         LogPlan::Service(log) | LogPlan::Cli(log) => log,

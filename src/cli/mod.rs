@@ -78,6 +78,12 @@ pub struct GlobalArgs {
         value_parser = clap::value_parser!(u32).range(0..=MAX_LOG_KEEP)
     )]
     pub log_keep: u32,
+
+    /// How log files stamp their lines: dmy ([24/11/2026 15:36], the default)
+    /// or iso ([2026-11-24T15:36:04+01:00], ISO 8601 with seconds and UTC offset)
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "dmy",
+          env = "BACKUPCTL_LOG_TIME", value_parser = logging::parse_log_time)]
+    pub log_time: logging::LogTime,
 }
 
 impl GlobalArgs {

@@ -137,8 +137,10 @@ fn log_to_existing_manager_log(personality: Personality, args: &[OsString], mess
     if !located.is_home() || !home.logs_dir().is_dir() {
         return;
     }
-    let rotation = global.map(|g| g.rotation()).unwrap_or_default();
-    let LogPlan::Cli(log) = log_plan(&home, None, rotation) else {
+    let style = global
+        .map(|g| (g.rotation(), g.log_time))
+        .unwrap_or_default();
+    let LogPlan::Cli(log) = log_plan(&home, None, style, false) else {
         return;
     };
     let clock: Arc<dyn Clock> = clock::from_env().map_or(Arc::new(SystemClock), Arc::from);

@@ -150,6 +150,8 @@ impl TestEnv {
         cmd.current_dir(self.home())
             .env_remove("BACKUPCTL_HOME")
             .env_remove("BACKUPCTL_FAKE_NOW")
+            // Tests run under systemd write for a terminal all the same.
+            .env_remove("JOURNAL_STREAM")
             .env("BACKUPCTL_SYSTEM_HOME", "");
         if let Some(now) = &self.fake_now {
             cmd.env("BACKUPCTL_FAKE_NOW", now);

@@ -143,7 +143,9 @@ impl History {
     }
 
     fn is_leftover(&self, name: &str) -> bool {
-        if primitives::is_temporary_of(name, &self.name, "partial") {
+        if primitives::is_temporary_of(name, &self.name, "partial")
+            || primitives::is_temporary_of(name, &format!(".{}.progress", self.name), "tmp")
+        {
             return true;
         }
         // `.ARCHIVE.json.RANDOM.tmp`: a manifest being written.
@@ -635,6 +637,8 @@ mod tests {
         let other = history_in(dir.path(), "s;10:00;a.x;keep-last=1");
         let (_, others) =
             primitives::create_temporary(&other.temp_base(), "partial", 0o600).unwrap();
+        let (_, progress_temp) =
+            primitives::create_temporary(&history.progress_path(), "tmp", 0o600).unwrap();
         let manifest_temp = dir.path().join("a_20250101_000000.tar.json");
         let (_, manifest_temp) =
             primitives::create_temporary(&manifest_temp, "tmp", 0o600).unwrap();
@@ -644,7 +648,12 @@ mod tests {
         let kept = archive_of(dir.path(), "a", "a_20250103_000000.tar");
         let mut removed = history.clear_leftovers().unwrap();
         removed.sort();
-        let mut expected = vec![partial, manifest_temp, manifest::manifest_path(&orphan)];
+        let mut expected = vec![
+            partial,
+            progress_temp,
+            manifest_temp,
+            manifest::manifest_path(&orphan),
+        ];
         expected.sort();
         assert_eq!(removed, expected);
         assert!(others.exists() && kept.exists() && manifest::manifest_path(&kept).exists());

@@ -4,12 +4,16 @@
 
 mod fingerprint;
 pub mod manifest;
+mod owners;
+mod pax;
 mod pgzip;
 mod reader;
 pub mod restore;
+mod sparse;
 mod tree;
 pub mod verify;
 mod writer;
+mod xattrs;
 
 use std::fs::{self, File};
 use std::io;
@@ -54,6 +58,9 @@ pub struct ArchiveJob<'a> {
     pub level: Option<i32>,
     /// What the walk leaves out: the home's own files, pseudo-filesystems.
     pub exclude: &'a Exclusions,
+    /// Record extended attributes and POSIX ACLs (on unless a schedule
+    /// says `no-xattrs`).
+    pub xattrs: bool,
     /// The abort flag and the progress counter.
     pub watch: Watch<'a>,
 }

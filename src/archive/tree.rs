@@ -4,8 +4,10 @@
 //! but never opened; sockets are left out. The same walk yields the tree's
 //! fingerprint, while archiving or on its own for `if-changed`.
 
+use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +16,10 @@ use tar::{Builder, EntryType, Header, HeaderMode};
 use walkdir::{DirEntryExt, WalkDir};
 
 use super::fingerprint::Fingerprint;
+use super::owners::OwnerNames;
+use super::pax::{PaxRecords, set_name_lossy};
 use super::reader::{AbortRequested, ExactSizeReader};
-use super::{ArchiveReport, Skipped};
+use super::{ArchiveReport, Skipped, sparse, xattrs};
 
 /// What the walk watches while it archives.
 #[derive(Clone, Copy)]
@@ -272,6 +276,13 @@ pub fn append_tree<W: Write>(
     let base = base_name(source);
     let mut fingerprint = Fingerprint::new();
     let left_out = Default::default();
+    let mut writer = EntryWriter {
+        builder,
+        watch,
+        xattrs: job.xattrs,
+        names: OwnerNames::default(),
+        links: HashMap::new(),
+    };
     for step in walk(source, job.exclude, &left_out) {
         if watch.abort.load(Ordering::Relaxed) {
             return Err(AbortRequested::error());
@@ -295,7 +306,7 @@ pub fn append_tree<W: Write>(
                     metadata: &metadata,
                     target,
                 };
-                append_entry(builder, entry, watch, report)?;
+                writer.append_entry(entry, report)?;
             }
             Step::Unreadable { path, reason, .. } => {
                 report.skipped.push(Skipped { path, reason });
@@ -304,7 +315,7 @@ pub fn append_tree<W: Write>(
     }
     report.fingerprint = fingerprint.finish();
     report.left_out = left_out.into_inner();
-    builder.finish()
+    writer.builder.finish()
 }
 
 /// An entry on its way into the archive.
@@ -315,96 +326,309 @@ struct Entry<'a> {
     target: Option<io::Result<PathBuf>>,
 }
 
-fn append_entry<W: Write>(
-    builder: &mut Builder<W>,
-    entry: Entry<'_>,
-    watch: Watch<'_>,
-    report: &mut ArchiveReport,
-) -> io::Result<()> {
-    let kind = entry.metadata.file_type();
-    if kind.is_socket() {
-        report.sockets_ignored += 1;
-        return Ok(());
-    }
-    if kind.is_file() {
-        return append_file(builder, entry.path, entry.name, watch, report);
-    }
-    let mut header = header_for(entry.metadata);
-    if let Err(reason) = set_device_numbers(&mut header, entry.metadata) {
-        report.skipped.push(Skipped {
-            path: entry.path.to_path_buf(),
-            reason,
-        });
-        return Ok(());
-    }
-    match entry.target {
-        Some(Ok(target)) => builder.append_link(&mut header, entry.name, target)?,
-        Some(Err(e)) => {
-            report.skipped.push(skipped(entry.path, &e));
+/// Writes entries as `tar --format=posix --xattrs --acls --sparse` would:
+/// ustar headers with owner names, and PAX records for what they cannot
+/// hold. Keeps what must be remembered from one entry to the next.
+struct EntryWriter<'b, 'w, W: Write> {
+    builder: &'b mut Builder<W>,
+    watch: Watch<'w>,
+    /// Record extended attributes and ACLs.
+    xattrs: bool,
+    names: OwnerNames,
+    /// The archive name of each file with several links already stored, by
+    /// device and inode: later links become hard-link entries naming it.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> EntryWriter<'_, '_, W> {
+    fn append_entry(&mut self, entry: Entry<'_>, report: &mut ArchiveReport) -> io::Result<()> {
+        let kind = entry.metadata.file_type();
+        if kind.is_socket() {
+            report.sockets_ignored += 1;
             return Ok(());
         }
-        // Directories are named `dir/`, as GNU tar names them.
-        None if kind.is_dir() => {
+        if self.append_hard_link(&entry)? {
+            report.entries += 1;
+            return Ok(());
+        }
+        if kind.is_file() {
+            return self.append_file(entry.path, entry.name, report);
+        }
+        let mut header = header_for(entry.metadata);
+        if let Err(reason) = set_device_numbers(&mut header, entry.metadata) {
+            report.skipped.push(Skipped {
+                path: entry.path.to_path_buf(),
+                reason,
+            });
+            return Ok(());
+        }
+        let mut records = self.records_for(&mut header, entry.path, entry.metadata, report);
+        let link = match entry.target {
+            Some(Ok(target)) => Some(target),
+            Some(Err(e)) => {
+                report.skipped.push(skipped(entry.path, &e));
+                return Ok(());
+            }
+            None => None,
+        };
+        if let Some(target) = &link {
+            set_link_name(&mut header, target, &mut records);
+        }
+        let name = if kind.is_dir() {
+            // Directories are named `dir/`, as GNU tar names them.
             let mut name = entry.name.as_os_str().to_os_string();
             name.push("/");
-            builder.append_data(&mut header, name, io::empty())?
-        }
-        // FIFOs and devices: the header is the whole entry.
-        None => builder.append_data(&mut header, entry.name, io::empty())?,
+            PathBuf::from(name)
+        } else {
+            entry.name.to_path_buf()
+        };
+        set_path(&mut header, &name, &mut records);
+        self.write(&mut header, &name, &records, io::empty())?;
+        self.remember_links(entry.metadata, entry.name);
+        report.entries += 1;
+        Ok(())
     }
-    report.entries += 1;
-    Ok(())
-}
 
-/// Opens without following a symlink and without blocking (a FIFO swapped in
-/// after the walk looked must not hang the backup), then archives what the
-/// opened descriptor says it is.
-fn append_file<W: Write>(
-    builder: &mut Builder<W>,
-    path: &Path,
-    name: &Path,
-    watch: Watch<'_>,
-    report: &mut ArchiveReport,
-) -> io::Result<()> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-        .and_then(|file| file.metadata().map(|m| (file, m)));
-    let (file, metadata) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            report.skipped.push(skipped(path, &e));
+    /// A later name of a file already stored: a hard-link entry naming the
+    /// first. Returns whether it wrote one.
+    fn append_hard_link(&mut self, entry: &Entry<'_>) -> io::Result<bool> {
+        let m = entry.metadata;
+        if m.is_dir() || m.nlink() < 2 {
+            return Ok(false);
+        }
+        let Some(first) = self.links.get(&(m.dev(), m.ino())).cloned() else {
+            return Ok(false);
+        };
+        let mut header = header_for(m);
+        header.set_entry_type(EntryType::Link);
+        header.set_size(0);
+        let mut records = PaxRecords::default();
+        self.add_owner_and_time(&mut header, m, &mut records);
+        set_link_name(&mut header, &first, &mut records);
+        set_path(&mut header, entry.name, &mut records);
+        self.write(&mut header, entry.name, &records, io::empty())?;
+        Ok(true)
+    }
+
+    fn remember_links(&mut self, m: &Metadata, name: &Path) {
+        if !m.is_dir() && m.nlink() > 1 {
+            self.links.insert((m.dev(), m.ino()), name.to_path_buf());
+        }
+    }
+
+    /// Opens without following a symlink and without blocking (a FIFO
+    /// swapped in after the walk looked must not hang the backup), then
+    /// archives what the opened descriptor says it is; sparse files with
+    /// their holes left out.
+    fn append_file(
+        &mut self,
+        path: &Path,
+        name: &Path,
+        report: &mut ArchiveReport,
+    ) -> io::Result<()> {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .and_then(|file| file.metadata().map(|m| (file, m)));
+        let (file, metadata) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                report.skipped.push(skipped(path, &e));
+                return Ok(());
+            }
+        };
+        if !metadata.is_file() {
+            report.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: "changed type while the backup ran".to_string(),
+            });
             return Ok(());
         }
-    };
-    if !metadata.is_file() {
-        report.skipped.push(Skipped {
-            path: path.to_path_buf(),
-            reason: "changed type while the backup ran".to_string(),
-        });
-        return Ok(());
+        let mut header = header_for(&metadata);
+        let segments = sparse::data_segments(&file, metadata.len(), metadata.blocks());
+        // GNU tar's order: the sparse records first, then the others.
+        let mut records = PaxRecords::default();
+        let problem = match segments {
+            Some(segments) => {
+                records.add_str("GNU.sparse.major", "1");
+                records.add_str("GNU.sparse.minor", "0");
+                records.add("GNU.sparse.name", name.as_os_str().as_bytes());
+                records.add_str("GNU.sparse.realsize", &metadata.len().to_string());
+                records.append(self.records_for(&mut header, path, &metadata, report));
+                let stored = sparse::stored_size(&segments);
+                set_size(&mut header, stored, &mut records);
+                // The name GNU tar gives the entry itself; readers that do not
+                // know the format extract the map and data under it.
+                let header_name = sparse_header_name(name);
+                if header.set_path(&header_name).is_err() {
+                    set_name_lossy(&mut header, header_name.as_os_str().as_bytes());
+                }
+                let data: u64 = segments.iter().map(|s| s.length).sum();
+                let reader = sparse::SparseReader::new(file, segments);
+                let (reader, problem) =
+                    self.write_counted(&mut header, name, &records, reader, stored)?;
+                report.bytes_read += data;
+                problem.or_else(|| {
+                    reader.came_up_short().then(|| {
+                        "shrank while being read; the missing data is zero-filled".to_string()
+                    })
+                })
+            }
+            None => {
+                records.append(self.records_for(&mut header, path, &metadata, report));
+                set_size(&mut header, metadata.len(), &mut records);
+                set_path(&mut header, name, &mut records);
+                report.bytes_read += metadata.len();
+                self.write_counted(&mut header, name, &records, file, metadata.len())?
+                    .1
+            }
+        };
+        self.remember_links(&metadata, name);
+        report.entries += 1;
+        report.files += 1;
+        if let Some(reason) = problem {
+            report.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+        Ok(())
     }
-    let mut header = header_for(&metadata);
-    let mut reader = ExactSizeReader::new(file, metadata.len(), watch.abort);
-    if let Some(progress) = watch.progress {
-        reader = reader.counting_into(progress);
+
+    /// Writes exactly `size` bytes of `data` (see [`ExactSizeReader`]),
+    /// counting progress; returns the reader and what went wrong reading.
+    fn write_counted<R: io::Read>(
+        &mut self,
+        header: &mut Header,
+        name: &Path,
+        records: &PaxRecords,
+        data: R,
+        size: u64,
+    ) -> io::Result<(R, Option<String>)> {
+        let mut reader = ExactSizeReader::new(data, size, self.watch.abort);
+        if let Some(progress) = self.watch.progress {
+            reader = reader.counting_into(progress);
+        }
+        self.write(header, name, records, &mut reader)?;
+        Ok(reader.into_parts())
     }
-    builder.append_data(&mut header, name, &mut reader)?;
-    report.entries += 1;
-    report.files += 1;
-    report.bytes_read += metadata.len();
-    if let Some(reason) = reader.into_problem() {
-        report.skipped.push(Skipped {
-            path: path.to_path_buf(),
-            reason,
-        });
+
+    /// The PAX header (when there are records), then the entry.
+    fn write(
+        &mut self,
+        header: &mut Header,
+        name: &Path,
+        records: &PaxRecords,
+        data: impl io::Read,
+    ) -> io::Result<()> {
+        records.append_to(self.builder, name, header.mtime().unwrap_or(0))?;
+        header.set_cksum();
+        self.builder.append(header, data)
     }
-    Ok(())
+
+    /// Owner names, sub-second time, and (when kept) xattrs and ACLs.
+    fn records_for(
+        &mut self,
+        header: &mut Header,
+        path: &Path,
+        metadata: &Metadata,
+        report: &mut ArchiveReport,
+    ) -> PaxRecords {
+        let mut records = PaxRecords::default();
+        self.add_owner_and_time(header, metadata, &mut records);
+        if self.xattrs
+            && let Err(e) = xattrs::add_records(path, &mut self.names, &mut records)
+        {
+            report.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: format!("extended attributes not read: {e}"),
+            });
+        }
+        records
+    }
+
+    /// Owner names into `header`, and PAX records for what it cannot hold:
+    /// long names, large ids, sub-second or out-of-range times.
+    fn add_owner_and_time(
+        &mut self,
+        header: &mut Header,
+        metadata: &Metadata,
+        records: &mut PaxRecords,
+    ) {
+        set_owner_names(header, metadata, &mut self.names, records);
+        const OCTAL_ID_MAX: u32 = 0o7777777;
+        if metadata.uid() > OCTAL_ID_MAX {
+            records.add_str("uid", &metadata.uid().to_string());
+        }
+        if metadata.gid() > OCTAL_ID_MAX {
+            records.add_str("gid", &metadata.gid().to_string());
+        }
+        let (seconds, nanoseconds) = (metadata.mtime(), metadata.mtime_nsec());
+        if nanoseconds != 0 || !(0..=0o77777777777).contains(&seconds) {
+            records.add_time("mtime", seconds, nanoseconds);
+        }
+    }
 }
 
+fn set_owner_names(
+    header: &mut Header,
+    metadata: &Metadata,
+    names: &mut OwnerNames,
+    records: &mut PaxRecords,
+) {
+    if let Some(user) = names.user(metadata.uid())
+        && header.set_username(user).is_err()
+    {
+        records.add_str("uname", user);
+    }
+    if let Some(group) = names.group(metadata.gid())
+        && header.set_groupname(group).is_err()
+    {
+        records.add_str("gname", group);
+    }
+}
+
+/// The header's name, or a `path` record when it does not fit ustar's
+/// 100 + 155 bytes.
+fn set_path(header: &mut Header, name: &Path, records: &mut PaxRecords) {
+    if header.set_path(name).is_err() {
+        let bytes = name.as_os_str().as_bytes();
+        records.add("path", bytes);
+        set_name_lossy(header, bytes);
+    }
+}
+
+/// The link target, or a `linkpath` record when it is over 100 bytes.
+fn set_link_name(header: &mut Header, target: &Path, records: &mut PaxRecords) {
+    if header.set_link_name(target).is_err() {
+        records.add("linkpath", target.as_os_str().as_bytes());
+    }
+}
+
+/// The size, with a `size` record past the 8 GiB an octal field holds.
+fn set_size(header: &mut Header, size: u64, records: &mut PaxRecords) {
+    header.set_size(size);
+    if size > 0o77777777777 {
+        records.add_str("size", &size.to_string());
+    }
+}
+
+/// `DIR/GNUSparseFile.0/NAME`, GNU tar's `%d/GNUSparseFile.%p/%f` with a
+/// fixed number where it puts its process id, so archives stay reproducible.
+fn sparse_header_name(name: &Path) -> PathBuf {
+    let base = name.file_name().unwrap_or_default();
+    match name.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.join("GNUSparseFile.0").join(base),
+        None => Path::new("GNUSparseFile.0").join(base),
+    }
+}
+
+/// A ustar header (the POSIX format GNU tar writes with `--format=posix`)
+/// with the entry's type, mode, ids, size and whole-second mtime; owner
+/// names and PAX records are the writer's.
 fn header_for(metadata: &Metadata) -> Header {
-    let mut header = Header::new_gnu();
+    let mut header = Header::new_ustar();
     header.set_metadata_in_mode(metadata, HeaderMode::Complete);
     if !metadata.is_file() {
         header.set_size(0);

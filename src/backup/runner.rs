@@ -161,6 +161,7 @@ fn run_locked(
         format: schedule.options.format,
         level: schedule.options.effective_level(),
         exclude: &exclude,
+        xattrs: !schedule.options.no_xattrs,
         watch: request.watch,
     };
     let report = archive::write_archive(&job, file).map_err(archive_error)?;

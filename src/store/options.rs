@@ -45,6 +45,8 @@ pub struct Options {
     pub if_changed: bool,
     /// Run once at start-up when a run was missed while the daemon was down.
     pub catch_up: bool,
+    /// Leave extended attributes and POSIX ACLs out of the archive.
+    pub no_xattrs: bool,
     pub hooks: Hooks,
 }
 
@@ -127,6 +129,7 @@ impl Options {
             }
             "if-changed" => self.if_changed = flag(item, value)?,
             "catch-up" => self.catch_up = flag(item, value)?,
+            "no-xattrs" => self.no_xattrs = flag(item, value)?,
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),

@@ -11,6 +11,7 @@ mod history;
 mod manager;
 mod ops;
 mod scheduling;
+mod sources;
 mod spec;
 mod trust_history;
 mod trust_store;

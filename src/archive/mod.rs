@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::model::Format;
 
 pub use reader::AbortRequested;
-pub use tree::{Exclusions, Watch, fingerprint_tree};
+pub use tree::{ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded};
 
 /// Why an archive could not be written. A skipped file inside the tree is not
 /// an error: it is reported in [`ArchiveReport::skipped`].
@@ -95,6 +95,9 @@ pub struct ArchiveReport {
     /// backupctl's own files and pseudo-filesystems met in the tree and left
     /// out (see [`Exclusions`]).
     pub left_out: Vec<PathBuf>,
+    /// Entries the schedule's `exclude*` rules left out; an excluded
+    /// directory counts once.
+    pub excluded: u64,
     pub duration: Duration,
 }
 

@@ -20,6 +20,7 @@ use super::owners::OwnerNames;
 use super::pax::{PaxRecords, set_name_lossy};
 use super::reader::{AbortRequested, ExactSizeReader};
 use super::{ArchiveReport, Skipped, sparse, xattrs};
+use crate::model::{ExcludePattern, ExcludeRules};
 
 /// What the walk watches while it archives.
 #[derive(Clone, Copy)]
@@ -56,6 +57,270 @@ pub struct Exclusions {
     own: Vec<(u64, u64)>,
     /// Mount points of pseudo-filesystems, relative to the source.
     pseudo: Vec<PathBuf>,
+    /// The schedule's own `exclude*` rules, compiled.
+    user: Option<UserRules>,
+}
+
+/// Which of a schedule's rules left an entry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExcludedBy {
+    /// `exclude=PATTERN`, or a pattern of an `exclude-from` file, as
+    /// `PATTERN from exclude-from=FILE`.
+    Pattern(String),
+    /// Inside a directory tagged with `CACHEDIR.TAG`.
+    Caches,
+    /// A directory holding an entry of this name.
+    IfPresent(String),
+    /// Inside a mount point of another filesystem.
+    OneFileSystem,
+    /// A regular file over the size limit.
+    LargerThan,
+}
+
+impl std::fmt::Display for ExcludedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExcludedBy::Pattern(label) => f.write_str(label),
+            ExcludedBy::Caches => f.write_str("exclude-caches"),
+            ExcludedBy::IfPresent(name) => write!(f, "exclude-if-present={name}"),
+            ExcludedBy::OneFileSystem => f.write_str("one-file-system"),
+            ExcludedBy::LargerThan => f.write_str("exclude-larger-than"),
+        }
+    }
+}
+
+/// Why a schedule's exclude rules could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ExcludeError {
+    #[error("cannot read exclude file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "exclude file {}, line {line}: pattern \"{}\" {why}",
+        path.display(),
+        crate::primitives::quote_at(pattern, 60)
+    )]
+    Pattern {
+        path: PathBuf,
+        line: usize,
+        pattern: String,
+        why: String,
+    },
+}
+
+/// What was left out of a walk.
+#[derive(Debug, Default)]
+pub struct LeftOut {
+    /// backupctl's own files and pseudo-filesystems.
+    pub builtin: Vec<PathBuf>,
+    /// Entries the schedule's rules left out (an excluded directory counts
+    /// once: nothing under it is looked at).
+    pub excluded: u64,
+    /// Those entries and the rule, when asked for (`run --dry-run`).
+    pub listed: Option<Vec<(PathBuf, ExcludedBy)>>,
+}
+
+/// A compiled glob set and, for each of its globs, the rule's label and
+/// whether it matches directories only.
+#[derive(Debug, Clone, Default)]
+struct PatternSet {
+    set: globset::GlobSet,
+    rules: Vec<(String, bool)>,
+}
+
+impl PatternSet {
+    fn build(patterns: Vec<(ExcludePattern, String)>) -> Self {
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut rules = Vec::with_capacity(patterns.len());
+        for (pattern, label) in patterns {
+            builder.add(pattern.glob);
+            rules.push((label, pattern.dirs_only));
+        }
+        // Each glob compiled alone when parsed; a set of them always builds.
+        let set = builder.build().unwrap_or_default();
+        Self { set, rules }
+    }
+
+    fn matching(&self, candidate: &Path, is_dir: bool) -> Option<ExcludedBy> {
+        if self.rules.is_empty() || !self.set.is_match(candidate) {
+            return None;
+        }
+        self.set
+            .matches(candidate)
+            .into_iter()
+            .find(|&i| is_dir || !self.rules[i].1)
+            .map(|i| ExcludedBy::Pattern(self.rules[i].0.clone()))
+    }
+}
+
+/// A schedule's rules, ready for the walk.
+#[derive(Debug, Clone, Default)]
+struct UserRules {
+    /// Patterns without `/`: matched against an entry's name.
+    names: PatternSet,
+    /// Patterns with `/`: matched against the path from the source root.
+    paths: PatternSet,
+    caches: bool,
+    if_present: Vec<String>,
+    /// The source's device, with `one-file-system`.
+    root_device: Option<u64>,
+    larger_than: Option<u64>,
+    /// Directories met in this walk whose contents are left out: cache
+    /// directories (all but their tag) and mount points.
+    emptied: std::cell::RefCell<HashMap<PathBuf, ExcludedBy>>,
+}
+
+/// The first bytes of a valid `CACHEDIR.TAG` (bford.info/cachedir).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+impl UserRules {
+    fn compile(
+        rules: &ExcludeRules,
+        source: &Path,
+        from_files: &[(String, PathBuf)],
+    ) -> Result<Self, ExcludeError> {
+        let mut patterns: Vec<(ExcludePattern, String)> = rules
+            .patterns
+            .iter()
+            .map(|p| (p.clone(), format!("exclude={}", p.text)))
+            .collect();
+        for (typed, path) in from_files {
+            patterns.extend(read_exclude_file(typed, path)?);
+        }
+        let (paths, names) = patterns.into_iter().partition(|(p, _)| p.anchored);
+        let root_device = rules
+            .one_file_system
+            .then(|| std::fs::metadata(source).map(|m| m.dev()).ok())
+            .flatten();
+        Ok(Self {
+            names: PatternSet::build(names),
+            paths: PatternSet::build(paths),
+            caches: rules.caches,
+            if_present: rules.if_present.clone(),
+            root_device,
+            larger_than: rules.larger_than,
+            emptied: Default::default(),
+        })
+    }
+
+    fn leaves_out(&self, entry: &walkdir::DirEntry, relative: &Path) -> Option<ExcludedBy> {
+        let emptied = self.emptied.borrow();
+        if !emptied.is_empty()
+            && let Some(by) = entry.path().parent().and_then(|p| emptied.get(p))
+            && !(*by == ExcludedBy::Caches && entry.file_name() == "CACHEDIR.TAG")
+        {
+            return Some(by.clone());
+        }
+        drop(emptied);
+        let is_dir = entry.file_type().is_dir();
+        let by = self
+            .names
+            .matching(Path::new(entry.file_name()), is_dir)
+            .or_else(|| self.paths.matching(relative, is_dir));
+        if by.is_some() {
+            return by;
+        }
+        if is_dir
+            && let Some(name) = self
+                .if_present
+                .iter()
+                .find(|name| entry.path().join(name).symlink_metadata().is_ok())
+        {
+            return Some(ExcludedBy::IfPresent(name.clone()));
+        }
+        if let Some(limit) = self.larger_than
+            && entry.file_type().is_file()
+            && entry.metadata().is_ok_and(|m| m.len() > limit)
+        {
+            return Some(ExcludedBy::LargerThan);
+        }
+        None
+    }
+
+    /// Notes a directory the walk keeps whose contents are left out: a
+    /// mount point of another filesystem (kept empty, as GNU tar's
+    /// `--one-file-system` keeps it) or a tagged cache directory (kept with
+    /// its tag, as GNU tar's `--exclude-caches` keeps it).
+    fn note_directory(&self, entry: &walkdir::DirEntry) {
+        if !entry.file_type().is_dir() {
+            return;
+        }
+        let by = if let Some(root) = self.root_device
+            && entry.depth() > 0
+            && entry.metadata().is_ok_and(|m| m.dev() != root)
+        {
+            ExcludedBy::OneFileSystem
+        } else if self.caches && is_tagged_cache(entry.path()) {
+            ExcludedBy::Caches
+        } else {
+            return;
+        };
+        self.emptied
+            .borrow_mut()
+            .insert(entry.path().to_path_buf(), by);
+    }
+}
+
+/// True when `dir/CACHEDIR.TAG` is a regular file starting with the
+/// signature. Opened without following a link or blocking on a FIFO.
+fn is_tagged_cache(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(dir.join("CACHEDIR.TAG"))
+        .and_then(|mut file| {
+            if file.metadata()?.is_file() {
+                file.read_exact(&mut head)
+            } else {
+                Err(io::ErrorKind::InvalidData.into())
+            }
+        })
+        .is_ok_and(|()| head == CACHEDIR_SIGNATURE)
+}
+
+/// The patterns of an `exclude-from` file: one a line; blank lines and
+/// lines starting with `#` are skipped. Read as a stream.
+fn read_exclude_file(
+    typed: &str,
+    path: &Path,
+) -> Result<Vec<(ExcludePattern, String)>, ExcludeError> {
+    use std::io::BufRead;
+    let read_error = |source| ExcludeError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut patterns = Vec::new();
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(read_error)? == 0 {
+            return Ok(patterns);
+        }
+        number += 1;
+        let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let bad = |why: String| ExcludeError::Pattern {
+            path: path.to_path_buf(),
+            line: number,
+            pattern: String::from_utf8_lossy(bytes).into_owned(),
+            why,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("is not valid UTF-8".into()))?;
+        if text.trim().is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let pattern =
+            ExcludePattern::parse(text).map_err(|why| bad(format!("is not valid: {why}")))?;
+        patterns.push((pattern, format!("{text} from exclude-from={typed}")));
+    }
 }
 
 /// Filesystem types that hold no data worth a backup.
@@ -98,26 +363,61 @@ impl Exclusions {
             Ok(root) => pseudo_mounts_under(&root),
             Err(_) => Vec::new(),
         };
-        Self { own, pseudo }
+        Self {
+            own,
+            pseudo,
+            user: None,
+        }
     }
 
-    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> bool {
+    /// Adds a schedule's rules; `from_files` are its `exclude-from` files,
+    /// as typed and resolved. Reads those files now.
+    pub fn with_rules(
+        mut self,
+        rules: &ExcludeRules,
+        source: &Path,
+        from_files: &[(String, PathBuf)],
+    ) -> Result<Self, ExcludeError> {
+        if !rules.is_empty() {
+            self.user = Some(UserRules::compile(rules, source, from_files)?);
+        }
+        Ok(self)
+    }
+
+    /// True when the schedule has rules of its own.
+    pub fn has_rules(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// `None` to keep the entry; else whether a built-in exclusion (`None`
+    /// inside) or one of the schedule's rules leaves it out.
+    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> Option<Option<ExcludedBy>> {
         if entry.depth() == 0 {
-            return false;
+            return None;
         }
         if self.own.iter().any(|&(_, ino)| ino == entry.ino())
             && let Ok(m) = entry.path().symlink_metadata()
             && self.own.contains(&(m.dev(), m.ino()))
         {
-            return true;
+            return Some(None);
         }
+        let relative = entry.path().strip_prefix(source).unwrap_or(entry.path());
         // Cheap tests first: this runs for every entry of the walk.
-        !self.pseudo.is_empty()
+        if !self.pseudo.is_empty()
             && entry.file_type().is_dir()
-            && entry
-                .path()
-                .strip_prefix(source)
-                .is_ok_and(|relative| self.pseudo.iter().any(|p| p == relative))
+            && self.pseudo.iter().any(|p| p == relative)
+        {
+            return Some(None);
+        }
+        let user = self.user.as_ref()?;
+        user.leaves_out(entry, relative).map(Some)
+    }
+
+    /// A walk starts with no directories noted from an earlier one.
+    fn start_walk(&self) {
+        if let Some(user) = &self.user {
+            user.emptied.borrow_mut().clear();
+        }
     }
 }
 
@@ -175,8 +475,9 @@ fn unescape_mount_path(field: &str) -> String {
 fn walk<'a>(
     source: &'a Path,
     exclude: &'a Exclusions,
-    left_out: &'a std::cell::RefCell<Vec<PathBuf>>,
+    left_out: &'a std::cell::RefCell<LeftOut>,
 ) -> impl Iterator<Item = Step> + 'a {
+    exclude.start_walk();
     let relative_of = move |path: &Path| {
         path.strip_prefix(source)
             .map(Path::to_path_buf)
@@ -188,11 +489,26 @@ fn walk<'a>(
         .sort_by_file_name()
         .into_iter()
         .filter_entry(move |entry| {
-            let leave = exclude.leaves_out(entry, source);
-            if leave {
-                left_out.borrow_mut().push(entry.path().to_path_buf());
+            let mut left_out = left_out.borrow_mut();
+            match exclude.leaves_out(entry, source) {
+                None => {
+                    if let Some(user) = &exclude.user {
+                        user.note_directory(entry);
+                    }
+                    true
+                }
+                Some(None) => {
+                    left_out.builtin.push(entry.path().to_path_buf());
+                    false
+                }
+                Some(Some(by)) => {
+                    left_out.excluded += 1;
+                    if let Some(listed) = &mut left_out.listed {
+                        listed.push((entry.path().to_path_buf(), by));
+                    }
+                    false
+                }
             }
-            !leave
         })
         .map(move |item| match item {
             Ok(entry) => {
@@ -257,12 +573,29 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
 /// The fingerprint of the tree under `source`, from metadata alone. What
 /// cannot be read is part of it, so this never fails.
 pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
+    fingerprint_walk(source, exclude, LeftOut::default()).0
+}
+
+/// What the schedule's rules leave out of the tree under `source`, and
+/// why: `run --dry-run` lists it.
+pub fn list_excluded(source: &Path, exclude: &Exclusions) -> Vec<(PathBuf, ExcludedBy)> {
+    let asked = LeftOut {
+        listed: Some(Vec::new()),
+        ..LeftOut::default()
+    };
+    fingerprint_walk(source, exclude, asked)
+        .1
+        .listed
+        .unwrap_or_default()
+}
+
+fn fingerprint_walk(source: &Path, exclude: &Exclusions, left_out: LeftOut) -> (String, LeftOut) {
     let mut fingerprint = Fingerprint::new();
-    let left_out = Default::default();
+    let left_out = std::cell::RefCell::new(left_out);
     for step in walk(source, exclude, &left_out) {
         add_to_fingerprint(&mut fingerprint, &step);
     }
-    fingerprint.finish()
+    (fingerprint.finish(), left_out.into_inner())
 }
 
 /// Appends every entry under `source`, finishes the tar stream and records
@@ -314,7 +647,9 @@ pub fn append_tree<W: Write>(
         }
     }
     report.fingerprint = fingerprint.finish();
-    report.left_out = left_out.into_inner();
+    let left_out: LeftOut = left_out.into_inner();
+    report.left_out = left_out.builtin;
+    report.excluded = left_out.excluded;
     writer.builder.finish()
 }
 

@@ -18,7 +18,9 @@ use super::history::{ArchiveFile, History, NextArchive, NoFreeName, PublishError
 use super::lock::ScheduleLock;
 use super::retention::Decision;
 use crate::archive::manifest::{Manifest, SkippedFile};
-use crate::archive::{self, ArchiveError, ArchiveJob, ArchiveReport, Exclusions, Watch};
+use crate::archive::{
+    self, ArchiveError, ArchiveJob, ArchiveReport, ExcludeError, ExcludedBy, Exclusions, Watch,
+};
 use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, RunState};
@@ -45,6 +47,12 @@ pub enum RunError {
         schedule_source: String,
         #[source]
         source: NoFreeName,
+    },
+    #[error("backup failed for {schedule_source}")]
+    Excludes {
+        schedule_source: String,
+        #[source]
+        source: ExcludeError,
     },
     #[error("cannot list {}", path.display())]
     List {
@@ -94,6 +102,8 @@ pub struct DryRun {
     pub unchanged_since: Option<PathBuf>,
     /// Retention's verdict on the archives as they would be after the run.
     pub decisions: Vec<Decision>,
+    /// What the schedule's `exclude*` rules leave out, and which rule.
+    pub excluded: Vec<(PathBuf, ExcludedBy)>,
 }
 
 /// Backs up `schedule` now and logs the outcome, good or bad. The lock
@@ -136,7 +146,7 @@ fn run_locked(
         ),
     }
     let source = home.resolve_source(&schedule.source);
-    let exclude = Exclusions::for_source(&source, &own_files(home));
+    let exclude = exclusions(home, schedule, &source)?;
     if schedule.options.if_changed
         && let Some(since) = unchanged_since(&history, schedule, &source, &exclude)
     {
@@ -219,6 +229,23 @@ fn own_files(home: &Home) -> Vec<PathBuf> {
     ]
 }
 
+/// What the walk of `source` leaves out: the home's own files,
+/// pseudo-filesystems and the schedule's `exclude*` rules.
+fn exclusions(home: &Home, schedule: &Schedule, source: &Path) -> Result<Exclusions, RunError> {
+    let rules = &schedule.options.excludes;
+    let from_files: Vec<(String, PathBuf)> = rules
+        .from_files
+        .iter()
+        .map(|typed| (typed.clone(), home.resolve_source(typed)))
+        .collect();
+    Exclusions::for_source(source, &own_files(home))
+        .with_rules(rules, source, &from_files)
+        .map_err(|source| RunError::Excludes {
+            schedule_source: schedule.source.clone(),
+            source,
+        })
+}
+
 /// Removes the temporary archive when dropped, unless it was published.
 struct TempFile(Option<PathBuf>);
 
@@ -266,7 +293,7 @@ pub fn plan_run(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<
 fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
     let history = History::of(home, schedule);
     let source = home.resolve_source(&schedule.source);
-    let exclude = Exclusions::for_source(&source, &own_files(home));
+    let exclude = exclusions(home, schedule, &source)?;
     let unchanged_since = if schedule.options.if_changed {
         unchanged_since(&history, schedule, &source, &exclude).map(|a| a.path)
     } else {
@@ -284,7 +311,13 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     } else {
         Vec::new()
     };
+    let excluded = if exclude.has_rules() && archive::check_source(&source).is_ok() {
+        archive::list_excluded(&source, &exclude)
+    } else {
+        Vec::new()
+    };
     Ok(DryRun {
+        excluded,
         archive: next.path,
         format: schedule.options.format,
         level: schedule.options.effective_level(),
@@ -373,6 +406,7 @@ fn manifest_for(
         duration_seconds: report.duration.as_secs_f64(),
         backupctl_version: env!("CARGO_PKG_VERSION").to_string(),
         fingerprint: report.fingerprint.clone(),
+        excluded: report.excluded,
         previous: None,
     }
 }
@@ -439,6 +473,9 @@ pub fn summary(report: &ArchiveReport) -> String {
         human_bytes(report.bytes_read),
         human_bytes(report.archive_size),
     );
+    if report.excluded > 0 {
+        text.push_str(&format!(", {} excluded", report.excluded));
+    }
     if report.sockets_ignored > 0 {
         text.push_str(&format!(", {} sockets left out", report.sockets_ignored));
     }

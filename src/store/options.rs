@@ -25,7 +25,7 @@
 use chrono::TimeDelta;
 
 use super::schedule::quote_field;
-pub use crate::model::{Format, Retention};
+pub use crate::model::{ExcludePattern, ExcludeRules, Format, Retention};
 use crate::primitives::{is_layout_char, printable};
 
 /// Why the options field was refused.
@@ -65,7 +65,12 @@ pub struct Options {
     /// Leave extended attributes and POSIX ACLs out of the archive.
     pub no_xattrs: bool,
     pub hooks: Hooks,
+    /// What the archive leaves out.
+    pub excludes: ExcludeRules,
 }
+
+/// Options that may be given more than once; each adds to a list.
+const REPEATABLE: [&str; 3] = ["exclude", "exclude-from", "exclude-if-present"];
 
 impl Options {
     /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
@@ -111,7 +116,7 @@ impl Options {
                 Ok(value) => value,
                 Err(why) => return Err(refuse(if span.unterminated { key } else { item }, why)),
             };
-            if seen.contains(&key) {
+            if seen.contains(&key) && !REPEATABLE.contains(&key) {
                 return Err(refuse(item, "is given twice"));
             }
             seen.push(key);
@@ -152,6 +157,33 @@ impl Options {
             "if-changed" => self.if_changed = flag(item, value)?,
             "catch-up" => self.catch_up = flag(item, value)?,
             "no-xattrs" => self.no_xattrs = flag(item, value)?,
+            "exclude" => {
+                let pattern = ExcludePattern::parse(need(item, value)?)
+                    .map_err(|why| refuse(item, format!("is not a valid pattern: {why}")))?;
+                self.excludes.patterns.push(pattern);
+            }
+            "exclude-from" => self
+                .excludes
+                .from_files
+                .push(need(item, value)?.to_string()),
+            "exclude-caches" => self.excludes.caches = flag(item, value)?,
+            "exclude-if-present" => {
+                let name = need(item, value)?;
+                if name.contains('/') || name == "." || name == ".." {
+                    return Err(refuse(item, "must be a plain file name"));
+                }
+                self.excludes.if_present.push(name.to_string());
+            }
+            "one-file-system" => self.excludes.one_file_system = flag(item, value)?,
+            "exclude-larger-than" => {
+                let size = crate::model::parse_size(need(item, value)?).ok_or_else(|| {
+                    refuse(
+                        item,
+                        "is not a size such as 500k, 20M or 2G (powers of 1024)",
+                    )
+                })?;
+                self.excludes.larger_than = Some(size);
+            }
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),

@@ -305,6 +305,7 @@ impl TestEnv {
             duration_seconds: 0.1,
             backupctl_version: "0.1.0".into(),
             fingerprint: "0".into(),
+            excluded: 0,
             previous: None,
         };
         write_manifest(&path, &manifest).unwrap();

@@ -127,3 +127,115 @@ mod tests {
         );
     }
 }
+
+/// What a schedule leaves out of its archive besides backupctl's own files
+/// (the `exclude*` and `one-file-system` options). Validated when the
+/// schedule is parsed; `exclude-from` files are read when the walk starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExcludeRules {
+    /// `exclude=PATTERN`, in the order given.
+    pub patterns: Vec<ExcludePattern>,
+    /// `exclude-from=FILE`, as typed (relative to the home).
+    pub from_files: Vec<String>,
+    /// `exclude-caches`: the contents of a directory holding a valid
+    /// `CACHEDIR.TAG`, except the tag itself.
+    pub caches: bool,
+    /// `exclude-if-present=NAME`: a directory holding an entry so named.
+    pub if_present: Vec<String>,
+    /// `one-file-system`: the contents of mount points below the source.
+    pub one_file_system: bool,
+    /// `exclude-larger-than=SIZE`: regular files over this many bytes.
+    pub larger_than: Option<u64>,
+}
+
+impl ExcludeRules {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One exclude pattern, tar/restic style: without a `/` it matches an
+/// entry's name at any depth; with one it is matched against the path from
+/// the source root (a leading `/` is dropped). `*` and `?` never match a
+/// `/`, `**` crosses directories. A trailing `/` matches directories only
+/// and does not anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludePattern {
+    /// As typed, for messages and listings.
+    pub text: String,
+    pub glob: globset::Glob,
+    pub anchored: bool,
+    pub dirs_only: bool,
+}
+
+impl ExcludePattern {
+    /// Compiles `text`; the error is the reason, for a message.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let dirs_only = text.ends_with('/') && text.len() > 1;
+        let body = if dirs_only {
+            &text[..text.len() - 1]
+        } else {
+            text
+        };
+        let anchored = body.contains('/');
+        let body = body.trim_start_matches('/');
+        if body.is_empty() {
+            return Err("is an empty pattern".into());
+        }
+        let glob = globset::GlobBuilder::new(body)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| e.kind().to_string())?;
+        Ok(Self {
+            text: text.to_string(),
+            glob,
+            anchored,
+            dirs_only,
+        })
+    }
+}
+
+/// `SIZE` of `exclude-larger-than`: bytes, or a number with `k`, `m`, `g`
+/// or `t` (either case, powers of 1024, as restic reads it).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        "" => 0,
+        "k" | "K" => 10,
+        "m" | "M" => 20,
+        "g" | "G" => 30,
+        "t" | "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod exclude_tests {
+    use super::*;
+
+    #[test]
+    fn exclude_patterns_anchor_on_an_inner_slash_only() {
+        let p = |text| ExcludePattern::parse(text).unwrap();
+        assert!(!p("*.o").anchored && !p("tmp/").anchored && p("tmp/").dirs_only);
+        assert!(p("/build").anchored && p("a/b").anchored && p("**/x").anchored);
+        assert!(ExcludePattern::parse("/").is_err());
+        assert!(ExcludePattern::parse("a[").is_err());
+    }
+
+    #[test]
+    fn sizes_are_powers_of_1024() {
+        assert_eq!(parse_size("500"), Some(500));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("20M"), Some(20 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        for bad in ["", "k", "1.5M", "1KB", "-1", "99999999999999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+}

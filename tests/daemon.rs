@@ -184,10 +184,10 @@ fn the_foreground_service_runs_what_is_due_and_stops_on_sigterm() {
     }
 }
 
-/// A large sparse file: quick to make, slow enough to archive that a signal
-/// lands mid-way.
+/// A large file: quick to make, slow enough to archive that a signal lands
+/// mid-way.
 fn make_big_source(env: &TestEnv, dir: &str) {
-    env.sparse_file(&format!("{dir}/big.bin"), 2 << 30);
+    env.allocated_file(&format!("{dir}/big.bin"), 2 << 30);
 }
 
 #[test]

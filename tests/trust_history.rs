@@ -251,7 +251,7 @@ fn two_schedules_never_share_a_temporary_file() {
     // Two schedules of one tree run at once; each writes its own partial
     // archive, created exclusively under a fresh name.
     let env = TestEnv::with_tree(&["src"], &[]);
-    env.sparse_file("src/big.bin", 4 << 30);
+    env.allocated_file("src/big.bin", 4 << 30);
     env.create("src;10:00;a");
     env.create("src;10:00;b");
     let abandoned = |name: &str| {

@@ -1,6 +1,7 @@
 //! The fingerprint of a source tree: a SHA-256 over the metadata of every
 //! entry, in the walk's sorted order (relative path as raw bytes, file type,
-//! mode, owner, size, mtime to the nanosecond, device number, link target).
+//! mode, owner, size, mtime and ctime to the nanosecond, device number, the
+//! inode of a file with several links, link target).
 //! Contents are not read: two trees with the same fingerprint would be
 //! archived identically unless a file changed without its size or mtime
 //! changing, the same bet `rsync`, `make` and the time-machine seed make.
@@ -65,6 +66,14 @@ impl Fingerprint {
         self.hasher.update(metadata.mtime().to_le_bytes());
         self.hasher.update(metadata.mtime_nsec().to_le_bytes());
         self.hasher.update(metadata.rdev().to_le_bytes());
+        // What the archive stores beyond these: xattrs, ACLs and owners'
+        // changes all move the ctime, and so does linking a file again;
+        // the inode of a file with several links says which names share it.
+        self.hasher.update(metadata.ctime().to_le_bytes());
+        self.hasher.update(metadata.ctime_nsec().to_le_bytes());
+        let shared = !kind.is_dir() && metadata.nlink() > 1;
+        self.hasher
+            .update((if shared { metadata.ino() } else { 0 }).to_le_bytes());
         self.field(link_target.map_or(&[][..], |t| t.as_os_str().as_bytes()));
     }
 

@@ -48,6 +48,10 @@ pub struct Manifest {
     /// Fingerprint of the source tree's metadata (paths, sizes, mtimes,
     /// modes, link targets), for `if-changed`.
     pub fingerprint: String,
+    /// Entries the schedule's `exclude*` rules left out (an excluded
+    /// directory counts once). Absent from manifests older than the rules.
+    #[serde(default)]
+    pub excluded: u64,
     /// Set only while an archive replaces an older one under the same name:
     /// the size and SHA-256 of the archive being replaced. The manifest is
     /// written before the rename and rewritten without this after it, so
@@ -127,6 +131,7 @@ impl Manifest {
             duration_seconds: 0.0,
             backupctl_version: "0.1.0".into(),
             fingerprint: String::new(),
+            excluded: 0,
             previous: None,
         }
     }
@@ -177,6 +182,7 @@ mod tests {
             duration_seconds: 0.5,
             backupctl_version: "0.1.0".into(),
             fingerprint: "ab".into(),
+            excluded: 2,
             previous: None,
         };
         write_manifest(&archive, &manifest).unwrap();

@@ -4,12 +4,17 @@
 
 mod fingerprint;
 pub mod manifest;
+mod owners;
+mod pax;
 mod pgzip;
 mod reader;
 pub mod restore;
+mod sparse;
+mod sparse_restore;
 mod tree;
 pub mod verify;
 mod writer;
+mod xattrs;
 
 use std::fs::{self, File};
 use std::io;
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::model::Format;
 
 pub use reader::AbortRequested;
-pub use tree::{Exclusions, Watch, fingerprint_tree};
+pub use tree::{ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded};
 
 /// Why an archive could not be written. A skipped file inside the tree is not
 /// an error: it is reported in [`ArchiveReport::skipped`].
@@ -54,6 +59,9 @@ pub struct ArchiveJob<'a> {
     pub level: Option<i32>,
     /// What the walk leaves out: the home's own files, pseudo-filesystems.
     pub exclude: &'a Exclusions,
+    /// Record extended attributes and POSIX ACLs (on unless a schedule
+    /// says `no-xattrs`).
+    pub xattrs: bool,
     /// The abort flag and the progress counter.
     pub watch: Watch<'a>,
 }
@@ -88,6 +96,9 @@ pub struct ArchiveReport {
     /// backupctl's own files and pseudo-filesystems met in the tree and left
     /// out (see [`Exclusions`]).
     pub left_out: Vec<PathBuf>,
+    /// Entries the schedule's `exclude*` rules left out; an excluded
+    /// directory counts once.
+    pub excluded: u64,
     pub duration: Duration,
 }
 

@@ -56,9 +56,10 @@ impl<'a, R: Read> ExactSizeReader<'a, R> {
         self
     }
 
-    /// Why the archived content differs from the file, if it does.
-    pub fn into_problem(self) -> Option<String> {
-        self.problem
+    /// The reader given to [`ExactSizeReader::new`], and why the archived
+    /// content differs from the file, if it does.
+    pub fn into_parts(self) -> (R, Option<String>) {
+        (self.inner, self.problem)
     }
 
     fn note(&mut self, problem: String) {
@@ -142,7 +143,7 @@ mod tests {
         let mut reader = ExactSizeReader::new(data, size, &abort);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
-        (out, reader.into_problem())
+        (out, reader.into_parts().1)
     }
 
     #[test]

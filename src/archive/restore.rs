@@ -38,6 +38,7 @@ use tar::EntryType;
 
 use super::manifest;
 use super::manifest::Match;
+use super::sparse_restore;
 use super::verify::{HashingReader, decompressed, format_of};
 use crate::model::Format;
 
@@ -61,6 +62,15 @@ pub enum RestoreError {
         archive: PathBuf,
         entry: String,
         why: String,
+    },
+    #[error(
+        "refusing to restore into {}: the archive's files need {} and the filesystem has {} free",
+        path.display(), crate::primitives::human_bytes(*needed), crate::primitives::human_bytes(*free)
+    )]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        free: u64,
     },
     #[error("refusing to restore over {}: it already exists (use --force to replace it)", path.display())]
     Exists { path: PathBuf },
@@ -162,11 +172,24 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
         let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, e))?;
         let mut archive = tar::Archive::new(reader);
         let mut checker = Checker::new(job);
+        let mut needed: u64 = 0;
         for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
             let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-            checker.check(&entry)?;
+            let checked = checker.check(&mut entry)?;
+            if let Some(Checked { relative, item }) = &checked {
+                let size = entry.size();
+                if let Item::Sparse { realsize } = item {
+                    sparse_restore::read_map(&mut entry, *realsize, size)
+                        .map_err(|e| read_error(job.archive, e))?
+                        .map_err(|why| checker.hostile(relative, why))?;
+                }
+                if matches!(item, Item::File | Item::Sparse { .. }) {
+                    needed = needed.saturating_add(size);
+                }
+            }
             io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, e))?;
         }
+        check_free_space(job.destination, needed)?;
         io::copy(&mut archive.into_inner(), &mut io::sink())
             .map_err(|e| read_error(job.archive, e))?;
     }
@@ -192,6 +215,37 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
     })
 }
 
+/// Refuses a restore whose files need more bytes than the filesystem of
+/// `destination` (or of its nearest existing parent) has free: a small
+/// hostile archive must not fill the disk. Holes of sparse files need no
+/// space and are not counted.
+fn check_free_space(destination: &Path, needed: u64) -> Result<(), RestoreError> {
+    let mut probe = destination;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => probe = parent,
+            _ => {
+                probe = Path::new(".");
+                break;
+            }
+        }
+    }
+    let stats = nix::sys::statvfs::statvfs(probe).map_err(|e| RestoreError::Write {
+        path: probe.to_path_buf(),
+        source: io::Error::from(e),
+    })?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let free = (stats.blocks_available() as u64).saturating_mul(stats.fragment_size() as u64);
+    if needed > free {
+        return Err(RestoreError::NoSpace {
+            path: destination.to_path_buf(),
+            needed,
+            free,
+        });
+    }
+    Ok(())
+}
+
 /// Whether the destination is an existing directory (`false`: to be created).
 fn destination_exists(destination: &Path) -> Result<bool, RestoreError> {
     match fs::metadata(destination) {
@@ -212,6 +266,10 @@ fn destination_exists(destination: &Path) -> Result<bool, RestoreError> {
 enum Item {
     Dir,
     File,
+    /// A GNU sparse 1.0 file of this real size.
+    Sparse {
+        realsize: u64,
+    },
     Symlink(PathBuf),
     /// A hard link to this earlier entry (relative path).
     HardLink(PathBuf),
@@ -258,25 +316,41 @@ impl<'a> Checker<'a> {
     /// itself (`./`), a pax global header.
     fn check<R: Read>(
         &mut self,
-        entry: &tar::Entry<'_, R>,
+        entry: &mut tar::Entry<'_, R>,
     ) -> Result<Option<Checked>, RestoreError> {
         if entry.header().entry_type() == EntryType::XGlobalHeader {
             return Ok(None); // pax defaults for the entries after it; nothing to write
         }
-        let raw = entry
+        let mut raw = entry
             .path()
             .map_err(|e| read_error(self.job.archive, e))?
             .into_owned();
+        let sparse = match sparse_restore::sparse_entry(entry)
+            .map_err(|e| read_error(self.job.archive, e))?
+        {
+            None => None,
+            Some(Ok(sparse)) => Some(sparse),
+            Some(Err(why)) => return Err(self.hostile(&raw, why)),
+        };
+        if let Some(sparse) = &sparse {
+            raw = sparse.name.clone();
+        }
         let relative = safe_relative(&raw).map_err(|why| self.hostile(&raw, why))?;
         if relative.as_os_str().is_empty() {
             return Ok(None);
         }
-        let item = self.item(entry, &raw)?;
+        let item = match &sparse {
+            Some(sparse) if entry.header().entry_type().is_file() => Item::Sparse {
+                realsize: sparse.realsize,
+            },
+            Some(_) => return Err(self.hostile(&raw, "is sparse but not a file")),
+            None => self.item(entry, &raw)?,
+        };
         self.check_archive_paths(&raw, &relative, &item)?;
         self.check_destination(&relative, &item)?;
         let set = match item {
             Item::Dir => &mut self.dirs,
-            Item::File => &mut self.files,
+            Item::File | Item::Sparse { .. } => &mut self.files,
             Item::Symlink(_) => &mut self.symlinks,
             Item::HardLink(_) | Item::Fifo | Item::Device(_) => &mut self.others,
         };
@@ -438,7 +512,7 @@ fn extract(
     let mut finished_dirs: Vec<(PathBuf, u32, SystemTime)> = Vec::new();
     for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
         let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-        let Some(checked) = checker.check(&entry)? else {
+        let Some(checked) = checker.check(&mut entry)? else {
             continue;
         };
         let path = job.destination.join(&checked.relative);
@@ -457,6 +531,13 @@ fn extract(
                 finished_dirs.push((path.clone(), mode, mtime));
             }
             Item::File => written.file(&mut entry, mode, mtime, job.archive)?,
+            Item::Sparse { realsize } => {
+                let size = entry.size();
+                let segments = sparse_restore::read_map(&mut entry, *realsize, size)
+                    .map_err(|e| read_error(job.archive, e))?
+                    .map_err(|why| checker.hostile(&checked.relative, why))?;
+                written.sparse(&mut entry, &segments, *realsize, mode, mtime, job.archive)?
+            }
             Item::Symlink(target) => written.symlink(target, seconds)?,
             Item::HardLink(target) => written.hard_link(&job.destination.join(target))?,
             Item::Fifo => written.fifo(mode, seconds)?,
@@ -563,6 +644,45 @@ impl Writer<'_> {
             .map_err(|e| self.error(e))?;
         io::copy(content, &mut file).map_err(|e| read_error(archive, e))?;
         file.set_permissions(fs::Permissions::from_mode(mode))
+            .and_then(|()| file.set_modified(mtime))
+            .map_err(|e| self.error(e))
+    }
+
+    /// A sparse file: each data segment written at its offset, the holes
+    /// left as holes, the size set last.
+    fn sparse<R: Read>(
+        &self,
+        content: &mut R,
+        segments: &[(u64, u64)],
+        realsize: u64,
+        mode: u32,
+        mtime: SystemTime,
+        archive: &Path,
+    ) -> Result<(), RestoreError> {
+        use std::io::{Seek, SeekFrom};
+        self.parents()?;
+        self.clear()?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.path)
+            .map_err(|e| self.error(e))?;
+        for &(offset, length) in segments {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| self.error(e))?;
+            let copied = io::copy(&mut content.take(length), &mut file)
+                .map_err(|e| read_error(archive, e))?;
+            if copied != length {
+                return Err(read_error(
+                    archive,
+                    io::Error::from(io::ErrorKind::UnexpectedEof),
+                ));
+            }
+        }
+        file.set_len(realsize)
+            .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
             .and_then(|()| file.set_modified(mtime))
             .map_err(|e| self.error(e))
     }

@@ -4,8 +4,10 @@
 //! but never opened; sockets are left out. The same walk yields the tree's
 //! fingerprint, while archiving or on its own for `if-changed`.
 
+use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,8 +16,11 @@ use tar::{Builder, EntryType, Header, HeaderMode};
 use walkdir::{DirEntryExt, WalkDir};
 
 use super::fingerprint::Fingerprint;
+use super::owners::OwnerNames;
+use super::pax::{PaxRecords, set_name_lossy};
 use super::reader::{AbortRequested, ExactSizeReader};
-use super::{ArchiveReport, Skipped};
+use super::{ArchiveReport, Skipped, sparse, xattrs};
+use crate::model::{ExcludePattern, ExcludeRules};
 
 /// What the walk watches while it archives.
 #[derive(Clone, Copy)]
@@ -52,6 +57,270 @@ pub struct Exclusions {
     own: Vec<(u64, u64)>,
     /// Mount points of pseudo-filesystems, relative to the source.
     pseudo: Vec<PathBuf>,
+    /// The schedule's own `exclude*` rules, compiled.
+    user: Option<UserRules>,
+}
+
+/// Which of a schedule's rules left an entry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExcludedBy {
+    /// `exclude=PATTERN`, or a pattern of an `exclude-from` file, as
+    /// `PATTERN from exclude-from=FILE`.
+    Pattern(String),
+    /// Inside a directory tagged with `CACHEDIR.TAG`.
+    Caches,
+    /// A directory holding an entry of this name.
+    IfPresent(String),
+    /// Inside a mount point of another filesystem.
+    OneFileSystem,
+    /// A regular file over the size limit.
+    LargerThan,
+}
+
+impl std::fmt::Display for ExcludedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExcludedBy::Pattern(label) => f.write_str(label),
+            ExcludedBy::Caches => f.write_str("exclude-caches"),
+            ExcludedBy::IfPresent(name) => write!(f, "exclude-if-present={name}"),
+            ExcludedBy::OneFileSystem => f.write_str("one-file-system"),
+            ExcludedBy::LargerThan => f.write_str("exclude-larger-than"),
+        }
+    }
+}
+
+/// Why a schedule's exclude rules could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ExcludeError {
+    #[error("cannot read exclude file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "exclude file {}, line {line}: pattern \"{}\" {why}",
+        path.display(),
+        crate::primitives::quote_at(pattern, 60)
+    )]
+    Pattern {
+        path: PathBuf,
+        line: usize,
+        pattern: String,
+        why: String,
+    },
+}
+
+/// What was left out of a walk.
+#[derive(Debug, Default)]
+pub struct LeftOut {
+    /// backupctl's own files and pseudo-filesystems.
+    pub builtin: Vec<PathBuf>,
+    /// Entries the schedule's rules left out (an excluded directory counts
+    /// once: nothing under it is looked at).
+    pub excluded: u64,
+    /// Those entries and the rule, when asked for (`run --dry-run`).
+    pub listed: Option<Vec<(PathBuf, ExcludedBy)>>,
+}
+
+/// A compiled glob set and, for each of its globs, the rule's label and
+/// whether it matches directories only.
+#[derive(Debug, Clone, Default)]
+struct PatternSet {
+    set: globset::GlobSet,
+    rules: Vec<(String, bool)>,
+}
+
+impl PatternSet {
+    fn build(patterns: Vec<(ExcludePattern, String)>) -> Self {
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut rules = Vec::with_capacity(patterns.len());
+        for (pattern, label) in patterns {
+            builder.add(pattern.glob);
+            rules.push((label, pattern.dirs_only));
+        }
+        // Each glob compiled alone when parsed; a set of them always builds.
+        let set = builder.build().unwrap_or_default();
+        Self { set, rules }
+    }
+
+    fn matching(&self, candidate: &Path, is_dir: bool) -> Option<ExcludedBy> {
+        if self.rules.is_empty() || !self.set.is_match(candidate) {
+            return None;
+        }
+        self.set
+            .matches(candidate)
+            .into_iter()
+            .find(|&i| is_dir || !self.rules[i].1)
+            .map(|i| ExcludedBy::Pattern(self.rules[i].0.clone()))
+    }
+}
+
+/// A schedule's rules, ready for the walk.
+#[derive(Debug, Clone, Default)]
+struct UserRules {
+    /// Patterns without `/`: matched against an entry's name.
+    names: PatternSet,
+    /// Patterns with `/`: matched against the path from the source root.
+    paths: PatternSet,
+    caches: bool,
+    if_present: Vec<String>,
+    /// The source's device, with `one-file-system`.
+    root_device: Option<u64>,
+    larger_than: Option<u64>,
+    /// Directories met in this walk whose contents are left out: cache
+    /// directories (all but their tag) and mount points.
+    emptied: std::cell::RefCell<HashMap<PathBuf, ExcludedBy>>,
+}
+
+/// The first bytes of a valid `CACHEDIR.TAG` (bford.info/cachedir).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+impl UserRules {
+    fn compile(
+        rules: &ExcludeRules,
+        source: &Path,
+        from_files: &[(String, PathBuf)],
+    ) -> Result<Self, ExcludeError> {
+        let mut patterns: Vec<(ExcludePattern, String)> = rules
+            .patterns
+            .iter()
+            .map(|p| (p.clone(), format!("exclude={}", p.text)))
+            .collect();
+        for (typed, path) in from_files {
+            patterns.extend(read_exclude_file(typed, path)?);
+        }
+        let (paths, names) = patterns.into_iter().partition(|(p, _)| p.anchored);
+        let root_device = rules
+            .one_file_system
+            .then(|| std::fs::metadata(source).map(|m| m.dev()).ok())
+            .flatten();
+        Ok(Self {
+            names: PatternSet::build(names),
+            paths: PatternSet::build(paths),
+            caches: rules.caches,
+            if_present: rules.if_present.clone(),
+            root_device,
+            larger_than: rules.larger_than,
+            emptied: Default::default(),
+        })
+    }
+
+    fn leaves_out(&self, entry: &walkdir::DirEntry, relative: &Path) -> Option<ExcludedBy> {
+        let emptied = self.emptied.borrow();
+        if !emptied.is_empty()
+            && let Some(by) = entry.path().parent().and_then(|p| emptied.get(p))
+            && !(*by == ExcludedBy::Caches && entry.file_name() == "CACHEDIR.TAG")
+        {
+            return Some(by.clone());
+        }
+        drop(emptied);
+        let is_dir = entry.file_type().is_dir();
+        let by = self
+            .names
+            .matching(Path::new(entry.file_name()), is_dir)
+            .or_else(|| self.paths.matching(relative, is_dir));
+        if by.is_some() {
+            return by;
+        }
+        if is_dir
+            && let Some(name) = self
+                .if_present
+                .iter()
+                .find(|name| entry.path().join(name).symlink_metadata().is_ok())
+        {
+            return Some(ExcludedBy::IfPresent(name.clone()));
+        }
+        if let Some(limit) = self.larger_than
+            && entry.file_type().is_file()
+            && entry.metadata().is_ok_and(|m| m.len() > limit)
+        {
+            return Some(ExcludedBy::LargerThan);
+        }
+        None
+    }
+
+    /// Notes a directory the walk keeps whose contents are left out: a
+    /// mount point of another filesystem (kept empty, as GNU tar's
+    /// `--one-file-system` keeps it) or a tagged cache directory (kept with
+    /// its tag, as GNU tar's `--exclude-caches` keeps it).
+    fn note_directory(&self, entry: &walkdir::DirEntry) {
+        if !entry.file_type().is_dir() {
+            return;
+        }
+        let by = if let Some(root) = self.root_device
+            && entry.depth() > 0
+            && entry.metadata().is_ok_and(|m| m.dev() != root)
+        {
+            ExcludedBy::OneFileSystem
+        } else if self.caches && is_tagged_cache(entry.path()) {
+            ExcludedBy::Caches
+        } else {
+            return;
+        };
+        self.emptied
+            .borrow_mut()
+            .insert(entry.path().to_path_buf(), by);
+    }
+}
+
+/// True when `dir/CACHEDIR.TAG` is a regular file starting with the
+/// signature. Opened without following a link or blocking on a FIFO.
+fn is_tagged_cache(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(dir.join("CACHEDIR.TAG"))
+        .and_then(|mut file| {
+            if file.metadata()?.is_file() {
+                file.read_exact(&mut head)
+            } else {
+                Err(io::ErrorKind::InvalidData.into())
+            }
+        })
+        .is_ok_and(|()| head == CACHEDIR_SIGNATURE)
+}
+
+/// The patterns of an `exclude-from` file: one a line; blank lines and
+/// lines starting with `#` are skipped. Read as a stream.
+fn read_exclude_file(
+    typed: &str,
+    path: &Path,
+) -> Result<Vec<(ExcludePattern, String)>, ExcludeError> {
+    use std::io::BufRead;
+    let read_error = |source| ExcludeError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut patterns = Vec::new();
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(read_error)? == 0 {
+            return Ok(patterns);
+        }
+        number += 1;
+        let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let bad = |why: String| ExcludeError::Pattern {
+            path: path.to_path_buf(),
+            line: number,
+            pattern: String::from_utf8_lossy(bytes).into_owned(),
+            why,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("is not valid UTF-8".into()))?;
+        if text.trim().is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let pattern =
+            ExcludePattern::parse(text).map_err(|why| bad(format!("is not valid: {why}")))?;
+        patterns.push((pattern, format!("{text} from exclude-from={typed}")));
+    }
 }
 
 /// Filesystem types that hold no data worth a backup.
@@ -94,26 +363,61 @@ impl Exclusions {
             Ok(root) => pseudo_mounts_under(&root),
             Err(_) => Vec::new(),
         };
-        Self { own, pseudo }
+        Self {
+            own,
+            pseudo,
+            user: None,
+        }
     }
 
-    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> bool {
+    /// Adds a schedule's rules; `from_files` are its `exclude-from` files,
+    /// as typed and resolved. Reads those files now.
+    pub fn with_rules(
+        mut self,
+        rules: &ExcludeRules,
+        source: &Path,
+        from_files: &[(String, PathBuf)],
+    ) -> Result<Self, ExcludeError> {
+        if !rules.is_empty() {
+            self.user = Some(UserRules::compile(rules, source, from_files)?);
+        }
+        Ok(self)
+    }
+
+    /// True when the schedule has rules of its own.
+    pub fn has_rules(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// `None` to keep the entry; else whether a built-in exclusion (`None`
+    /// inside) or one of the schedule's rules leaves it out.
+    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> Option<Option<ExcludedBy>> {
         if entry.depth() == 0 {
-            return false;
+            return None;
         }
         if self.own.iter().any(|&(_, ino)| ino == entry.ino())
             && let Ok(m) = entry.path().symlink_metadata()
             && self.own.contains(&(m.dev(), m.ino()))
         {
-            return true;
+            return Some(None);
         }
+        let relative = entry.path().strip_prefix(source).unwrap_or(entry.path());
         // Cheap tests first: this runs for every entry of the walk.
-        !self.pseudo.is_empty()
+        if !self.pseudo.is_empty()
             && entry.file_type().is_dir()
-            && entry
-                .path()
-                .strip_prefix(source)
-                .is_ok_and(|relative| self.pseudo.iter().any(|p| p == relative))
+            && self.pseudo.iter().any(|p| p == relative)
+        {
+            return Some(None);
+        }
+        let user = self.user.as_ref()?;
+        user.leaves_out(entry, relative).map(Some)
+    }
+
+    /// A walk starts with no directories noted from an earlier one.
+    fn start_walk(&self) {
+        if let Some(user) = &self.user {
+            user.emptied.borrow_mut().clear();
+        }
     }
 }
 
@@ -171,8 +475,9 @@ fn unescape_mount_path(field: &str) -> String {
 fn walk<'a>(
     source: &'a Path,
     exclude: &'a Exclusions,
-    left_out: &'a std::cell::RefCell<Vec<PathBuf>>,
+    left_out: &'a std::cell::RefCell<LeftOut>,
 ) -> impl Iterator<Item = Step> + 'a {
+    exclude.start_walk();
     let relative_of = move |path: &Path| {
         path.strip_prefix(source)
             .map(Path::to_path_buf)
@@ -184,11 +489,26 @@ fn walk<'a>(
         .sort_by_file_name()
         .into_iter()
         .filter_entry(move |entry| {
-            let leave = exclude.leaves_out(entry, source);
-            if leave {
-                left_out.borrow_mut().push(entry.path().to_path_buf());
+            let mut left_out = left_out.borrow_mut();
+            match exclude.leaves_out(entry, source) {
+                None => {
+                    if let Some(user) = &exclude.user {
+                        user.note_directory(entry);
+                    }
+                    true
+                }
+                Some(None) => {
+                    left_out.builtin.push(entry.path().to_path_buf());
+                    false
+                }
+                Some(Some(by)) => {
+                    left_out.excluded += 1;
+                    if let Some(listed) = &mut left_out.listed {
+                        listed.push((entry.path().to_path_buf(), by));
+                    }
+                    false
+                }
             }
-            !leave
         })
         .map(move |item| match item {
             Ok(entry) => {
@@ -253,12 +573,29 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
 /// The fingerprint of the tree under `source`, from metadata alone. What
 /// cannot be read is part of it, so this never fails.
 pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
+    fingerprint_walk(source, exclude, LeftOut::default()).0
+}
+
+/// What the schedule's rules leave out of the tree under `source`, and
+/// why: `run --dry-run` lists it.
+pub fn list_excluded(source: &Path, exclude: &Exclusions) -> Vec<(PathBuf, ExcludedBy)> {
+    let asked = LeftOut {
+        listed: Some(Vec::new()),
+        ..LeftOut::default()
+    };
+    fingerprint_walk(source, exclude, asked)
+        .1
+        .listed
+        .unwrap_or_default()
+}
+
+fn fingerprint_walk(source: &Path, exclude: &Exclusions, left_out: LeftOut) -> (String, LeftOut) {
     let mut fingerprint = Fingerprint::new();
-    let left_out = Default::default();
+    let left_out = std::cell::RefCell::new(left_out);
     for step in walk(source, exclude, &left_out) {
         add_to_fingerprint(&mut fingerprint, &step);
     }
-    fingerprint.finish()
+    (fingerprint.finish(), left_out.into_inner())
 }
 
 /// Appends every entry under `source`, finishes the tar stream and records
@@ -272,6 +609,13 @@ pub fn append_tree<W: Write>(
     let base = base_name(source);
     let mut fingerprint = Fingerprint::new();
     let left_out = Default::default();
+    let mut writer = EntryWriter {
+        builder,
+        watch,
+        xattrs: job.xattrs,
+        names: OwnerNames::default(),
+        links: HashMap::new(),
+    };
     for step in walk(source, job.exclude, &left_out) {
         if watch.abort.load(Ordering::Relaxed) {
             return Err(AbortRequested::error());
@@ -295,7 +639,7 @@ pub fn append_tree<W: Write>(
                     metadata: &metadata,
                     target,
                 };
-                append_entry(builder, entry, watch, report)?;
+                writer.append_entry(entry, report)?;
             }
             Step::Unreadable { path, reason, .. } => {
                 report.skipped.push(Skipped { path, reason });
@@ -303,8 +647,10 @@ pub fn append_tree<W: Write>(
         }
     }
     report.fingerprint = fingerprint.finish();
-    report.left_out = left_out.into_inner();
-    builder.finish()
+    let left_out: LeftOut = left_out.into_inner();
+    report.left_out = left_out.builtin;
+    report.excluded = left_out.excluded;
+    writer.builder.finish()
 }
 
 /// An entry on its way into the archive.
@@ -315,96 +661,309 @@ struct Entry<'a> {
     target: Option<io::Result<PathBuf>>,
 }
 
-fn append_entry<W: Write>(
-    builder: &mut Builder<W>,
-    entry: Entry<'_>,
-    watch: Watch<'_>,
-    report: &mut ArchiveReport,
-) -> io::Result<()> {
-    let kind = entry.metadata.file_type();
-    if kind.is_socket() {
-        report.sockets_ignored += 1;
-        return Ok(());
-    }
-    if kind.is_file() {
-        return append_file(builder, entry.path, entry.name, watch, report);
-    }
-    let mut header = header_for(entry.metadata);
-    if let Err(reason) = set_device_numbers(&mut header, entry.metadata) {
-        report.skipped.push(Skipped {
-            path: entry.path.to_path_buf(),
-            reason,
-        });
-        return Ok(());
-    }
-    match entry.target {
-        Some(Ok(target)) => builder.append_link(&mut header, entry.name, target)?,
-        Some(Err(e)) => {
-            report.skipped.push(skipped(entry.path, &e));
+/// Writes entries as `tar --format=posix --xattrs --acls --sparse` would:
+/// ustar headers with owner names, and PAX records for what they cannot
+/// hold. Keeps what must be remembered from one entry to the next.
+struct EntryWriter<'b, 'w, W: Write> {
+    builder: &'b mut Builder<W>,
+    watch: Watch<'w>,
+    /// Record extended attributes and ACLs.
+    xattrs: bool,
+    names: OwnerNames,
+    /// The archive name of each file with several links already stored, by
+    /// device and inode: later links become hard-link entries naming it.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> EntryWriter<'_, '_, W> {
+    fn append_entry(&mut self, entry: Entry<'_>, report: &mut ArchiveReport) -> io::Result<()> {
+        let kind = entry.metadata.file_type();
+        if kind.is_socket() {
+            report.sockets_ignored += 1;
             return Ok(());
         }
-        // Directories are named `dir/`, as GNU tar names them.
-        None if kind.is_dir() => {
+        if self.append_hard_link(&entry)? {
+            report.entries += 1;
+            return Ok(());
+        }
+        if kind.is_file() {
+            return self.append_file(entry.path, entry.name, report);
+        }
+        let mut header = header_for(entry.metadata);
+        if let Err(reason) = set_device_numbers(&mut header, entry.metadata) {
+            report.skipped.push(Skipped {
+                path: entry.path.to_path_buf(),
+                reason,
+            });
+            return Ok(());
+        }
+        let mut records = self.records_for(&mut header, entry.path, entry.metadata, report);
+        let link = match entry.target {
+            Some(Ok(target)) => Some(target),
+            Some(Err(e)) => {
+                report.skipped.push(skipped(entry.path, &e));
+                return Ok(());
+            }
+            None => None,
+        };
+        if let Some(target) = &link {
+            set_link_name(&mut header, target, &mut records);
+        }
+        let name = if kind.is_dir() {
+            // Directories are named `dir/`, as GNU tar names them.
             let mut name = entry.name.as_os_str().to_os_string();
             name.push("/");
-            builder.append_data(&mut header, name, io::empty())?
-        }
-        // FIFOs and devices: the header is the whole entry.
-        None => builder.append_data(&mut header, entry.name, io::empty())?,
+            PathBuf::from(name)
+        } else {
+            entry.name.to_path_buf()
+        };
+        set_path(&mut header, &name, &mut records);
+        self.write(&mut header, &name, &records, io::empty())?;
+        self.remember_links(entry.metadata, entry.name);
+        report.entries += 1;
+        Ok(())
     }
-    report.entries += 1;
-    Ok(())
-}
 
-/// Opens without following a symlink and without blocking (a FIFO swapped in
-/// after the walk looked must not hang the backup), then archives what the
-/// opened descriptor says it is.
-fn append_file<W: Write>(
-    builder: &mut Builder<W>,
-    path: &Path,
-    name: &Path,
-    watch: Watch<'_>,
-    report: &mut ArchiveReport,
-) -> io::Result<()> {
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-        .and_then(|file| file.metadata().map(|m| (file, m)));
-    let (file, metadata) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            report.skipped.push(skipped(path, &e));
+    /// A later name of a file already stored: a hard-link entry naming the
+    /// first. Returns whether it wrote one.
+    fn append_hard_link(&mut self, entry: &Entry<'_>) -> io::Result<bool> {
+        let m = entry.metadata;
+        if m.is_dir() || m.nlink() < 2 {
+            return Ok(false);
+        }
+        let Some(first) = self.links.get(&(m.dev(), m.ino())).cloned() else {
+            return Ok(false);
+        };
+        let mut header = header_for(m);
+        header.set_entry_type(EntryType::Link);
+        header.set_size(0);
+        let mut records = PaxRecords::default();
+        self.add_owner_and_time(&mut header, m, &mut records);
+        set_link_name(&mut header, &first, &mut records);
+        set_path(&mut header, entry.name, &mut records);
+        self.write(&mut header, entry.name, &records, io::empty())?;
+        Ok(true)
+    }
+
+    fn remember_links(&mut self, m: &Metadata, name: &Path) {
+        if !m.is_dir() && m.nlink() > 1 {
+            self.links.insert((m.dev(), m.ino()), name.to_path_buf());
+        }
+    }
+
+    /// Opens without following a symlink and without blocking (a FIFO
+    /// swapped in after the walk looked must not hang the backup), then
+    /// archives what the opened descriptor says it is; sparse files with
+    /// their holes left out.
+    fn append_file(
+        &mut self,
+        path: &Path,
+        name: &Path,
+        report: &mut ArchiveReport,
+    ) -> io::Result<()> {
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .and_then(|file| file.metadata().map(|m| (file, m)));
+        let (file, metadata) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                report.skipped.push(skipped(path, &e));
+                return Ok(());
+            }
+        };
+        if !metadata.is_file() {
+            report.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: "changed type while the backup ran".to_string(),
+            });
             return Ok(());
         }
-    };
-    if !metadata.is_file() {
-        report.skipped.push(Skipped {
-            path: path.to_path_buf(),
-            reason: "changed type while the backup ran".to_string(),
-        });
-        return Ok(());
+        let mut header = header_for(&metadata);
+        let segments = sparse::data_segments(&file, metadata.len(), metadata.blocks());
+        // GNU tar's order: the sparse records first, then the others.
+        let mut records = PaxRecords::default();
+        let problem = match segments {
+            Some(segments) => {
+                records.add_str("GNU.sparse.major", "1");
+                records.add_str("GNU.sparse.minor", "0");
+                records.add("GNU.sparse.name", name.as_os_str().as_bytes());
+                records.add_str("GNU.sparse.realsize", &metadata.len().to_string());
+                records.append(self.records_for(&mut header, path, &metadata, report));
+                let stored = sparse::stored_size(&segments);
+                set_size(&mut header, stored, &mut records);
+                // The name GNU tar gives the entry itself; readers that do not
+                // know the format extract the map and data under it.
+                let header_name = sparse_header_name(name);
+                if header.set_path(&header_name).is_err() {
+                    set_name_lossy(&mut header, header_name.as_os_str().as_bytes());
+                }
+                let data: u64 = segments.iter().map(|s| s.length).sum();
+                let reader = sparse::SparseReader::new(file, segments);
+                let (reader, problem) =
+                    self.write_counted(&mut header, name, &records, reader, stored)?;
+                report.bytes_read += data;
+                problem.or_else(|| {
+                    reader.came_up_short().then(|| {
+                        "shrank while being read; the missing data is zero-filled".to_string()
+                    })
+                })
+            }
+            None => {
+                records.append(self.records_for(&mut header, path, &metadata, report));
+                set_size(&mut header, metadata.len(), &mut records);
+                set_path(&mut header, name, &mut records);
+                report.bytes_read += metadata.len();
+                self.write_counted(&mut header, name, &records, file, metadata.len())?
+                    .1
+            }
+        };
+        self.remember_links(&metadata, name);
+        report.entries += 1;
+        report.files += 1;
+        if let Some(reason) = problem {
+            report.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+        Ok(())
     }
-    let mut header = header_for(&metadata);
-    let mut reader = ExactSizeReader::new(file, metadata.len(), watch.abort);
-    if let Some(progress) = watch.progress {
-        reader = reader.counting_into(progress);
+
+    /// Writes exactly `size` bytes of `data` (see [`ExactSizeReader`]),
+    /// counting progress; returns the reader and what went wrong reading.
+    fn write_counted<R: io::Read>(
+        &mut self,
+        header: &mut Header,
+        name: &Path,
+        records: &PaxRecords,
+        data: R,
+        size: u64,
+    ) -> io::Result<(R, Option<String>)> {
+        let mut reader = ExactSizeReader::new(data, size, self.watch.abort);
+        if let Some(progress) = self.watch.progress {
+            reader = reader.counting_into(progress);
+        }
+        self.write(header, name, records, &mut reader)?;
+        Ok(reader.into_parts())
     }
-    builder.append_data(&mut header, name, &mut reader)?;
-    report.entries += 1;
-    report.files += 1;
-    report.bytes_read += metadata.len();
-    if let Some(reason) = reader.into_problem() {
-        report.skipped.push(Skipped {
-            path: path.to_path_buf(),
-            reason,
-        });
+
+    /// The PAX header (when there are records), then the entry.
+    fn write(
+        &mut self,
+        header: &mut Header,
+        name: &Path,
+        records: &PaxRecords,
+        data: impl io::Read,
+    ) -> io::Result<()> {
+        records.append_to(self.builder, name, header.mtime().unwrap_or(0))?;
+        header.set_cksum();
+        self.builder.append(header, data)
     }
-    Ok(())
+
+    /// Owner names, sub-second time, and (when kept) xattrs and ACLs.
+    fn records_for(
+        &mut self,
+        header: &mut Header,
+        path: &Path,
+        metadata: &Metadata,
+        report: &mut ArchiveReport,
+    ) -> PaxRecords {
+        let mut records = PaxRecords::default();
+        self.add_owner_and_time(header, metadata, &mut records);
+        if self.xattrs
+            && let Err(e) = xattrs::add_records(path, &mut self.names, &mut records)
+        {
+            report.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: format!("extended attributes not read: {e}"),
+            });
+        }
+        records
+    }
+
+    /// Owner names into `header`, and PAX records for what it cannot hold:
+    /// long names, large ids, sub-second or out-of-range times.
+    fn add_owner_and_time(
+        &mut self,
+        header: &mut Header,
+        metadata: &Metadata,
+        records: &mut PaxRecords,
+    ) {
+        set_owner_names(header, metadata, &mut self.names, records);
+        const OCTAL_ID_MAX: u32 = 0o7777777;
+        if metadata.uid() > OCTAL_ID_MAX {
+            records.add_str("uid", &metadata.uid().to_string());
+        }
+        if metadata.gid() > OCTAL_ID_MAX {
+            records.add_str("gid", &metadata.gid().to_string());
+        }
+        let (seconds, nanoseconds) = (metadata.mtime(), metadata.mtime_nsec());
+        if nanoseconds != 0 || !(0..=0o77777777777).contains(&seconds) {
+            records.add_time("mtime", seconds, nanoseconds);
+        }
+    }
 }
 
+fn set_owner_names(
+    header: &mut Header,
+    metadata: &Metadata,
+    names: &mut OwnerNames,
+    records: &mut PaxRecords,
+) {
+    if let Some(user) = names.user(metadata.uid())
+        && header.set_username(user).is_err()
+    {
+        records.add_str("uname", user);
+    }
+    if let Some(group) = names.group(metadata.gid())
+        && header.set_groupname(group).is_err()
+    {
+        records.add_str("gname", group);
+    }
+}
+
+/// The header's name, or a `path` record when it does not fit ustar's
+/// 100 + 155 bytes.
+fn set_path(header: &mut Header, name: &Path, records: &mut PaxRecords) {
+    if header.set_path(name).is_err() {
+        let bytes = name.as_os_str().as_bytes();
+        records.add("path", bytes);
+        set_name_lossy(header, bytes);
+    }
+}
+
+/// The link target, or a `linkpath` record when it is over 100 bytes.
+fn set_link_name(header: &mut Header, target: &Path, records: &mut PaxRecords) {
+    if header.set_link_name(target).is_err() {
+        records.add("linkpath", target.as_os_str().as_bytes());
+    }
+}
+
+/// The size, with a `size` record past the 8 GiB an octal field holds.
+fn set_size(header: &mut Header, size: u64, records: &mut PaxRecords) {
+    header.set_size(size);
+    if size > 0o77777777777 {
+        records.add_str("size", &size.to_string());
+    }
+}
+
+/// `DIR/GNUSparseFile.0/NAME`, GNU tar's `%d/GNUSparseFile.%p/%f` with a
+/// fixed number where it puts its process id, so archives stay reproducible.
+fn sparse_header_name(name: &Path) -> PathBuf {
+    let base = name.file_name().unwrap_or_default();
+    match name.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.join("GNUSparseFile.0").join(base),
+        None => Path::new("GNUSparseFile.0").join(base),
+    }
+}
+
+/// A ustar header (the POSIX format GNU tar writes with `--format=posix`)
+/// with the entry's type, mode, ids, size and whole-second mtime; owner
+/// names and PAX records are the writer's.
 fn header_for(metadata: &Metadata) -> Header {
-    let mut header = Header::new_gnu();
+    let mut header = Header::new_ustar();
     header.set_metadata_in_mode(metadata, HeaderMode::Complete);
     if !metadata.is_file() {
         header.set_size(0);

@@ -142,10 +142,25 @@ impl History {
         Ok(removed)
     }
 
+    /// Removes the temporary progress files a killed run left (see
+    /// `progress.rs`). Separate from [`History::clear_leftovers`] because the
+    /// running job publishes progress from another thread while the archive
+    /// is written: call it under the lock, before that publishing starts.
+    pub fn clear_progress_leftovers(&self) {
+        let progress = format!(".{}.progress", self.name);
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if primitives::is_temporary_of(&name, &progress, "tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn is_leftover(&self, name: &str) -> bool {
-        if primitives::is_temporary_of(name, &self.name, "partial")
-            || primitives::is_temporary_of(name, &format!(".{}.progress", self.name), "tmp")
-        {
+        if primitives::is_temporary_of(name, &self.name, "partial") {
             return true;
         }
         // `.ARCHIVE.json.RANDOM.tmp`: a manifest being written.
@@ -648,14 +663,14 @@ mod tests {
         let kept = archive_of(dir.path(), "a", "a_20250103_000000.tar");
         let mut removed = history.clear_leftovers().unwrap();
         removed.sort();
-        let mut expected = vec![
-            partial,
-            progress_temp,
-            manifest_temp,
-            manifest::manifest_path(&orphan),
-        ];
+        let mut expected = vec![partial, manifest_temp, manifest::manifest_path(&orphan)];
         expected.sort();
         assert_eq!(removed, expected);
         assert!(others.exists() && kept.exists() && manifest::manifest_path(&kept).exists());
+        // A live run's progress may be mid-rewrite: only its own cleanup,
+        // before it starts publishing, takes a temporary progress file.
+        assert!(progress_temp.exists());
+        history.clear_progress_leftovers();
+        assert!(!progress_temp.exists());
     }
 }

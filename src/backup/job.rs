@@ -126,6 +126,7 @@ fn backup_publishing_progress(
         bytes_read: 0,
     };
     let path = progress::progress_path(home, schedule);
+    History::of(home, schedule).clear_progress_leftovers();
     std::thread::scope(|scope| {
         let (stop, stopped) = mpsc::channel::<()>();
         scope.spawn(move || progress::publish_until(path, record, bytes_read, stopped));

@@ -18,7 +18,9 @@ use super::history::{ArchiveFile, History, NextArchive, NoFreeName, PublishError
 use super::lock::ScheduleLock;
 use super::retention::Decision;
 use crate::archive::manifest::{Manifest, SkippedFile};
-use crate::archive::{self, ArchiveError, ArchiveJob, ArchiveReport, Exclusions, Watch};
+use crate::archive::{
+    self, ArchiveError, ArchiveJob, ArchiveReport, ExcludeError, ExcludedBy, Exclusions, Watch,
+};
 use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, RunState};
@@ -48,6 +50,14 @@ pub enum RunError {
         schedule_source: String,
         #[source]
         source: NoFreeName,
+    },
+    #[error("backup failed for {schedule_source} (schedule {schedule})")]
+    Excludes {
+        schedule: String,
+        schedule_source: String,
+        // Boxed: it is large and rare, and every run returns this enum.
+        #[source]
+        source: Box<ExcludeError>,
     },
     #[error("cannot list the archives of {schedule} in {}", path.display())]
     List {
@@ -98,6 +108,8 @@ pub struct DryRun {
     pub unchanged_since: Option<PathBuf>,
     /// Retention's verdict on the archives as they would be after the run.
     pub decisions: Vec<Decision>,
+    /// What the schedule's `exclude*` rules leave out, and which rule.
+    pub excluded: Vec<(PathBuf, ExcludedBy)>,
 }
 
 /// Backs up `schedule` now and logs the outcome, good or bad. The lock
@@ -140,7 +152,7 @@ fn run_locked(
         ),
     }
     let source = home.resolve_source(&schedule.source);
-    let exclude = Exclusions::for_source(&source, &own_files(home));
+    let exclude = exclusions(home, schedule, &source)?;
     if schedule.options.if_changed
         && let Some(since) = unchanged_since(&history, schedule, &source, &exclude)
     {
@@ -166,6 +178,7 @@ fn run_locked(
         format: schedule.options.format,
         level: schedule.options.effective_level(),
         exclude: &exclude,
+        xattrs: !schedule.options.no_xattrs,
         watch: request.watch,
     };
     let report = archive::write_archive(&job, file).map_err(archive_error)?;
@@ -224,6 +237,24 @@ fn own_files(home: &Home) -> Vec<PathBuf> {
     ]
 }
 
+/// What the walk of `source` leaves out: the home's own files,
+/// pseudo-filesystems and the schedule's `exclude*` rules.
+fn exclusions(home: &Home, schedule: &Schedule, source: &Path) -> Result<Exclusions, RunError> {
+    let rules = &schedule.options.excludes;
+    let from_files: Vec<(String, PathBuf)> = rules
+        .from_files
+        .iter()
+        .map(|typed| (typed.clone(), home.resolve_source(typed)))
+        .collect();
+    Exclusions::for_source(source, &own_files(home))
+        .with_rules(rules, source, &from_files)
+        .map_err(|source| RunError::Excludes {
+            schedule: schedule.name.clone(),
+            schedule_source: schedule.source.clone(),
+            source: Box::new(source),
+        })
+}
+
 /// Removes the temporary archive when dropped, unless it was published.
 struct TempFile(Option<PathBuf>);
 
@@ -272,7 +303,7 @@ pub fn plan_run(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<
 fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result<DryRun, RunError> {
     let history = History::of(home, schedule);
     let source = home.resolve_source(&schedule.source);
-    let exclude = Exclusions::for_source(&source, &own_files(home));
+    let exclude = exclusions(home, schedule, &source)?;
     let unchanged_since = if schedule.options.if_changed {
         unchanged_since(&history, schedule, &source, &exclude).map(|a| a.path)
     } else {
@@ -291,7 +322,13 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     } else {
         Vec::new()
     };
+    let excluded = if exclude.has_rules() && archive::check_source(&source).is_ok() {
+        archive::list_excluded(&source, &exclude)
+    } else {
+        Vec::new()
+    };
     Ok(DryRun {
+        excluded,
         archive: next.path,
         format: schedule.options.format,
         level: schedule.options.effective_level(),
@@ -387,6 +424,7 @@ fn manifest_for(
         duration_seconds: report.duration.as_secs_f64(),
         backupctl_version: env!("CARGO_PKG_VERSION").to_string(),
         fingerprint: report.fingerprint.clone(),
+        excluded: report.excluded,
         previous: None,
     }
 }
@@ -477,6 +515,9 @@ pub fn summary(report: &ArchiveReport) -> String {
         human_bytes(report.bytes_read),
         human_bytes(report.archive_size),
     );
+    if report.excluded > 0 {
+        text.push_str(&format!(", {} excluded", report.excluded));
+    }
     if report.sockets_ignored > 0 {
         text.push_str(&format!(", {} sockets left out", report.sockets_ignored));
     }

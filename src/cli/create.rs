@@ -10,7 +10,10 @@ pub struct Args {
     /// The schedule, e.g. "/home/me/docs;02:30;docs": back up the
     /// directory every day at that time into backups/NAME.tar. The time
     /// may also be a cron expression ("30 2 * * mon-fri") or @hourly,
-    /// @daily, @weekly, @monthly; try it with `next` first
+    /// @daily, @weekly, @monthly; try it with `next` first. Options
+    /// follow as a fourth field, "opt,opt=value,…"; a value holding `,`
+    /// or `;` goes in double quotes, with \" for a quote and \\ for a
+    /// backslash inside: 'src;@daily;src;before="echo a,b; echo c"'
     #[arg(allow_hyphen_values = true)]
     pub schedule: String,
 }

@@ -24,7 +24,8 @@ pub struct Args {
     /// The schedule's index or name
     #[arg(allow_hyphen_values = true)]
     pub schedule: String,
-    /// Print the archive it would write and what retention would delete;
+    /// Print the archive it would write, what the schedule's exclude rules
+    /// leave out (`exclude PATH (RULE)`) and what retention would delete;
     /// change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -113,6 +114,11 @@ fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<
         ctx.home.display_path(&plan.archive),
         plan.format.extension()
     )];
+    lines.extend(
+        plan.excluded
+            .iter()
+            .map(|(path, by)| format!("exclude {} ({by})", ctx.home.display_path(path))),
+    );
     if !schedule.options.keeps_history() {
         lines.push("no retention: the archive replaces the previous one".to_string());
     }

@@ -415,6 +415,9 @@ mod tests {
                     "after=true",
                     "format=tar.zst,level=3",
                     "keep-last=2",
+                    r#"before="curl -fsS -d 'a,b' https://h/x;y""#,
+                    r#"after="say \"hi\" \\ there",catch-up"#,
+                    r#"on-failure=echo "bare quotes""#,
                 ])),
             )
                 .prop_map(|(path, time, name, options)| match options {
@@ -426,7 +429,7 @@ mod tests {
         /// Free-form lines: separators and hostile characters in any order.
         fn loose_line() -> impl Strategy<Value = String> {
             let piece = prop_oneof![
-                3 => prop::sample::select(vec!["src", "10:00", "0 0 * * *", "n", "catch-up", ";", ",", "="])
+                3 => prop::sample::select(vec!["src", "10:00", "0 0 * * *", "n", "catch-up", ";", ",", "=", "before=", "\"", "\\"])
                     .prop_map(str::to_string),
                 2 => prop::sample::select(&HOSTILE[..]).prop_map(str::to_string),
                 1 => any::<char>().prop_map(String::from),
@@ -448,7 +451,35 @@ mod tests {
             )
         }
 
+        /// Option values of any text (control characters aside), quoted
+        /// with [`options::quote_value`].
+        fn hook_value() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                3 => prop::sample::select(vec!["a", " ", ",", ";", "\"", "\\", "=", "é", "'"]).prop_map(str::to_string),
+                1 => any::<char>().prop_filter("not a layout character", |&c| !crate::primitives::is_layout_char(c)).prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 1..12).prop_map(|pieces| pieces.concat())
+        }
+
         proptest! {
+            #[test]
+            fn quoted_values_read_back_as_typed(before in hook_value(), after in hook_value()) {
+                let dir = tempfile::tempdir().unwrap();
+                let store = store_in(dir.path());
+                let line = format!(
+                    "src;10:00;n;before={},catch-up,after={}",
+                    options::quote_value(&before),
+                    options::quote_value(&after)
+                );
+                store.add(&line).unwrap();
+                let entries = store.load().unwrap();
+                let reread = entries[0].parsed.as_ref().expect("the stored line parses");
+                prop_assert_eq!(reread.options.hooks.before.as_deref(), Some(before.as_str()));
+                prop_assert_eq!(reread.options.hooks.after.as_deref(), Some(after.as_str()));
+                prop_assert!(reread.options.catch_up);
+                prop_assert_eq!(&reread.name, "n");
+            }
+
             #[test]
             fn what_add_accepts_is_what_load_reads_back(line in line()) {
                 let dir = tempfile::tempdir().unwrap();

@@ -2,13 +2,30 @@
 //!
 //! Every option is parsed and validated here, once; the code that acts on an
 //! option trusts the value it gets. An unknown or malformed option refuses the
-//! whole line, naming the option. Option values cannot contain `,` or `;` (the
-//! separators); a hook that needs them belongs in a script.
+//! whole line, naming the option.
+//!
+//! The grammar, for values that hold the separators (`,` between options,
+//! `;` between fields):
+//!
+//! ```text
+//! options := item ("," item)*
+//! item    := key | key "=" value
+//! value   := bare | quoted
+//! bare    := any text without "," or ";" that does not start with '"'
+//! quoted  := '"' ( '\"' | '\\' | any character but '"' )* '"'
+//! ```
+//!
+//! Only double quotes quote, and only a whole value (`before="a,b"`, not
+//! `before=a"b,c"`): a `"` anywhere else is an ordinary character, so every
+//! line written before quoting existed means what it meant. Inside quotes
+//! `\"` stands for `"` and `\\` for `\`; any other backslash is itself
+//! (`printf "a\n"` in a hook survives as typed). The closing quote ends the
+//! value: it must be followed by `,` or the end of the line.
 
 use chrono::TimeDelta;
 
 use super::schedule::quote_field;
-pub use crate::model::{Format, Retention};
+pub use crate::model::{ExcludePattern, ExcludeRules, Format, Retention};
 use crate::primitives::{is_layout_char, printable};
 
 /// Why the options field was refused.
@@ -45,8 +62,15 @@ pub struct Options {
     pub if_changed: bool,
     /// Run once at start-up when a run was missed while the daemon was down.
     pub catch_up: bool,
+    /// Leave extended attributes and POSIX ACLs out of the archive.
+    pub no_xattrs: bool,
     pub hooks: Hooks,
+    /// What the archive leaves out.
+    pub excludes: ExcludeRules,
 }
+
+/// Options that may be given more than once; each adds to a list.
+const REPEATABLE: [&str; 3] = ["exclude", "exclude-from", "exclude-if-present"];
 
 impl Options {
     /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
@@ -71,7 +95,8 @@ impl Options {
                 "list is empty (leave out the fourth field instead)",
             ));
         }
-        for item in field.split(',') {
+        for span in item_spans(field) {
+            let item = &field[span.start..span.end];
             // A newline in a hook would split the stored line in two; an
             // escape sequence would reach the terminal of whoever lists it.
             if let Some(c) = item.chars().find(|&c| is_layout_char(c)) {
@@ -87,11 +112,15 @@ impl Options {
                 Some((key, value)) => (key, Some(value)),
                 None => (item, None),
             };
-            if seen.contains(&key) {
+            let value = match value.map(unquote).transpose() {
+                Ok(value) => value,
+                Err(why) => return Err(refuse(if span.unterminated { key } else { item }, why)),
+            };
+            if seen.contains(&key) && !REPEATABLE.contains(&key) {
                 return Err(refuse(item, "is given twice"));
             }
             seen.push(key);
-            options.apply(item, key, value)?;
+            options.apply(item, key, value.as_deref())?;
         }
         options.check_level()?;
         Ok(options)
@@ -127,6 +156,34 @@ impl Options {
             }
             "if-changed" => self.if_changed = flag(item, value)?,
             "catch-up" => self.catch_up = flag(item, value)?,
+            "no-xattrs" => self.no_xattrs = flag(item, value)?,
+            "exclude" => {
+                let pattern = ExcludePattern::parse(need(item, value)?)
+                    .map_err(|why| refuse(item, format!("is not a valid pattern: {why}")))?;
+                self.excludes.patterns.push(pattern);
+            }
+            "exclude-from" => self
+                .excludes
+                .from_files
+                .push(need(item, value)?.to_string()),
+            "exclude-caches" => self.excludes.caches = flag(item, value)?,
+            "exclude-if-present" => {
+                let name = need(item, value)?;
+                if name.contains('/') || name == "." || name == ".." {
+                    return Err(refuse(item, "must be a plain file name"));
+                }
+                self.excludes.if_present.push(name.to_string());
+            }
+            "one-file-system" => self.excludes.one_file_system = flag(item, value)?,
+            "exclude-larger-than" => {
+                let size = crate::model::parse_size(need(item, value)?).ok_or_else(|| {
+                    refuse(
+                        item,
+                        "is not a size such as 500k, 20M or 2G (powers of 1024)",
+                    )
+                })?;
+                self.excludes.larger_than = Some(size);
+            }
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
@@ -154,6 +211,125 @@ impl Options {
             Some(_) => Ok(()),
         }
     }
+}
+
+/// Where one item of an options field lies, and whether it holds a quote
+/// that never closes (it then runs to the end of the field).
+struct Span {
+    start: usize,
+    end: usize,
+    /// The separator after the item, if any.
+    separator: Option<u8>,
+    unterminated: bool,
+}
+
+/// The items of an options field, split at each `,` and `;` outside a
+/// quoted value. [`unquote`] reads a value the same way.
+fn item_spans(field: &str) -> Vec<Span> {
+    let bytes = field.as_bytes();
+    let is_separator = |b: u8| b == b',' || b == b';';
+    let mut spans = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    loop {
+        while i < bytes.len() && bytes[i] != b'=' && !is_separator(bytes[i]) {
+            i += 1;
+        }
+        if bytes.get(i) == Some(&b'=') && bytes.get(i + 1) == Some(&b'"') {
+            i += 2;
+            let mut closed = false;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' if matches!(bytes.get(i + 1), Some(b'"' | b'\\')) => i += 2,
+                    b'"' => {
+                        closed = true;
+                        i += 1;
+                        break;
+                    }
+                    _ => i += 1,
+                }
+            }
+            if !closed {
+                spans.push(Span {
+                    start,
+                    end: bytes.len(),
+                    separator: None,
+                    unterminated: true,
+                });
+                return spans;
+            }
+        }
+        while i < bytes.len() && !is_separator(bytes[i]) {
+            i += 1;
+        }
+        spans.push(Span {
+            start,
+            end: i,
+            separator: bytes.get(i).copied(),
+            unterminated: false,
+        });
+        if i >= bytes.len() {
+            return spans;
+        }
+        i += 1;
+        start = i;
+    }
+}
+
+/// Positions of the `separator`s (`,` or `;`) of `field` that lie outside
+/// quoted values: where the schedule line splits into fields.
+pub(super) fn unquoted_positions(field: &str, separator: u8) -> Vec<usize> {
+    item_spans(field)
+        .into_iter()
+        .filter(|span| span.separator == Some(separator))
+        .map(|span| span.end)
+        .collect()
+}
+
+/// A value as typed: a bare value is itself; a quoted one loses its quotes
+/// and its two escapes.
+fn unquote(value: &str) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+    let Some(inner) = value.strip_prefix('"') else {
+        return Ok(value.into());
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.clone().next() {
+                Some(escaped @ ('"' | '\\')) => {
+                    out.push(escaped);
+                    chars.next();
+                }
+                _ => out.push('\\'),
+            },
+            '"' if chars.as_str().is_empty() => return Ok(out.into()),
+            '"' => {
+                return Err(
+                    "has text after its closing quote (a quoted value ends at a comma or the end of the line)",
+                );
+            }
+            c => out.push(c),
+        }
+    }
+    Err("has an unterminated quote (a value that starts with \" must end with \")")
+}
+
+/// `value` as an option value that reads back as itself: bare when it
+/// needs no quotes, else quoted with `"` and `\\` escaped.
+pub fn quote_value(value: &str) -> String {
+    let needs_quotes = value.is_empty() || value.starts_with('"') || value.contains([',', ';']);
+    if !needs_quotes {
+        return value.to_string();
+    }
+    let mut quoted = String::from('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn need<'a>(item: &str, value: Option<&'a str>) -> Result<&'a str, OptionError> {
@@ -259,6 +435,66 @@ mod tests {
             let err = Options::parse(field).unwrap_err();
             assert_eq!(err.option, option, "{field}");
         }
+    }
+
+    #[test]
+    fn quoted_values_hold_separators_and_escapes() {
+        let o = Options::parse(
+            r#"before="curl -fsS -d 'a,b' https://x/;y",after="say \"hi\" \\ c:\d",on-failure=echo "x"#,
+        )
+        .unwrap();
+        assert_eq!(
+            o.hooks.before.as_deref(),
+            Some("curl -fsS -d 'a,b' https://x/;y")
+        );
+        assert_eq!(o.hooks.after.as_deref(), Some(r#"say "hi" \ c:\d"#));
+        // A quote that does not start the value is an ordinary character.
+        assert_eq!(o.hooks.on_failure.as_deref(), Some(r#"echo "x"#));
+        let o = Options::parse(r#"catch-up,before="a""#).unwrap();
+        assert_eq!(o.hooks.before.as_deref(), Some("a"));
+        assert!(o.catch_up);
+    }
+
+    #[test]
+    fn bad_quotes_name_the_option() {
+        let message = |field: &str| Options::parse(field).unwrap_err().to_string();
+        assert_eq!(
+            message(r#"catch-up,before="echo a,b"#),
+            r#"option "before" has an unterminated quote (a value that starts with " must end with ")"#
+        );
+        assert_eq!(
+            message(r#"before="a\",after=b"#),
+            r#"option "before" has an unterminated quote (a value that starts with " must end with ")"#
+        );
+        assert_eq!(
+            message(r#"before="a"b"#),
+            r#"option "before="a"b" has text after its closing quote (a quoted value ends at a comma or the end of the line)"#
+        );
+        assert_eq!(
+            message(r#"before="""#),
+            r#"option "before=""" needs a value"#
+        );
+    }
+
+    #[test]
+    fn quote_value_reads_back_as_itself() {
+        for value in [
+            "plain",
+            "a,b",
+            "a;b",
+            r#""start"#,
+            r#"mid"dle"#,
+            r"back\slash",
+            r#"\""#,
+            "é,日本",
+            r"end\",
+        ] {
+            let quoted = quote_value(value);
+            let o = Options::parse(&format!("before={quoted},catch-up")).unwrap();
+            assert_eq!(o.hooks.before.as_deref(), Some(value), "{quoted}");
+        }
+        assert_eq!(quote_value("plain"), "plain");
+        assert_eq!(quote_value(r#"a,"b"\"#), r#""a,\"b\"\\""#);
     }
 
     #[test]

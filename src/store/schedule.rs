@@ -244,7 +244,7 @@ pub struct Schedule {
 impl Schedule {
     /// Parses and validates one line, as typed by a user or read from the store.
     pub fn parse(line: &str) -> Result<Self, ScheduleError> {
-        let fields: Vec<&str> = line.split(';').collect();
+        let fields = split_fields(line);
         let (source, time, name, options) = match fields[..] {
             [source, time, name] => (source, time, name, None),
             [source, time, name, options] => (source, time, name, Some(options)),
@@ -264,6 +264,26 @@ impl Schedule {
             options: options.map(Options::parse).transpose()?.unwrap_or_default(),
         })
     }
+}
+
+/// Splits a line at its `;`s. The path, time and name hold no quotes (a `"`
+/// there is an ordinary character, as it always was); in the options field a
+/// `;` inside a double-quoted value is part of the value (see
+/// [`options::split_items`](super::options::split_items)). An unterminated
+/// quote keeps the rest of the line in the options field, whose parser then
+/// names the option.
+fn split_fields(line: &str) -> Vec<&str> {
+    let mut fields: Vec<&str> = line.splitn(4, ';').collect();
+    if fields.len() == 4 {
+        let options = fields.pop().unwrap_or_default();
+        let mut start = 0;
+        for end in super::options::unquoted_positions(options, b';') {
+            fields.push(&options[start..end]);
+            start = end + 1;
+        }
+        fields.push(&options[start..]);
+    }
+    fields
 }
 
 fn validate_source(source: &str) -> Result<&str, ScheduleError> {
@@ -427,6 +447,28 @@ mod tests {
         for (line, expected) in cases {
             assert_eq!(Schedule::parse(line).unwrap_err(), expected, "{line}");
         }
+    }
+
+    #[test]
+    fn a_quoted_semicolon_does_not_split_the_line() {
+        let s = Schedule::parse(r#"p;10:00;n;before="a;b",catch-up"#).unwrap();
+        assert_eq!(s.options.hooks.before.as_deref(), Some("a;b"));
+        assert!(s.options.catch_up);
+        // Quotes mean nothing in the first three fields.
+        let s = Schedule::parse(r#"p"q;10:00;n"#).unwrap();
+        assert_eq!(s.source, r#"p"q"#);
+        assert_eq!(
+            Schedule::parse(r#"p;10:00;n;before="a";x"#).unwrap_err(),
+            ScheduleError::FieldCount { found: 5 }
+        );
+        assert_eq!(
+            Schedule::parse(r#"p;10:00;n;before="a;x"#).unwrap_err(),
+            ScheduleError::BadOption(OptionError {
+                option: "before".into(),
+                why: "has an unterminated quote (a value that starts with \" must end with \")"
+                    .into(),
+            })
+        );
     }
 
     #[test]

@@ -217,11 +217,22 @@ impl TestEnv {
         assert!(status.success(), "mkfifo {rel}");
     }
 
-    /// A sparse file of `len` bytes: quick to make, slow to archive.
+    /// A sparse file of `len` bytes, all hole: quick to make, and quick to
+    /// archive (the archive stores it sparse).
     pub fn sparse_file(&self, rel: &str, len: u64) {
         let path = self.path(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::File::create(path).unwrap().set_len(len).unwrap();
+    }
+
+    /// A file of `len` zero bytes whose blocks are all allocated
+    /// (`posix_fallocate`): quick to make, and read in full by a backup, so
+    /// slow enough to archive that a signal lands mid-way.
+    pub fn allocated_file(&self, rel: &str, len: u64) {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let file = fs::File::create(path).unwrap();
+        nix::fcntl::posix_fallocate(&file, 0, len as i64).unwrap();
     }
 
     /// A hook command (for `before=`) that holds its run until the test
@@ -335,6 +346,7 @@ impl TestEnv {
             duration_seconds: 0.1,
             backupctl_version: "0.1.0".into(),
             fingerprint: "0".into(),
+            excluded: 0,
             previous: None,
         };
         write_manifest(&path, &manifest).unwrap();

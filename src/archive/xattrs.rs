@@ -1,0 +1,127 @@
+//! Extended attributes and POSIX ACLs, recorded as GNU tar's `--xattrs
+//! --acls` records them: every attribute as `SCHILY.xattr.NAME` (raw value),
+//! and the ACLs also in their text form as `SCHILY.acl.access` and
+//! `SCHILY.acl.default` (`user::rw-\nuser:alice:r--\n…`, names where the id
+//! has one), which is what GNU tar restores ACLs from.
+//!
+//! The `xattr` crate (already built as the tar crate's dependency) makes the
+//! `llistxattr`/`lgetxattr` calls; symlinks are never followed.
+
+use std::io;
+use std::path::Path;
+
+use super::owners::OwnerNames;
+use super::pax::PaxRecords;
+
+const ACL_ACCESS: &str = "system.posix_acl_access";
+const ACL_DEFAULT: &str = "system.posix_acl_default";
+
+/// Adds the attributes of `path` to `records`. A file system without
+/// extended attributes has none; another failure is returned, for the
+/// report, and the entry is archived without them.
+pub fn add_records(
+    path: &Path,
+    names: &mut OwnerNames,
+    records: &mut PaxRecords,
+) -> io::Result<()> {
+    let listed = match xattr::list(path) {
+        Ok(listed) => listed,
+        Err(e) if is_unsupported(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut attributes: Vec<_> = listed.collect();
+    attributes.sort();
+    let mut acls = Vec::new();
+    for name in attributes {
+        let Some(value) = xattr::get(path, &name)? else {
+            continue; // removed since the list
+        };
+        let Some(text) = name.to_str() else {
+            continue; // not representable in a PAX key; GNU tar skips it too
+        };
+        match text {
+            ACL_ACCESS => acls.push(("SCHILY.acl.access", acl_text(&value, names))),
+            ACL_DEFAULT => acls.push(("SCHILY.acl.default", acl_text(&value, names))),
+            _ => {}
+        }
+        records.add(&format!("SCHILY.xattr.{text}"), &value);
+    }
+    for (key, text) in acls.into_iter().filter_map(|(k, t)| Some((k, t?))) {
+        records.add_str(key, &text);
+    }
+    Ok(())
+}
+
+fn is_unsupported(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(nix::libc::ENOTSUP | nix::libc::ENOSYS)
+    )
+}
+
+/// The text form (`acl_to_text`, without comments) of a kernel ACL value:
+/// a version word (2), then entries of tag (u16), permissions (u16) and id
+/// (u32), little-endian. `None` for a value that is not one.
+fn acl_text(value: &[u8], names: &mut OwnerNames) -> Option<String> {
+    let (version, entries) = value.split_first_chunk::<4>()?;
+    if u32::from_le_bytes(*version) != 2 || entries.len() % 8 != 0 {
+        return None;
+    }
+    let mut text = String::new();
+    for entry in entries.chunks_exact(8) {
+        let tag = u16::from_le_bytes([entry[0], entry[1]]);
+        let perm = u16::from_le_bytes([entry[2], entry[3]]);
+        let id = u32::from_le_bytes([entry[4], entry[5], entry[6], entry[7]]);
+        let (kind, qualifier) = match tag {
+            0x01 => ("user", String::new()),
+            0x02 => (
+                "user",
+                names.user(id).map_or(id.to_string(), str::to_string),
+            ),
+            0x04 => ("group", String::new()),
+            0x08 => (
+                "group",
+                names.group(id).map_or(id.to_string(), str::to_string),
+            ),
+            0x10 => ("mask", String::new()),
+            0x20 => ("other", String::new()),
+            _ => return None,
+        };
+        let bit = |mask: u16, c: char| if perm & mask != 0 { c } else { '-' };
+        text.push_str(&format!(
+            "{kind}:{qualifier}:{}{}{}\n",
+            bit(4, 'r'),
+            bit(2, 'w'),
+            bit(1, 'x')
+        ));
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acls_read_as_getfacl_and_gnu_tar_write_them() {
+        let mut value = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 6, 0),
+            (0x02, 4, 3_999_999_999),
+            (0x04, 4, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
+            value.extend(tag.to_le_bytes());
+            value.extend(perm.to_le_bytes());
+            value.extend(id.to_le_bytes());
+        }
+        let text = acl_text(&value, &mut OwnerNames::default()).unwrap();
+        assert_eq!(
+            text,
+            "user::rw-\nuser:root:rw-\nuser:3999999999:r--\ngroup::r--\nmask::rw-\nother::r--\n"
+        );
+        assert_eq!(acl_text(&value[..7], &mut OwnerNames::default()), None);
+    }
+}

@@ -633,18 +633,25 @@ impl Writer<'_> {
         mtime: SystemTime,
         archive: &Path,
     ) -> Result<(), RestoreError> {
+        let mut file = self.new_file()?;
+        io::copy(content, &mut file).map_err(|e| read_error(archive, e))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .and_then(|()| file.set_modified(mtime))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Creates the file at `path` (its parents first, a replaced entry
+    /// removed), exclusively and never through a symlink, mode 0600 until
+    /// its content is in place.
+    fn new_file(&self) -> Result<File, RestoreError> {
         self.parents()?;
         self.clear()?;
-        let mut file = OpenOptions::new()
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(self.path)
-            .map_err(|e| self.error(e))?;
-        io::copy(content, &mut file).map_err(|e| read_error(archive, e))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .and_then(|()| file.set_modified(mtime))
             .map_err(|e| self.error(e))
     }
 
@@ -660,15 +667,7 @@ impl Writer<'_> {
         archive: &Path,
     ) -> Result<(), RestoreError> {
         use std::io::{Seek, SeekFrom};
-        self.parents()?;
-        self.clear()?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(self.path)
-            .map_err(|e| self.error(e))?;
+        let mut file = self.new_file()?;
         for &(offset, length) in segments {
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| self.error(e))?;

@@ -364,3 +364,64 @@ fn log_files_can_be_stamped_in_iso_8601() {
         .stderr_contains("\"rfc\" is not a log time format: dmy ([dd/mm/YYYY HH:MM]) or iso")
         .run();
 }
+
+#[test]
+fn delete_takes_a_name_as_well_as_an_index() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    // `7` is a name here; `-1` is not an index, so a name too.
+    for line in [
+        "src;10:00;docs",
+        "src;11:00;7",
+        "src;12:00;www",
+        "src;13:00;-1",
+    ] {
+        env.create(line);
+    }
+    // Indexes shift after a delete, names do not: delete by name twice.
+    env.manager(["delete", "docs"]).run();
+    env.manager(["delete", "www"]).run();
+    env.manager(["list"])
+        .stdout("0: src;11:00;7\n1: src;13:00;-1\n")
+        .run();
+    // A number in range is an index; out of range, a name if there is one.
+    env.manager(["delete", "7"]).run();
+    env.manager(["list"]).stdout("0: src;13:00;-1\n").run();
+    env.manager(["delete", "-1"]).run();
+    assert_eq!(env.schedules(), "");
+    env.create("src;10:00;docs");
+    let before = env.schedules();
+    for (key, message) in [
+        ("3", "no schedule at index 3: the only schedule is 0"),
+        ("nope", "no schedule with index or name \"nope\""),
+        ("1.0", "no schedule with index or name \"1.0\""),
+        ("do\ncs", "no schedule with index or name \"do\\ncs\""),
+    ] {
+        env.manager(["delete", key])
+            .status(2)
+            .stderr(format!("backup_manager: {message}\n"))
+            .run();
+        assert_eq!(env.schedules(), before, "changed by {key:?}");
+    }
+    // The log names the index the schedule had, whichever way it was named.
+    let log = env.log_messages("backup_manager.log");
+    for deleted in [
+        "Schedule deleted: 0: src;10:00;docs",
+        "Schedule deleted: 1: src;12:00;www",
+        "Schedule deleted: 0: src;11:00;7",
+        "Schedule deleted: 0: src;13:00;-1",
+    ] {
+        assert!(log.contains(&deleted.to_string()), "{deleted}: {log:#?}");
+    }
+}
+
+#[test]
+fn a_hand_edited_line_is_deleted_by_index_not_by_name() {
+    let env = TestEnv::new();
+    env.write("backup_schedules.txt", "broken line\n");
+    env.manager(["delete", "broken line"])
+        .status(2)
+        .stderr("backup_manager: no schedule with index or name \"broken line\"\n")
+        .run();
+    env.manager(["delete", "0"]).run();
+    assert_eq!(env.schedules(), "");
+}

@@ -104,7 +104,7 @@ pub enum Command {
     Stop(stop::Args),
     /// Add a schedule: "path;hh:mm;name"
     Create(create::Args),
-    /// Delete the schedule at INDEX (as shown by `list`, starting at 0)
+    /// Delete a schedule by its INDEX (as shown by `list`, starting at 0) or its NAME
     Delete(delete::Args),
     /// Show the schedules with their index
     List(list::Args),

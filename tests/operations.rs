@@ -425,3 +425,93 @@ fn a_hand_edited_line_is_deleted_by_index_not_by_name() {
     env.manager(["delete", "0"]).run();
     assert_eq!(env.schedules(), "");
 }
+
+#[test]
+fn backups_name_lists_that_schedules_own_archives_with_a_total() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs;keep-last=5");
+    env.create("src;03:00;empty");
+    let kib = |n: usize| "x".repeat(1024 * n);
+    for (name, contents, owner) in [
+        ("docs_20250102_020000.tar", kib(2), Some("docs")),
+        ("docs_20250101_020000.tar.gz", kib(1), Some("docs")),
+        // Named like one of docs's, but another schedule's by its manifest.
+        (
+            "docs_20200101_000000.tar",
+            kib(4),
+            Some("docs_20200101_000000"),
+        ),
+        // Named like docs's, but no manifest: nobody's own.
+        ("docs.tar", kib(8), None),
+        // A deleted schedule's.
+        ("old.tar", "12345".to_string(), Some("old")),
+    ] {
+        env.write(&format!("backups/{name}"), contents);
+        if let Some(owner) = owner {
+            env.write_manifest(name, owner);
+        }
+    }
+    env.manager(["backups", "docs"])
+        .stdout(
+            "docs_20250101_020000.tar.gz\n\
+             docs_20250102_020000.tar\n\
+             2 archives, 3.0 KiB in total\n",
+        )
+        .run();
+    env.manager(["backups", "docs", "--long"])
+        .stdout_pattern(
+            "[..]     1.0 KiB  docs_20250101_020000.tar.gz\n\
+             [..]     2.0 KiB  docs_20250102_020000.tar\n\
+             2 archives, 3.0 KiB in total\n",
+        )
+        .run();
+    let json = env
+        .manager(["backups", "--json", "docs"])
+        .stdout_json()
+        .run();
+    let rows = json.json();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["archive"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["docs_20250101_020000.tar.gz", "docs_20250102_020000.tar"]
+    );
+    assert!(rows.iter().all(|r| r["schedule"] == "docs"));
+    // A deleted schedule's archives, and a schedule without any.
+    env.manager(["backups", "old"])
+        .stdout("old.tar\n1 archive, 5 B in total\n")
+        .run();
+    env.manager(["backups", "empty"])
+        .stdout("0 archives, 0 B in total\n")
+        .run();
+    env.manager(["backups", "empty", "--json"])
+        .stdout("[]\n")
+        .run();
+    // Neither a schedule nor the owner of an archive: one line, exit 2.
+    for args in [
+        &["backups", "nope"][..],
+        &["backups", "--long", "nope"],
+        &["backups", "0"],
+    ] {
+        let name = args[args.len() - 1];
+        env.manager(args)
+            .status(2)
+            .stderr(format!(
+                "backup_manager: no schedule named \"{name}\", nor archives of one in backups/\n"
+            ))
+            .run();
+    }
+    // Without a name, every archive, as before.
+    env.manager(["backups"])
+        .stdout(
+            "docs.tar\n\
+             docs_20200101_000000.tar\n\
+             docs_20250101_020000.tar.gz\n\
+             docs_20250102_020000.tar\n\
+             old.tar\n",
+        )
+        .run();
+}

@@ -515,3 +515,35 @@ fn backups_name_lists_that_schedules_own_archives_with_a_total() {
         )
         .run();
 }
+
+#[test]
+fn create_help_documents_every_option_and_the_separators() {
+    let env = TestEnv::new();
+    let mut help = env.manager(["create", "--help"]).stdout_contains(
+        "\nSchedule options (the optional fourth field, \"opt,opt=value,...\", each at most once):\n",
+    );
+    for option in [
+        "format=tar|tar.gz|tar.zst",
+        "level=N",
+        "keep-last=N",
+        "keep-hourly=N",
+        "keep-daily=N",
+        "keep-weekly=N",
+        "keep-monthly=N",
+        "keep-within=D",
+        "min-keep=N",
+        "if-changed",
+        "catch-up",
+        "before=CMD",
+        "after=CMD",
+        "on-failure=CMD",
+    ] {
+        help = help.stdout_contains(format!("\n  {option}  "));
+    }
+    help.stdout_contains("there is no quoting or escaping, so no value can contain ',' or ';'")
+        .run();
+    // The short help points at the long one.
+    env.manager(["create", "-h"])
+        .stdout_contains("fourth field holds options (see --help)")
+        .run();
+}

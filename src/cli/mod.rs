@@ -102,7 +102,7 @@ pub enum Command {
     Start(start::Args),
     /// Stop the backup service, waiting for the backups in progress to finish
     Stop(stop::Args),
-    /// Add a schedule: "path;hh:mm;name"
+    /// Add a schedule: "path;hh:mm;name[;options]"
     Create(create::Args),
     /// Delete a schedule by its INDEX (as shown by `list`, starting at 0) or its NAME
     Delete(delete::Args),

@@ -73,6 +73,12 @@ pub enum Error {
     NoArchivesToVerify { schedule: String },
     #[error("no archive \"{}\" in backups/ or at that path", quote(archive))]
     NoSuchArchive { archive: String },
+    /// `backups NAME` for a name that is no schedule and owns no archive.
+    #[error(
+        "no schedule named \"{}\", nor archives of one in backups/",
+        quote(name)
+    )]
+    NoArchivesOwner { name: String },
     #[error(
         "schedule \"{}\" has no retention rules (keep-last=N, keep-daily=N, …): prune has nothing to do",
         quote(schedule)
@@ -118,6 +124,7 @@ impl Error {
             | Error::NoVerifyTarget { .. }
             | Error::NoArchivesToVerify { .. }
             | Error::NoSuchArchive { .. }
+            | Error::NoArchivesOwner { .. }
             | Error::NoRetention { .. }
             | Error::NotAHome { .. } => ExitCode::InvalidInput,
             Error::Store(_)

@@ -99,7 +99,7 @@ fn refused_schedules_name_the_input_and_change_nothing() {
 }
 
 #[test]
-fn delete_removes_by_index_and_refuses_bad_indexes() {
+fn delete_removes_by_index_and_refuses_unknown_schedules() {
     let env = TestEnv::with_tree(&["a", "b", "c"], &[]);
     for line in ["a;10:00;one", "b;11:00;two", "c;12:00;three"] {
         env.create(line);
@@ -111,9 +111,10 @@ fn delete_removes_by_index_and_refuses_bad_indexes() {
     let before = env.schedules();
     for (bad, message) in [
         ("2", "no schedule at index 2: schedules are numbered 0 to 1"),
-        ("-1", "invalid index \"-1\""),
-        ("x", "invalid index \"x\""),
-        ("1.0", "invalid index \"1.0\""),
+        // Not a plain number: a name, and there is none such.
+        ("-1", "no schedule with index or name \"-1\""),
+        ("x", "no schedule with index or name \"x\""),
+        ("1.0", "no schedule with index or name \"1.0\""),
     ] {
         env.manager(["delete", bad])
             .status(2)
@@ -219,7 +220,7 @@ fn usage_errors_are_one_line_and_logged_when_the_home_has_logs() {
     env.manager(["delete"])
         .status(2)
         .stderr(
-            "backup_manager: the following required arguments were not provided: <INDEX> (see --help)\n",
+            "backup_manager: the following required arguments were not provided: <INDEX|NAME> (see --help)\n",
         )
         .run();
     assert_eq!(
@@ -227,7 +228,7 @@ fn usage_errors_are_one_line_and_logged_when_the_home_has_logs() {
             .last()
             .map(String::as_str),
         Some(
-            "Error: invalid command line: the following required arguments were not provided: <INDEX>"
+            "Error: invalid command line: the following required arguments were not provided: <INDEX|NAME>"
         )
     );
 }

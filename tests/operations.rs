@@ -364,3 +364,186 @@ fn log_files_can_be_stamped_in_iso_8601() {
         .stderr_contains("\"rfc\" is not a log time format: dmy ([dd/mm/YYYY HH:MM]) or iso")
         .run();
 }
+
+#[test]
+fn delete_takes_a_name_as_well_as_an_index() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    // `7` is a name here; `-1` is not an index, so a name too.
+    for line in [
+        "src;10:00;docs",
+        "src;11:00;7",
+        "src;12:00;www",
+        "src;13:00;-1",
+    ] {
+        env.create(line);
+    }
+    // Indexes shift after a delete, names do not: delete by name twice.
+    env.manager(["delete", "docs"]).run();
+    env.manager(["delete", "www"]).run();
+    env.manager(["list"])
+        .stdout("0: src;11:00;7\n1: src;13:00;-1\n")
+        .run();
+    // A number in range is an index; out of range, a name if there is one.
+    env.manager(["delete", "7"]).run();
+    env.manager(["list"]).stdout("0: src;13:00;-1\n").run();
+    env.manager(["delete", "-1"]).run();
+    assert_eq!(env.schedules(), "");
+    env.create("src;10:00;docs");
+    let before = env.schedules();
+    for (key, message) in [
+        ("3", "no schedule at index 3: the only schedule is 0"),
+        ("nope", "no schedule with index or name \"nope\""),
+        ("1.0", "no schedule with index or name \"1.0\""),
+        ("do\ncs", "no schedule with index or name \"do\\ncs\""),
+    ] {
+        env.manager(["delete", key])
+            .status(2)
+            .stderr(format!("backup_manager: {message}\n"))
+            .run();
+        assert_eq!(env.schedules(), before, "changed by {key:?}");
+    }
+    // The log names the index the schedule had, whichever way it was named.
+    let log = env.log_messages("backup_manager.log");
+    for deleted in [
+        "Schedule deleted: 0: src;10:00;docs",
+        "Schedule deleted: 1: src;12:00;www",
+        "Schedule deleted: 0: src;11:00;7",
+        "Schedule deleted: 0: src;13:00;-1",
+    ] {
+        assert!(log.contains(&deleted.to_string()), "{deleted}: {log:#?}");
+    }
+}
+
+#[test]
+fn a_hand_edited_line_is_deleted_by_index_not_by_name() {
+    let env = TestEnv::new();
+    env.write("backup_schedules.txt", "broken line\n");
+    env.manager(["delete", "broken line"])
+        .status(2)
+        .stderr("backup_manager: no schedule with index or name \"broken line\"\n")
+        .run();
+    env.manager(["delete", "0"]).run();
+    assert_eq!(env.schedules(), "");
+}
+
+#[test]
+fn backups_name_lists_that_schedules_own_archives_with_a_total() {
+    let env = TestEnv::with_tree(&["src"], &[("src/a", "a")]);
+    env.create("src;02:00;docs;keep-last=5");
+    env.create("src;03:00;empty");
+    let kib = |n: usize| "x".repeat(1024 * n);
+    for (name, contents, owner) in [
+        ("docs_20250102_020000.tar", kib(2), Some("docs")),
+        ("docs_20250101_020000.tar.gz", kib(1), Some("docs")),
+        // Named like one of docs's, but another schedule's by its manifest.
+        (
+            "docs_20200101_000000.tar",
+            kib(4),
+            Some("docs_20200101_000000"),
+        ),
+        // Named like docs's, but no manifest: nobody's own.
+        ("docs.tar", kib(8), None),
+        // A deleted schedule's.
+        ("old.tar", "12345".to_string(), Some("old")),
+    ] {
+        env.write(&format!("backups/{name}"), contents);
+        if let Some(owner) = owner {
+            env.write_manifest(name, owner);
+        }
+    }
+    env.manager(["backups", "docs"])
+        .stdout(
+            "docs_20250101_020000.tar.gz\n\
+             docs_20250102_020000.tar\n\
+             2 archives, 3.0 KiB in total\n",
+        )
+        .run();
+    env.manager(["backups", "docs", "--long"])
+        .stdout_pattern(
+            "[..]     1.0 KiB  docs_20250101_020000.tar.gz\n\
+             [..]     2.0 KiB  docs_20250102_020000.tar\n\
+             2 archives, 3.0 KiB in total\n",
+        )
+        .run();
+    let json = env
+        .manager(["backups", "--json", "docs"])
+        .stdout_json()
+        .run();
+    let rows = json.json();
+    let rows = rows.as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["archive"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["docs_20250101_020000.tar.gz", "docs_20250102_020000.tar"]
+    );
+    assert!(rows.iter().all(|r| r["schedule"] == "docs"));
+    // A deleted schedule's archives, and a schedule without any.
+    env.manager(["backups", "old"])
+        .stdout("old.tar\n1 archive, 5 B in total\n")
+        .run();
+    env.manager(["backups", "empty"])
+        .stdout("0 archives, 0 B in total\n")
+        .run();
+    env.manager(["backups", "empty", "--json"])
+        .stdout("[]\n")
+        .run();
+    // Neither a schedule nor the owner of an archive: one line, exit 2.
+    for args in [
+        &["backups", "nope"][..],
+        &["backups", "--long", "nope"],
+        &["backups", "0"],
+    ] {
+        let name = args[args.len() - 1];
+        env.manager(args)
+            .status(2)
+            .stderr(format!(
+                "backup_manager: no schedule named \"{name}\", nor archives of one in backups/\n"
+            ))
+            .run();
+    }
+    // Without a name, every archive, as before.
+    env.manager(["backups"])
+        .stdout(
+            "docs.tar\n\
+             docs_20200101_000000.tar\n\
+             docs_20250101_020000.tar.gz\n\
+             docs_20250102_020000.tar\n\
+             old.tar\n",
+        )
+        .run();
+}
+
+#[test]
+fn create_help_documents_every_option_and_the_separators() {
+    let env = TestEnv::new();
+    let mut help = env.manager(["create", "--help"]).stdout_contains(
+        "\nSchedule options (the optional fourth field, \"opt,opt=value,...\", each at most once):\n",
+    );
+    for option in [
+        "format=tar|tar.gz|tar.zst",
+        "level=N",
+        "keep-last=N",
+        "keep-hourly=N",
+        "keep-daily=N",
+        "keep-weekly=N",
+        "keep-monthly=N",
+        "keep-within=D",
+        "min-keep=N",
+        "if-changed",
+        "catch-up",
+        "before=CMD",
+        "after=CMD",
+        "on-failure=CMD",
+    ] {
+        help = help.stdout_contains(format!("\n  {option}  "));
+    }
+    help.stdout_contains("there is no quoting or escaping, so no value can contain ',' or ';'")
+        .run();
+    // The short help points at the long one.
+    env.manager(["create", "-h"])
+        .stdout_contains("fourth field holds options (see --help)")
+        .run();
+}

@@ -169,9 +169,7 @@ fn a_huge_line_gives_a_short_error_and_changes_nothing() {
     for (command, stderr) in [
         (
             "delete",
-            format!(
-                "backup_manager: invalid index \"{shown}\": expected a schedule number from `list`, such as 0\n"
-            ),
+            format!("backup_manager: no schedule with index or name \"{shown}\"\n"),
         ),
         (
             "run",

@@ -1,6 +1,8 @@
-//! `backups`: lists the archive files in `backups/`, sorted by name. `--long`
-//! adds each archive's date and size, `--json` prints them as JSON with their
-//! schedule and manifest (shape in docs/archives.md).
+//! `backups [NAME]`: lists the archive files in `backups/`, sorted by name.
+//! `--long` adds each archive's date and size, `--json` prints them as JSON
+//! with their schedule and manifest (shape in docs/archives.md). With NAME,
+//! only that schedule's own archives (`History::owned`: named like its
+//! archives and with a manifest naming it), then a total line.
 
 use std::path::Path;
 
@@ -9,13 +11,18 @@ use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
 use crate::archive::{manifest, verify};
-use crate::backup::{self, history};
+use crate::backup::{self, History, history};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::primitives::human_bytes;
+use crate::primitives::{human_bytes, printable};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Only this schedule's own archives (those whose manifest names it,
+    /// also of a schedule deleted since), followed by their count and total
+    /// size
+    #[arg(allow_hyphen_values = true, value_name = "NAME")]
+    pub schedule: Option<String>,
     /// Show each archive's date and size
     #[arg(long, short)]
     pub long: bool,
@@ -56,6 +63,9 @@ impl Args {
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    if let Some(name) = &args.schedule {
+        return one_schedule(args.style(), ctx, name);
+    }
     let style = args.style();
     let dir = ctx.home.backups_dir();
     let names = backup::archive_names(&dir).map_err(|e| Error::io("list", &dir, e))?;
@@ -76,7 +86,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         if verify::format_of(&path).is_none() {
             continue; // manifests and foreign files
         }
-        rows.push(describe(ctx, &path, name, &schedules)?);
+        rows.push(describe(ctx, &path, name, &schedules, None)?);
     }
     if style == Style::Json {
         print_json(&rows)?;
@@ -86,21 +96,81 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
+/// `backups NAME`: the schedule's own archives, sorted by name, and a total
+/// line (`--json` prints the array alone). A name that is neither a schedule
+/// nor the owner of any archive is refused.
+fn one_schedule(style: Style, ctx: &Context, name: &str) -> Result<ExitCode, Error> {
+    let dir = ctx.home.backups_dir();
+    let mut owned = History::named(&ctx.home, name)
+        .owned()
+        .map_err(|e| Error::io("list", &dir, e))?;
+    if owned.is_empty() && !is_schedule(ctx, name)? {
+        return Err(Error::NoArchivesOwner {
+            name: name.to_string(),
+        });
+    }
+    log::info!("Show backups list of {}", printable(name));
+    // One directory: the paths sort as the file names do.
+    owned.sort_by(|a, b| a.path.cmp(&b.path));
+    if style == Style::Names {
+        let total = total_line(owned.len(), owned.iter().map(|a| a.size).sum());
+        print_lines(owned.iter().map(|a| a.name()).chain([total]))?;
+        return Ok(ExitCode::Success);
+    }
+    let mut rows = Vec::new();
+    for archive in &owned {
+        rows.push(describe(
+            ctx,
+            &archive.path,
+            archive.name(),
+            &[],
+            Some(name),
+        )?);
+    }
+    if style == Style::Json {
+        print_json(&rows)?;
+    } else {
+        let total = total_line(rows.len(), rows.iter().map(|r| r.size).sum());
+        print_lines(rows.iter().map(long_line).chain([total]))?;
+    }
+    Ok(ExitCode::Success)
+}
+
+fn is_schedule(ctx: &Context, name: &str) -> Result<bool, Error> {
+    Ok(ctx
+        .store
+        .load()?
+        .iter()
+        .any(|entry| matches!(&entry.parsed, Ok(s) if s.name == name)))
+}
+
+/// `3 archives, 1.2 MiB in total`.
+fn total_line(count: usize, bytes: u64) -> String {
+    let noun = if count == 1 { "archive" } else { "archives" };
+    format!("{count} {noun}, {} in total", human_bytes(bytes))
+}
+
+/// One archive's row; `owner`, when known (`backups NAME`), is its schedule.
 fn describe(
     ctx: &Context,
     path: &Path,
     archive: String,
     schedules: &[String],
+    owner: Option<&str>,
 ) -> Result<ArchiveJson, Error> {
     let metadata = path.metadata().map_err(|e| Error::io("read", path, e))?;
     let modified = metadata
         .modified()
         .map_err(|e| Error::io("read", path, e))?;
     let manifest = manifest::read_manifest(path).ok();
-    let schedule = schedules
-        .iter()
-        .find(|s| history::parse_for_schedule(&archive, s).is_some())
-        .cloned()
+    let schedule = owner
+        .map(str::to_string)
+        .or_else(|| {
+            schedules
+                .iter()
+                .find(|s| history::parse_for_schedule(&archive, s).is_some())
+                .cloned()
+        })
         .or_else(|| manifest.as_ref().map(|m| m.schedule.clone()));
     let verified_manifest = manifest
         .as_ref()

@@ -1,4 +1,4 @@
-//! `create "path;hh:mm;name"`: validates a schedule and appends it to the store.
+//! `create "path;hh:mm;name[;options]"`: validates a schedule and appends it to the store.
 
 use super::Context;
 use crate::error::Error;
@@ -6,14 +6,13 @@ use crate::exit_codes::ExitCode;
 use crate::primitives::printable;
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = crate::store::options::help())]
 pub struct Args {
     /// The schedule, e.g. "/home/me/docs;02:30;docs": back up the
     /// directory every day at that time into backups/NAME.tar. The time
     /// may also be a cron expression ("30 2 * * mon-fri") or @hourly,
-    /// @daily, @weekly, @monthly; try it with `next` first. Options
-    /// follow as a fourth field, "opt,opt=value,…"; a value holding `,`
-    /// or `;` goes in double quotes, with \" for a quote and \\ for a
-    /// backslash inside: 'src;@daily;src;before="echo a,b; echo c"'
+    /// @daily, @weekly, @monthly; try it with `next` first. An optional
+    /// fourth field holds options (see --help)
     #[arg(allow_hyphen_values = true)]
     pub schedule: String,
 }

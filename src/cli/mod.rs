@@ -102,9 +102,9 @@ pub enum Command {
     Start(start::Args),
     /// Stop the backup service, waiting for the backups in progress to finish
     Stop(stop::Args),
-    /// Add a schedule: "path;hh:mm;name"
+    /// Add a schedule: "path;hh:mm;name[;options]"
     Create(create::Args),
-    /// Delete the schedule at INDEX (as shown by `list`, starting at 0)
+    /// Delete a schedule by its INDEX (as shown by `list`, starting at 0) or its NAME
     Delete(delete::Args),
     /// Show the schedules with their index
     List(list::Args),

@@ -208,7 +208,7 @@ mod tests {
         );
         assert_eq!(
             refusal(&["b", "delete"]),
-            "the following required arguments were not provided: <INDEX>"
+            "the following required arguments were not provided: <INDEX|NAME>"
         );
         assert_eq!(
             refusal(&["b", "list", "--jsno"]),

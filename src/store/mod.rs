@@ -39,11 +39,6 @@ pub enum StoreError {
     },
     #[error("a schedule named \"{}\" already exists at index {index}", quote(name))]
     DuplicateName { name: String, index: usize },
-    #[error(
-        "invalid index \"{}\": expected a schedule number from `list`, such as 0",
-        quote(text)
-    )]
-    BadIndex { text: String },
     #[error("no schedule at index {index}: {}", count_phrase(*count))]
     IndexOutOfRange { index: usize, count: usize },
     #[error("no schedule with index or name \"{}\"", quote(text))]
@@ -139,20 +134,10 @@ impl Store {
             .collect())
     }
 
-    /// Finds a valid schedule by index or by name.
+    /// Finds a valid schedule by index or by name (the rule of [`locate`]).
     pub fn find(&self, key: &str) -> Result<(usize, Schedule), StoreError> {
         let entries = self.load()?;
-        let by_index = key.parse::<usize>().ok().filter(|&i| i < entries.len());
-        let position = by_index.or_else(|| {
-            entries
-                .iter()
-                .position(|e| matches!(&e.parsed, Ok(s) if s.name == key))
-        });
-        let Some(index) = position else {
-            return Err(StoreError::UnknownSchedule {
-                text: key.to_string(),
-            });
-        };
+        let index = locate(&entries, key)?;
         match &entries[index].parsed {
             Ok(schedule) => Ok((index, schedule.clone())),
             Err(reason) => Err(StoreError::InvalidEntry {
@@ -184,17 +169,14 @@ impl Store {
         Ok(schedule)
     }
 
-    /// Removes the line at `index_text` (0-based, as `list` shows it).
-    pub fn remove(&self, index_text: &str) -> Result<Entry, StoreError> {
-        let index = parse_index(index_text)?;
+    /// Removes the line `key` points at, by index (as `list` shows it) or by
+    /// name (the rule of [`locate`]), looked up under the lock so that it is
+    /// the line of the file being rewritten. An invalid line can be removed
+    /// by its index. Returns its index and the line.
+    pub fn remove(&self, key: &str) -> Result<(usize, Entry), StoreError> {
         self.edit(|entries| {
-            if index >= entries.len() {
-                return Err(StoreError::IndexOutOfRange {
-                    index,
-                    count: entries.len(),
-                });
-            }
-            Ok(entries.remove(index))
+            let index = locate(entries, key)?;
+            Ok((index, entries.remove(index)))
         })
     }
 
@@ -259,14 +241,30 @@ fn keep_owner(file: &fs::File, uid: u32, gid: u32) {
     }
 }
 
-fn parse_index(text: &str) -> Result<usize, StoreError> {
-    let bad = || StoreError::BadIndex {
-        text: text.to_string(),
-    };
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+/// The one lookup rule of every command that names a schedule: a plain
+/// number (ASCII digits only) within range is an index, as `list` numbers the
+/// lines; anything else, or a number out of range, is a name, matched only
+/// against valid schedules. Nothing found: a plain number is reported as an
+/// index out of range, anything else as an unknown index or name.
+fn locate(entries: &[Entry], key: &str) -> Result<usize, StoreError> {
+    let plain_number = !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit());
+    let number = key.parse::<usize>().ok().filter(|_| plain_number);
+    if let Some(index) = number.filter(|&i| i < entries.len()) {
+        return Ok(index);
     }
-    text.parse().map_err(|_| bad())
+    let by_name = entries
+        .iter()
+        .position(|e| matches!(&e.parsed, Ok(s) if s.name == key));
+    match (by_name, number) {
+        (Some(index), _) => Ok(index),
+        (None, Some(index)) => Err(StoreError::IndexOutOfRange {
+            index,
+            count: entries.len(),
+        }),
+        (None, None) => Err(StoreError::UnknownSchedule {
+            text: key.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -283,8 +281,8 @@ mod tests {
         let store = store_in(dir.path());
         store.add("a;10:00;one").unwrap();
         store.add("b;11:00;two").unwrap();
-        let removed = store.remove("0").unwrap();
-        assert_eq!(removed.text(), "a;10:00;one");
+        let (index, removed) = store.remove("0").unwrap();
+        assert_eq!((index, removed.text().as_str()), (0, "a;10:00;one"));
         let left: Vec<String> = store.load().unwrap().iter().map(Entry::text).collect();
         assert_eq!(left, ["b;11:00;two"]);
     }
@@ -299,13 +297,50 @@ mod tests {
     }
 
     #[test]
-    fn indexes_must_be_plain_numbers_in_range() {
+    fn a_plain_number_in_range_is_an_index_anything_else_a_name() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(dir.path());
-        store.add("a;10:00;one").unwrap();
-        for bad in ["-1", "+0", "one", "", " 0", "99999999999999999999999"] {
+        fs::write(
+            store.path(),
+            "a;10:00;one\nb;10:00;7\nc;10:00;-1\nnot a schedule\n",
+        )
+        .unwrap();
+        // In range: the index, even when a schedule is named like another's.
+        assert_eq!(store.find("1").unwrap().0, 1);
+        assert_eq!(store.find("01").unwrap().0, 1);
+        // Out of range, or not a plain number: a name.
+        assert_eq!(store.find("7").unwrap().0, 1);
+        assert_eq!(store.find("-1").unwrap().0, 2);
+        assert_eq!(store.find("one").unwrap().0, 0);
+        // Invalid lines have no name.
+        assert!(matches!(
+            store.find("not a schedule"),
+            Err(StoreError::UnknownSchedule { .. })
+        ));
+        assert!(matches!(
+            store.find("9"),
+            Err(StoreError::IndexOutOfRange { index: 9, count: 4 })
+        ));
+        for unknown in ["+0", "", " 0", "1.0", "two", "99999999999999999999999"] {
             assert!(
-                matches!(store.remove(bad), Err(StoreError::BadIndex { .. })),
+                matches!(store.find(unknown), Err(StoreError::UnknownSchedule { .. })),
+                "{unknown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn remove_takes_an_index_or_a_name_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        fs::write(store.path(), "a;10:00;one\nb;11:00;two\ngarbage\n").unwrap();
+        let (index, removed) = store.remove("two").unwrap();
+        assert_eq!((index, removed.text().as_str()), (1, "b;11:00;two"));
+        // An invalid line goes by its index.
+        assert_eq!(store.remove("1").unwrap().1.text(), "garbage");
+        for bad in ["-1", "+0", "two", "", " 0", "99999999999999999999999"] {
+            assert!(
+                matches!(store.remove(bad), Err(StoreError::UnknownSchedule { .. })),
                 "{bad:?}"
             );
         }
@@ -313,7 +348,7 @@ mod tests {
             store.remove("1"),
             Err(StoreError::IndexOutOfRange { index: 1, count: 1 })
         ));
-        assert_eq!(store.load().unwrap().len(), 1);
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), "a;10:00;one\n");
     }
 
     #[test]

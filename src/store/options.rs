@@ -28,6 +28,104 @@ use super::schedule::quote_field;
 pub use crate::model::{ExcludePattern, ExcludeRules, Format, Retention};
 use crate::primitives::{is_layout_char, printable};
 
+/// Every option, as `create --help` lists it: its syntax and what it does.
+/// A test checks that each option [`Options::parse`] knows is here.
+pub const OPTION_HELP: &[(&str, &str)] = &[
+    ("format=tar|tar.gz|tar.zst", "archive format (default tar)"),
+    (
+        "level=N",
+        "compression level of format=tar.gz (0-9, default 6) or tar.zst (1-22, default 3)",
+    ),
+    ("keep-last=N", "retention: keep the N newest archives"),
+    (
+        "keep-hourly=N",
+        "keep the newest archive of each of the last N hours",
+    ),
+    (
+        "keep-daily=N",
+        "keep the newest archive of each of the last N days",
+    ),
+    (
+        "keep-weekly=N",
+        "keep the newest archive of each of the last N weeks",
+    ),
+    (
+        "keep-monthly=N",
+        "keep the newest archive of each of the last N months",
+    ),
+    (
+        "keep-within=D",
+        "keep every archive less than D (90m, 36h, 7d, 4w) older than the newest",
+    ),
+    ("min-keep=N", "never keep fewer than the N newest archives"),
+    (
+        "if-changed",
+        "skip the run when the tree is unchanged since the last archive",
+    ),
+    (
+        "catch-up",
+        "when the service starts or wakes and a run was missed while it was down, run it once",
+    ),
+    (
+        "before=CMD",
+        "run CMD (sh -c) before the backup; if it fails, the backup is skipped",
+    ),
+    ("after=CMD", "run CMD after a backup that wrote an archive"),
+    ("on-failure=CMD", "run CMD after a failed run"),
+    (
+        "no-xattrs",
+        "store no extended attributes or ACLs (kept by default)",
+    ),
+    (
+        "exclude=PATTERN",
+        "leave out what matches (repeatable): no '/' matches a name at any depth, a '/' anchors at the source, '**' crosses directories",
+    ),
+    (
+        "exclude-from=FILE",
+        "read exclude patterns from FILE (one a line, # comments), relative to the home",
+    ),
+    (
+        "exclude-caches",
+        "leave out the contents of directories tagged with a standard CACHEDIR.TAG",
+    ),
+    (
+        "exclude-if-present=NAME",
+        "leave out every directory that holds a file NAME",
+    ),
+    (
+        "one-file-system",
+        "do not descend into other filesystems (their mount points stay, empty)",
+    ),
+    (
+        "exclude-larger-than=SIZE",
+        "leave out files larger than SIZE (500k, 20M, 2G)",
+    ),
+];
+
+/// The options part of `create --help`.
+pub fn help() -> String {
+    let width = OPTION_HELP.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+    let mut text = String::from(
+        "Schedule options (the optional fourth field, \"opt,opt=value,...\", each at most once):\n",
+    );
+    for (syntax, what) in OPTION_HELP {
+        text.push_str(&format!("  {syntax:width$}  {what}\n"));
+    }
+    text.push_str(
+        "\nAny keep-* or min-keep option keeps one archive per run, \
+         NAME_YYYYMMDD_HHMMSS.EXT, and prunes after each successful run; without \
+         them each run replaces backups/NAME.EXT. Hooks run only when the schedule \
+         file is trusted (see the README).\n\
+         \n\
+         A value runs to the next ',' or ';'; one that holds ',' or ';' goes in \
+         double quotes (before=\"curl -d 'a,b' URL\"), with \\\" for a quote and \\\\ \
+         for a backslash inside. No value may hold a control character.\n\
+         \n\
+         Example: backupctl create \"/home/me/docs;02:30;docs;format=tar.zst,keep-daily=7,min-keep=3\"",
+    );
+    text
+}
+
 /// Why the options field was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("option \"{}\" {why}", quote_field(option))]
@@ -434,6 +532,50 @@ mod tests {
         for (field, option) in cases {
             let err = Options::parse(field).unwrap_err();
             assert_eq!(err.option, option, "{field}");
+        }
+    }
+
+    /// `create --help` lists every option `apply` knows, and each listed
+    /// syntax is one `parse` accepts.
+    #[test]
+    fn the_help_lists_every_option() {
+        let source = include_str!("options.rs");
+        let apply =
+            &source[source.find("fn apply(").unwrap()..source.find("fn check_level(").unwrap()];
+        let mut keys: Vec<&str> = apply
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(keys.len(), 21, "{keys:?}");
+        let mut listed: Vec<&str> = OPTION_HELP
+            .iter()
+            .map(|(syntax, _)| syntax.split('=').next().unwrap())
+            .collect();
+        keys.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, keys);
+        let help = help();
+        for (syntax, what) in OPTION_HELP {
+            assert!(help.contains(&format!("  {syntax}")) && help.contains(what));
+        }
+        // Each syntax, with a sample value, parses.
+        for (syntax, _) in OPTION_HELP {
+            let sample = syntax
+                .replace("tar|tar.gz|tar.zst", "tar.gz")
+                .replace("=N", "=3")
+                .replace("=D", "=7d")
+                .replace("=CMD", "=true")
+                .replace("=PATTERN", "=*.tmp")
+                .replace("=FILE", "=excludes.txt")
+                .replace("=NAME", "=.nobackup")
+                .replace("=SIZE", "=20M");
+            let sample = if sample.starts_with("level") {
+                format!("format=tar.gz,{sample}")
+            } else {
+                sample
+            };
+            assert!(Options::parse(&sample).is_ok(), "{sample}");
         }
     }
 

@@ -537,11 +537,20 @@ fn create_help_documents_every_option_and_the_separators() {
         "before=CMD",
         "after=CMD",
         "on-failure=CMD",
+        "no-xattrs",
+        "exclude=PATTERN",
+        "exclude-from=FILE",
+        "exclude-caches",
+        "exclude-if-present=NAME",
+        "one-file-system",
+        "exclude-larger-than=SIZE",
     ] {
         help = help.stdout_contains(format!("\n  {option}  "));
     }
-    help.stdout_contains("there is no quoting or escaping, so no value can contain ',' or ';'")
-        .run();
+    help.stdout_contains(
+        "one that holds ',' or ';' goes in double quotes (before=\"curl -d 'a,b' URL\")",
+    )
+    .run();
     // The short help points at the long one.
     env.manager(["create", "-h"])
         .stdout_contains("fourth field holds options (see --help)")

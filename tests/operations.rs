@@ -169,15 +169,8 @@ fn status_shows_a_run_in_progress() {
     env.release_hook("run");
     run.wait();
     // Done: no run shown, no progress file left.
-    let json = env
-        .manager(["status", "--json"])
-        .status(3)
-        .stdout_json()
-        .run();
-    assert_eq!(
-        json.json()["schedules"][0]["running"],
-        serde_json::Value::Null
-    );
+    let json = env.status_json(3);
+    assert_eq!(json["schedules"][0]["running"], serde_json::Value::Null);
     assert!(!env.path("backups/.docs.progress").exists());
 }
 
@@ -192,15 +185,8 @@ fn a_progress_file_left_by_a_killed_run_is_not_a_run_in_progress() {
             std::process::id()
         ),
     );
-    let json = env
-        .manager(["status", "--json"])
-        .status(3)
-        .stdout_json()
-        .run();
-    assert_eq!(
-        json.json()["schedules"][0]["running"],
-        serde_json::Value::Null
-    );
+    let json = env.status_json(3);
+    assert_eq!(json["schedules"][0]["running"], serde_json::Value::Null);
 }
 
 #[test]

@@ -121,12 +121,7 @@ fn status_shows_last_and_next_runs_also_as_json() {
         ))
         .run();
 
-    let json = env
-        .ctl(["status", "--json"])
-        .status(3)
-        .stdout_json()
-        .run()
-        .json();
+    let json = env.status_json(3);
     assert_eq!(json["service"]["running"], false);
     let hourly = &json["schedules"][0];
     assert_eq!(hourly["name"], "hourly");
@@ -250,12 +245,7 @@ fn a_failing_before_hook_skips_the_backup() {
         "backup_service.log",
         "Error: backup of docs skipped: before hook of docs failed"
     ));
-    let json = env
-        .ctl(["status", "--json"])
-        .status(3)
-        .stdout_json()
-        .run()
-        .json();
+    let json = env.status_json(3);
     assert_eq!(json["schedules"][0]["last_run"]["state"], "failed");
 }
 

@@ -373,26 +373,24 @@ fn hooks_run_only_from_a_schedule_file_nobody_else_can_write() {
         format!("h: never backed up\nh: its hooks will not run: {file} is {why}\n{others}")
     };
 
-    env.chmod("backup_schedules.txt", 0o666);
-    let why = "writable by everyone (mode 0666)";
-    hooks_refused(
-        &env,
-        &format!("{file} is {why}"),
-        &not_run(why, "plain: never backed up\n"),
-    );
-    env.chmod("backup_schedules.txt", 0o664);
-    let why = "writable by its group (mode 0664)";
-    hooks_refused(
-        &env,
-        &format!("{file} is {why}"),
-        &not_run(why, "plain: never backed up\n"),
-    );
+    for (mode, why) in [
+        (0o666, "writable by everyone (mode 0666)"),
+        (0o664, "writable by its group (mode 0664)"),
+    ] {
+        env.chmod("backup_schedules.txt", mode);
+        hooks_refused(
+            &env,
+            &format!("{file} is {why}"),
+            &not_run(why, "plain: never backed up\n"),
+        );
+    }
     // A schedule without hooks still backs up from such a file.
     env.ctl(["run", "plain"])
         .stdout_pattern("backups/plain.tar: 1 file, 4 B in, archive [..] MB/s\n")
         .run();
     assert!(env.path("backups/plain.tar").exists());
-    // An edit keeps the mode: it does not make the file trusted.
+    // An edit keeps the mode (still 0664): it does not make the file trusted.
+    let why = "writable by its group (mode 0664)";
     env.create("src;12:00;third");
     hooks_refused(
         &env,

@@ -352,6 +352,17 @@ impl TestEnv {
         write_manifest(&path, &manifest).unwrap();
     }
 
+    /// `status --json` through `backupctl`, expecting exit `status` (0 with
+    /// the service running, 3 without), as parsed JSON.
+    #[track_caller]
+    pub fn status_json(&self, status: i32) -> serde_json::Value {
+        self.ctl(["status", "--json"])
+            .status(status)
+            .stdout_json()
+            .run()
+            .json()
+    }
+
     /// The partial archives a run of `schedule` is writing (or a killed one
     /// left): `backups/.NAME.RANDOM.partial`, relative to the home.
     pub fn partial_archives(&self, schedule: &str) -> Vec<String> {

@@ -161,6 +161,15 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Bytes an unprivileged writer may still use on the filesystem holding
+/// `path` (`statvfs`: available blocks times the fragment size).
+pub fn free_space(path: &Path) -> nix::Result<u64> {
+    let stats = nix::sys::statvfs::statvfs(path)?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let free = (stats.blocks_available() as u64).saturating_mul(stats.fragment_size() as u64);
+    Ok(free)
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes

@@ -230,12 +230,10 @@ fn check_free_space(destination: &Path, needed: u64) -> Result<(), RestoreError>
             }
         }
     }
-    let stats = nix::sys::statvfs::statvfs(probe).map_err(|e| RestoreError::Write {
+    let free = crate::primitives::free_space(probe).map_err(|e| RestoreError::Write {
         path: probe.to_path_buf(),
         source: io::Error::from(e),
     })?;
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-    let free = (stats.blocks_available() as u64).saturating_mul(stats.fragment_size() as u64);
     if needed > free {
         return Err(RestoreError::NoSpace {
             path: destination.to_path_buf(),

@@ -22,7 +22,7 @@ use crate::archive::Watch;
 use crate::clock::Clock;
 use crate::home::Home;
 use crate::model::RunState;
-use crate::primitives::{error_chain, human_bytes};
+use crate::primitives::{self, error_chain, human_bytes};
 use crate::store::{RunRecord, Schedule, StateFile, Store, Untrusted};
 
 /// Why a job did not produce an archive.
@@ -257,13 +257,11 @@ fn check_free_space(home: &Home, schedule: &Schedule) -> Result<(), JobError> {
     };
     let needed = newest.size;
     let dir = home.backups_dir();
-    let stats = nix::sys::statvfs::statvfs(&dir).map_err(|source| JobError::Statvfs {
+    let free = primitives::free_space(&dir).map_err(|source| JobError::Statvfs {
         name: schedule.name.clone(),
         path: dir.clone(),
         source,
     })?;
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-    let free = (stats.blocks_available() as u64).saturating_mul(stats.fragment_size() as u64);
     enough_space(free, needed)
         .then_some(())
         .ok_or(JobError::NoSpace {

@@ -9,6 +9,7 @@ mod daemon;
 mod fidelity_write;
 mod history;
 mod manager;
+mod metrics;
 mod operations;
 mod ops;
 mod scheduling;

@@ -16,7 +16,9 @@ use crate::backup::{self, History, RunOutcome, WhenBusy};
 use crate::daemon::signals::{FirstSignal, Shutdown};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::metrics;
 use crate::model::RunState;
+use crate::primitives::error_chain;
 use crate::store::Schedule;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +31,8 @@ pub struct Args {
     /// change nothing
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub metrics: super::daemon::MetricsArgs,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
@@ -48,6 +52,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let estimate = History::of(&ctx.home, &schedule)
         .newest_current()
         .map(|(_, manifest)| manifest.bytes_read);
+    let metrics = args.metrics.path()?;
     let bar = ctx.stderr_is_terminal.then_some(estimate);
     let outcome = with_progress_bar(bar, &progress, || {
         backup::run_job(
@@ -57,7 +62,16 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             WhenBusy::Wait,
             watch,
         )
-    })?;
+    });
+    if let Some(path) = &metrics
+        && let Err(error) = metrics::write_metrics(path, &ctx.home, ctx.clock.now(), &ctx.zone)
+    {
+        // The backup's outcome stands: metrics never fail it.
+        let error = error_chain(&error);
+        eprintln!("{}: warning: {error}", ctx.program);
+        log::warn!("{error}");
+    }
+    let outcome = outcome?;
     let finished = match outcome {
         RunOutcome::Unchanged { since } => {
             print_lines([format!(

@@ -12,6 +12,7 @@ mod manager;
 mod metrics;
 mod operations;
 mod ops;
+mod ping;
 mod scheduling;
 mod sources;
 mod sparse_restore;

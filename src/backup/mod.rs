@@ -13,6 +13,7 @@ pub mod history;
 pub mod hooks;
 mod job;
 mod lock;
+mod ping;
 pub mod progress;
 pub mod retention;
 mod runner;

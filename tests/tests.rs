@@ -13,6 +13,7 @@ mod metrics;
 mod operations;
 mod ops;
 mod ping;
+mod run_control;
 mod scheduling;
 mod sources;
 mod sparse_restore;

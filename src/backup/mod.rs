@@ -22,4 +22,4 @@ pub use crate::archive::Watch;
 pub use history::{ArchiveFile, CRASH_AT_VAR, History, archive_names};
 pub use job::{JobError, run_job};
 pub use lock::{LockError, ScheduleLock, WhenBusy, lock_schedule};
-pub use runner::{DryRun, Finished, RunError, RunOutcome, plan_run, summary};
+pub use runner::{DryRun, Finished, RunError, RunOutcome, estimate_bytes, plan_run, summary};

@@ -33,6 +33,14 @@ pub enum Error {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Job(#[from] JobError),
+    /// `run` stopped by a signal (Ctrl-C): the job says what it abandoned.
+    #[error("interrupted by {name}")]
+    Interrupted {
+        name: &'static str,
+        number: u8,
+        #[source]
+        source: Box<JobError>,
+    },
     /// A schedule's lock could not be taken (`prune`).
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -137,6 +145,7 @@ impl Error {
             | Error::Io(_)
             | Error::CurrentDir(_)
             | Error::Json(_) => ExitCode::Failure,
+            Error::Interrupted { number, .. } => ExitCode::Interrupted { signal: *number },
         }
     }
 
@@ -144,7 +153,10 @@ impl Error {
     /// that met them has logged them already, with their context (which
     /// schedule, which archive). Every other error is logged once, by the cli.
     pub fn logged_by_pipeline(&self) -> bool {
-        matches!(self, Error::Run(_) | Error::Job(_) | Error::Service(_))
+        matches!(
+            self,
+            Error::Run(_) | Error::Job(_) | Error::Service(_) | Error::Interrupted { .. }
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 //! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
 //! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
 //! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest); `status`: the service is not running (the LSB convention for init scripts, where 0 is running) |
+//! | 130, 143 | `run` was stopped by SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number, as shells report it); its partial archive was removed |
 
 /// How the process ends (see the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,10 @@ pub enum ExitCode {
     Partial,
     /// `status` of a service that is not running (LSB: 3).
     NotRunning,
+    /// `run` stopped by this signal (SIGINT: 2): 128 + its number.
+    Interrupted {
+        signal: u8,
+    },
 }
 
 impl ExitCode {
@@ -28,6 +33,7 @@ impl ExitCode {
             ExitCode::Failure => 1,
             ExitCode::InvalidInput => 2,
             ExitCode::Partial | ExitCode::NotRunning => 3,
+            ExitCode::Interrupted { signal } => 128 + signal,
         }
     }
 }
@@ -50,6 +56,8 @@ mod tests {
             (ExitCode::InvalidInput, 2),
             (ExitCode::Partial, 3),
             (ExitCode::NotRunning, 3),
+            (ExitCode::Interrupted { signal: 2 }, 130),
+            (ExitCode::Interrupted { signal: 15 }, 143),
         ];
         for (code, number) in table {
             assert_eq!(code.code(), number, "{code:?}");

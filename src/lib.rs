@@ -14,6 +14,7 @@ pub mod exit_codes;
 pub mod file_error;
 pub mod home;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod primitives;
 pub mod store;

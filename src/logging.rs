@@ -19,6 +19,7 @@
 //! happens under an `flock` on the file, after checking that the file at the
 //! path is still ours, which file-rotate has no place for.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -272,6 +273,29 @@ impl Write for LogFile {
     }
 }
 
+thread_local! {
+    /// The lines this thread logs while [`capture_lines`] runs.
+    static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` and returns, with its result, the log lines this thread wrote
+/// meanwhile, stamped as in the log file (a run's lines, for its ping). Other
+/// threads' lines (another schedule's run) are not taken.
+pub fn capture_lines<T>(work: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let outer = CAPTURED.with(|c| c.replace(Some(Vec::new())));
+    let result = work();
+    let lines = CAPTURED.with(|c| c.replace(outer)).unwrap_or_default();
+    (result, lines)
+}
+
+fn capture(record: &log::Record<'_>) {
+    CAPTURED.with(|c| {
+        if let Some(lines) = c.borrow_mut().as_mut() {
+            lines.push(record.args().to_string());
+        }
+    });
+}
+
 /// Installs the global logger. Fails when the log file cannot be opened; the
 /// caller reports that on stderr, since there is no log to write it to.
 pub fn init(target: LogTarget<'_>, clock: Arc<dyn Clock>) -> std::io::Result<()> {
@@ -286,7 +310,7 @@ pub fn init(target: LogTarget<'_>, clock: Arc<dyn Clock>) -> std::io::Result<()>
     let file = fern::Output::writer(Box::new(LogFile::open(target.file, target.rotation)?), "\n");
     let mut dispatch = fern::Dispatch::new()
         .level(LevelFilter::Info)
-        .chain(stamped().chain(file));
+        .chain(stamped().chain(file).chain(fern::Output::call(capture)));
     match target.echo {
         Echo::Off => {}
         Echo::Stamped => dispatch = dispatch.chain(stamped().chain(std::io::stderr())),

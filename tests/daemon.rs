@@ -273,9 +273,10 @@ fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
     env.create("big;09:30;big");
     let run = env
         .manager(["run", "big"])
-        .status(1)
+        .status(130)
         .stderr(format!(
-            "backup_manager: backup failed for big (schedule big): stopped before {} was complete; the partial file was removed\n",
+            "backup_manager: interrupted: stopping the backup and removing its partial archive\n\
+             backup_manager: interrupted by SIGINT: backup failed for big (schedule big): stopped before {} was complete; the partial file was removed\n",
             env.shown("backups/big.tar")
         ))
         .spawn();

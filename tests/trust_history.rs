@@ -256,7 +256,7 @@ fn two_schedules_never_share_a_temporary_file() {
     env.create("src;10:00;b");
     let abandoned = |name: &str| {
         env.manager(["run", name])
-            .status(1)
+            .status(130)
             .stderr_contains("the partial file was removed")
             .spawn()
     };

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use crate::model::Format;
 
 pub use reader::AbortRequested;
-pub use tree::{ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded};
+pub use tree::{
+    ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded, tree_bytes,
+};
 
 /// Why an archive could not be written. A skipped file inside the tree is not
 /// an error: it is reported in [`ArchiveReport::skipped`].
@@ -114,7 +116,7 @@ pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, 
         source,
     };
     let mut report = ArchiveReport::default();
-    let stream = writer::open_stream(job.format, job.level, file);
+    let stream = writer::open_stream(job.format, job.level, file, job.watch.abort);
     let mut builder = tar::Builder::new(stream);
     tree::append_tree(&mut builder, job, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {

@@ -589,6 +589,21 @@ pub fn list_excluded(source: &Path, exclude: &Exclusions) -> Vec<(PathBuf, Exclu
         .unwrap_or_default()
 }
 
+/// About how many bytes of file content an archive of `source` reads: the
+/// regular files' sizes, a sparse file counting its allocated blocks only.
+/// Metadata alone, for a progress bar's total.
+pub fn tree_bytes(source: &Path, exclude: &Exclusions) -> u64 {
+    let left_out = std::cell::RefCell::new(LeftOut::default());
+    walk(source, exclude, &left_out)
+        .map(|step| match step {
+            Step::Entry { metadata, .. } if metadata.is_file() => {
+                metadata.len().min(metadata.blocks().saturating_mul(512))
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
 fn fingerprint_walk(source: &Path, exclude: &Exclusions, left_out: LeftOut) -> (String, LeftOut) {
     let mut fingerprint = Fingerprint::new();
     let left_out = std::cell::RefCell::new(left_out);

@@ -10,14 +10,18 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::primitives::hex;
 
 use super::pgzip::ParallelGzip;
+use super::reader::AbortRequested;
 use crate::model::Format;
 
 /// Output buffer size: large enough that small writes do not each cost a
@@ -44,11 +48,17 @@ pub trait ArchiveStream: Write {
     fn finish(self: Box<Self>) -> io::Result<Written>;
 }
 
-/// The writer stack for `format` at `level`, writing into `file`.
-pub fn open_stream(format: Format, level: Option<i32>, file: File) -> Box<dyn ArchiveStream> {
+/// The writer stack for `format` at `level`, writing into `file`. Setting
+/// `abort` makes a write that waits for the compressor give up at once.
+pub fn open_stream(
+    format: Format,
+    level: Option<i32>,
+    file: File,
+    abort: &AtomicBool,
+) -> Box<dyn ArchiveStream + '_> {
     let sink = sink(file);
     match format {
-        Format::Tar => Box::new(StageThread::spawn(Encoder::Plain(sink))),
+        Format::Tar => Box::new(StageThread::spawn(Encoder::Plain(sink), abort)),
         Format::TarZst => {
             let level = level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
             // Building the encoder only fails on an invalid level, which the
@@ -66,7 +76,7 @@ pub fn open_stream(format: Format, level: Option<i32>, file: File) -> Box<dyn Ar
                 Ok(e)
             });
             match encoder {
-                Ok(encoder) => Box::new(StageThread::spawn(Encoder::Zstd(encoder))),
+                Ok(encoder) => Box::new(StageThread::spawn(Encoder::Zstd(encoder), abort)),
                 Err(e) => Box::new(Failed(Some(e))),
             }
         }
@@ -281,30 +291,58 @@ impl Encoder {
 
 /// Runs an [`Encoder`] on its own thread, fed blocks through a bounded
 /// channel: the walk and the compression overlap, as in `tar | zstd`.
-struct StageThread {
+struct StageThread<'a> {
     block: Vec<u8>,
     sender: Option<SyncSender<Vec<u8>>>,
     thread: Option<JoinHandle<io::Result<Written>>>,
+    /// Set when the archive is dropped unfinished (an abort, an error): the
+    /// stage then drops its encoder rather than compress what it still
+    /// holds, and nobody waits for it, so Ctrl-C on a zstd -19 run stops at
+    /// once.
+    abandoned: Arc<AtomicBool>,
+    /// The run's abort flag: a block waiting for room gives up when it is set.
+    abort: &'a AtomicBool,
 }
 
-impl StageThread {
-    fn spawn(encoder: Encoder) -> Self {
+/// How often a block waiting for room in the queue looks at the abort flag.
+/// The queue holds [`QUEUE`] blocks, longer to drain than this, so the wait
+/// never starves the stage.
+const FULL_QUEUE_POLL: Duration = Duration::from_millis(1);
+
+impl<'a> StageThread<'a> {
+    fn spawn(encoder: Encoder, abort: &'a AtomicBool) -> Self {
         let (sender, receiver) = sync_channel(QUEUE);
-        let thread = std::thread::spawn(move || drain(encoder, receiver));
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stage_abandoned = abandoned.clone();
+        let thread = std::thread::spawn(move || drain(encoder, receiver, &stage_abandoned));
         Self {
             block: Vec::with_capacity(BLOCK),
             sender: Some(sender),
             thread: Some(thread),
+            abandoned,
+            abort,
         }
     }
 
+    /// Queues the current block, waiting for room (the compressor is
+    /// slower than the walk) unless the run is aborted meanwhile: a zstd -19
+    /// block can take seconds, and Ctrl-C must not wait for it.
     fn send_block(&mut self) -> io::Result<()> {
-        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
-        let sent = self.sender.as_ref().map(|s| s.send(block));
-        match sent {
-            Some(Ok(())) => Ok(()),
-            // The stage stopped: its own error says why.
-            _ => Err(self.join().err().unwrap_or_else(stage_gone)),
+        let mut block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        loop {
+            let sent = self.sender.as_ref().map(|s| s.try_send(block));
+            match sent {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(TrySendError::Full(back))) => {
+                    if self.abort.load(Ordering::SeqCst) {
+                        return Err(AbortRequested::error());
+                    }
+                    block = back;
+                    std::thread::sleep(FULL_QUEUE_POLL);
+                }
+                // The stage stopped: its own error says why.
+                _ => return Err(self.join().err().unwrap_or_else(stage_gone)),
+            }
         }
     }
 
@@ -317,11 +355,22 @@ impl StageThread {
     }
 }
 
-/// The stage thread's loop. When the channel closes it finishes the encoder;
-/// after an abandoned run the caller drops that result with the file.
-fn drain(mut encoder: Encoder, receiver: Receiver<Vec<u8>>) -> io::Result<Written> {
+/// The stage thread's loop. When the channel closes it finishes the encoder,
+/// unless the archive was abandoned: then what is queued is never
+/// compressed (the caller removes the file).
+fn drain(
+    mut encoder: Encoder,
+    receiver: Receiver<Vec<u8>>,
+    abandoned: &AtomicBool,
+) -> io::Result<Written> {
     for block in receiver {
+        if abandoned.load(Ordering::SeqCst) {
+            return Err(stage_gone());
+        }
         encoder.write_all(&block)?;
+    }
+    if abandoned.load(Ordering::SeqCst) {
+        return Err(stage_gone());
     }
     encoder.finish()
 }
@@ -330,7 +379,7 @@ pub fn stage_gone() -> io::Error {
     io::Error::other("the archive writer thread stopped unexpectedly")
 }
 
-impl Write for StageThread {
+impl Write for StageThread<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let room = BLOCK - self.block.len();
         let n = buf.len().min(room);
@@ -346,7 +395,7 @@ impl Write for StageThread {
     }
 }
 
-impl ArchiveStream for StageThread {
+impl ArchiveStream for StageThread<'_> {
     fn finish(mut self: Box<Self>) -> io::Result<Written> {
         if !self.block.is_empty() {
             self.send_block()?;
@@ -355,12 +404,17 @@ impl ArchiveStream for StageThread {
     }
 }
 
-impl Drop for StageThread {
+impl Drop for StageThread<'_> {
     fn drop(&mut self) {
-        // Abandoned: close the channel and wait, so no thread outlives the run.
-        if self.thread.is_some() {
-            let _ = self.join();
-        }
+        // Abandoned (an abort, an error): close the channel and let the
+        // stage end by itself, without waiting. It compresses nothing more,
+        // but a zstd block in progress and the encoder's worker jobs can take
+        // a second or two at high levels; waiting for them would hold Ctrl-C
+        // that long. What it still writes goes to the temporary file, which
+        // the caller removes by name.
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.sender = None;
+        drop(self.thread.take());
     }
 }
 

@@ -16,10 +16,12 @@ use chrono::{DateTime, Utc};
 use super::history::History;
 use super::hooks::{self, HookEnv, HookError, HookKind};
 use super::lock::{self, LockError, ScheduleLock, WhenBusy};
+use super::ping;
 use super::progress::{self, RunProgress};
 use super::runner::{self, RunError, RunOutcome, RunRequest};
 use crate::archive::Watch;
 use crate::clock::Clock;
+use crate::exit_codes::ExitCode;
 use crate::home::Home;
 use crate::model::RunState;
 use crate::primitives::{self, error_chain, human_bytes};
@@ -64,7 +66,8 @@ impl JobError {
     }
 }
 
-/// Runs one backup of `schedule` with its hooks, and records the outcome.
+/// Runs one backup of `schedule` with its hooks and pings, and records the
+/// outcome.
 /// Every outcome is logged; the error is returned for `run`'s exit status.
 pub fn run_job(
     home: &Home,
@@ -80,10 +83,28 @@ pub fn run_job(
             return Err(error.into());
         }
     };
-    let started = clock.now();
     // Checked under the lock, just before any hook of this run.
     let trusted = Store::new(home.schedules_file(), home.schedules_lock()).hooks_trusted();
-    let outcome = backup_publishing_progress(home, clock, schedule, watch, &lock, &trusted);
+    let pinger = ping::pinger(schedule, &trusted);
+    ping::around(
+        pinger.as_ref(),
+        || run_locked(home, clock, schedule, watch, &lock, &trusted),
+        ending_of,
+    )
+}
+
+/// The run of [`run_job`] once it holds the lock: the backup, its hooks and
+/// the state record.
+fn run_locked(
+    home: &Home,
+    clock: &dyn Clock,
+    schedule: &Schedule,
+    watch: Watch<'_>,
+    lock: &ScheduleLock,
+    trusted: &Result<(), Untrusted>,
+) -> Result<RunOutcome, JobError> {
+    let started = clock.now();
+    let outcome = backup_publishing_progress(home, clock, schedule, watch, lock, trusted);
     if let Err(error) = &outcome
         && !matches!(error, JobError::Run(_))
     {
@@ -91,7 +112,7 @@ pub fn run_job(
         log::error!("{}", error_chain(error));
     }
     let record = record_of(home, &outcome, started, clock.now());
-    after_hooks(home, schedule, &outcome, &record, &trusted);
+    after_hooks(home, schedule, &outcome, &record, trusted);
     let state = StateFile::new(home.state_file(), home.state_lock());
     if let Err(error) = state.record(&schedule.name, record) {
         log::error!(
@@ -101,6 +122,17 @@ pub fn run_job(
         );
     }
     outcome
+}
+
+/// What a run's end ping reports: its exit code as `run` gives it.
+fn ending_of(outcome: &Result<RunOutcome, JobError>) -> ping::Ending {
+    match outcome {
+        Ok(RunOutcome::Finished(run)) if run.state == RunState::Partial => {
+            ping::Ending::Failure(ExitCode::Partial.code())
+        }
+        Ok(_) => ping::Ending::Success,
+        Err(_) => ping::Ending::Failure(ExitCode::Failure.code()),
+    }
 }
 
 /// [`backup`], with its progress published for `status` while it runs

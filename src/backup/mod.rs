@@ -8,10 +8,12 @@
 //! run states). rustic is the model: `rustic_core` owns the operations,
 //! the commands only drive them.
 
+pub mod health;
 pub mod history;
 pub mod hooks;
 mod job;
 mod lock;
+mod ping;
 pub mod progress;
 pub mod retention;
 mod runner;
@@ -20,4 +22,4 @@ pub use crate::archive::Watch;
 pub use history::{ArchiveFile, CRASH_AT_VAR, History, archive_names};
 pub use job::{JobError, run_job};
 pub use lock::{LockError, ScheduleLock, WhenBusy, lock_schedule};
-pub use runner::{DryRun, Finished, RunError, RunOutcome, plan_run, summary};
+pub use runner::{DryRun, Finished, RunError, RunOutcome, estimate_bytes, plan_run, summary};

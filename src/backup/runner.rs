@@ -337,6 +337,16 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     })
 }
 
+/// About how many bytes a run of `schedule` will read (see
+/// [`archive::tree_bytes`]), for a progress bar; `None` when its source or
+/// exclude rules cannot be read (the run will say why).
+pub fn estimate_bytes(home: &Home, schedule: &Schedule) -> Option<u64> {
+    let source = home.resolve_source(&schedule.source);
+    let exclude = exclusions(home, schedule, &source).ok()?;
+    archive::check_source(&source).ok()?;
+    Some(archive::tree_bytes(&source, &exclude))
+}
+
 /// Applies retention to the schedule's archives. A failure here does not undo
 /// the good archive just written: it is logged, and the next run retries.
 fn prune(

@@ -264,6 +264,7 @@ mod tests {
         let daemon = Command::Daemon(super::super::daemon::Args {
             foreground: true,
             jobs: 1,
+            metrics: Default::default(),
         });
         assert_eq!(
             plan(Some(&daemon)),

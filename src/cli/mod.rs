@@ -144,6 +144,9 @@ struct ServiceCli {
     #[arg(long, short, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+
+    #[command(flatten)]
+    metrics: daemon::MetricsArgs,
 }
 
 /// A command line clap accepted.
@@ -193,6 +196,7 @@ fn parse_invocation(
             let daemon = daemon::Args {
                 foreground: true,
                 jobs: cli.jobs,
+                metrics: cli.metrics,
             };
             (cli.global, Command::Daemon(daemon))
         }

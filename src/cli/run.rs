@@ -1,22 +1,28 @@
 //! `run INDEX|NAME [--dry-run]`: backs up one schedule now, in the
 //! foreground, and prints the run's summary. Exits 0 when everything was
 //! archived (or the tree was unchanged under `if-changed`), 3 when the archive
-//! is partial, 1 when the run failed. Ctrl-C abandons the archive and removes
-//! the partial file. On a terminal a progress bar shows on stderr.
+//! is partial, 1 when the run failed. Ctrl-C (or SIGTERM) says it is
+//! stopping, abandons the archive within moments, removes the partial file
+//! and exits 130 (143). On a terminal a progress bar shows on stderr.
 
+use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use super::{Context, print_lines};
 use crate::archive::Watch;
 use crate::backup::{self, History, RunOutcome, WhenBusy};
+use crate::daemon::pidfile::StopPhase;
 use crate::daemon::signals::{FirstSignal, Shutdown};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::metrics;
 use crate::model::RunState;
+use crate::primitives::{error_chain, human_bytes};
 use crate::store::Schedule;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +35,8 @@ pub struct Args {
     /// change nothing
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub metrics: super::daemon::MetricsArgs,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
@@ -39,17 +47,23 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     }
     let shutdown = Shutdown::install(FirstSignal::Abort)
         .map_err(|e| Error::io("install signal handlers for", ctx.home.root(), e))?;
+    say_when_stopping(&shutdown, ctx.program, &schedule.name);
     let progress = AtomicU64::new(0);
     let watch = Watch {
         abort: shutdown.abort_flag(),
         progress: Some(&progress),
     };
-    // The last run's byte count is the estimate: no extra walk to size the tree.
+    // The last run's byte count is the total until a walk has measured the
+    // tree as it is now.
     let estimate = History::of(&ctx.home, &schedule)
         .newest_current()
         .map(|(_, manifest)| manifest.bytes_read);
-    let bar = ctx.stderr_is_terminal.then_some(estimate);
-    let outcome = with_progress_bar(bar, &progress, || {
+    let metrics = args.metrics.path()?;
+    let walk = {
+        let (home, schedule) = (ctx.home.clone(), schedule.clone());
+        move || backup::estimate_bytes(&home, &schedule)
+    };
+    let outcome = with_progress_bar(ctx.stderr_is_terminal, estimate, walk, &progress, || {
         backup::run_job(
             &ctx.home,
             ctx.clock.as_ref(),
@@ -57,6 +71,22 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             WhenBusy::Wait,
             watch,
         )
+    });
+    if let Some(path) = &metrics
+        && let Err(error) = metrics::write_metrics(path, &ctx.home, ctx.clock.now(), &ctx.zone)
+    {
+        // The backup's outcome stands: metrics never fail it.
+        let error = error_chain(&error);
+        eprintln!("{}: warning: {error}", ctx.program);
+        log::warn!("{error}");
+    }
+    let outcome = outcome.map_err(|source| match shutdown.stop_signal() {
+        Some(name) if shutdown.aborting() => Error::Interrupted {
+            name,
+            number: shutdown.stop_signal_number().unwrap_or(2),
+            source: Box::new(source),
+        },
+        _ => Error::Job(source),
     })?;
     let finished = match outcome {
         RunOutcome::Unchanged { since } => {
@@ -93,6 +123,23 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         RunState::Partial => ExitCode::Partial,
         RunState::Ok | RunState::Failed => ExitCode::Success,
     })
+}
+
+/// Says at once, on stderr and in the log, that a stop signal (Ctrl-C) is
+/// stopping the run; the run then removes its partial archive and returns.
+fn say_when_stopping(shutdown: &Shutdown, program: &'static str, schedule: &str) {
+    let schedule = schedule.to_string();
+    let mut said = false;
+    shutdown.on_stop(Box::new(move |phase| {
+        if phase != StopPhase::Aborting || said {
+            return;
+        }
+        said = true;
+        eprintln!("{program}: interrupted: stopping the backup and removing its partial archive");
+        log::info!(
+            "Interrupted: stopping the backup of {schedule} and removing its partial archive"
+        );
+    }));
 }
 
 /// `run --dry-run`: the archive it would write and retention's verdicts.
@@ -137,35 +184,52 @@ fn print_plan(ctx: &Context, schedule: &Schedule, now: DateTime<Utc>) -> Result<
     Ok(ExitCode::Success)
 }
 
-/// Runs `work`, drawing a bar of `progress` on stderr when `bar` is given
-/// (stderr is a terminal): against the estimate it holds, or a spinner with a
-/// byte count without one.
+/// Unknown, for the walk's total while it runs.
+const UNKNOWN: u64 = u64::MAX;
+
+/// Runs `work`, drawing a bar of `progress` on stderr when it is a terminal:
+/// a percentage, the bytes read and the total, the speed and an ETA, in the
+/// units of the run's summary (`human_bytes`: KiB, MiB, …). The total is the
+/// last run's byte count at first, then what a walk of the tree (on its own
+/// thread, metadata only) finds; a spinner until either is known.
 fn with_progress_bar<T>(
-    bar: Option<Option<u64>>,
+    terminal: bool,
+    estimate: Option<u64>,
+    walk: impl FnOnce() -> Option<u64> + Send + 'static,
     progress: &AtomicU64,
     work: impl FnOnce() -> T,
 ) -> T {
-    let Some(estimate) = bar else {
+    if !terminal {
         return work();
-    };
-    let bar = match estimate.filter(|&n| n > 0) {
-        Some(total) => ProgressBar::new(total).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        ),
-    };
+    }
+    let walked = Arc::new(AtomicU64::new(UNKNOWN));
+    {
+        let walked = walked.clone();
+        // Not scoped: a walk still going when the run ends must not hold it.
+        std::thread::spawn(move || {
+            if let Some(total) = walk() {
+                walked.store(total, Ordering::Relaxed);
+            }
+        });
+    }
+    let bar = ProgressBar::new_spinner().with_style(spinner_style());
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
+            let mut has_total = false;
             while !done.load(Ordering::Relaxed) {
                 let read = progress.load(Ordering::Relaxed);
-                // The tree may have grown since the estimate was taken.
-                if bar.length().is_some_and(|len| read > len) {
-                    bar.set_length(read);
+                let total = match walked.load(Ordering::Relaxed) {
+                    UNKNOWN => estimate,
+                    total => Some(total),
+                };
+                if let Some(total) = total.filter(|&n| n > 0) {
+                    if !has_total {
+                        bar.set_style(bar_style());
+                        has_total = true;
+                    }
+                    // The tree may have grown since it was measured.
+                    bar.set_length(total.max(read));
                 }
                 bar.set_position(read);
                 bar.tick();
@@ -178,4 +242,30 @@ fn with_progress_bar<T>(
     });
     bar.finish_and_clear();
     result
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{percent:>3}% [{bar:30}] {read}/{total} {rate} ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+        .with_key("read", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{}", human_bytes(s.pos()));
+        })
+        .with_key("total", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{}", human_bytes(s.len().unwrap_or(0)));
+        })
+        .with_key("rate", rate)
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {read} {rate}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key("read", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{}", human_bytes(s.pos()));
+        })
+        .with_key("rate", rate)
+}
+
+fn rate(state: &ProgressState, w: &mut dyn fmt::Write) {
+    let _ = write!(w, "{}/s", human_bytes(state.per_sec() as u64));
 }

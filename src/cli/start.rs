@@ -19,6 +19,8 @@ pub struct Args {
     #[arg(long, short, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+    #[command(flatten)]
+    pub metrics: super::daemon::MetricsArgs,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
@@ -35,12 +37,17 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let exe =
         std::env::current_exe().map_err(|e| Error::io("find", "the backupctl executable", e))?;
     // The child forks the daemon and exits; errors before that reach our stderr.
-    let status = Command::new(&exe)
+    let mut daemon = Command::new(&exe);
+    daemon
         .arg("--home")
         .arg(ctx.home.root())
         .arg("daemon")
         .arg("--jobs")
-        .arg(args.jobs.to_string())
+        .arg(args.jobs.to_string());
+    if let Some(path) = args.metrics.path()? {
+        daemon.arg("--metrics-file").arg(path);
+    }
+    let status = daemon
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status()

@@ -157,6 +157,8 @@ pub struct DaemonOptions<'a> {
     pub log: LogTarget<'a>,
     /// The time zone schedules are read in (resolved once by the cli).
     pub zone: chrono::Local,
+    /// The Prometheus text file to write at start and after each run.
+    pub metrics: Option<&'a std::path::Path>,
 }
 
 /// Runs the service: detached into the background unless `foreground`. In the
@@ -188,6 +190,11 @@ pub fn run_daemon(
     // be opened while the caller still sees our stderr.
     logging::check_writable(options.log.file)
         .map_err(|e| DaemonError::io("open log file", home.display_path(options.log.file), e))?;
+    // The metrics at start, written while the caller still sees our stderr:
+    // a path that cannot be written is refused here, not found out later.
+    if let Some(path) = options.metrics {
+        crate::metrics::write_metrics(path, home, clock.now(), &options.zone)?;
+    }
     if foreground {
         // Detached or not, the daemon works in its home: that is how `stop`
         // recognises it (`identity.rs`).
@@ -208,7 +215,11 @@ pub fn run_daemon(
     let log = options.log.file;
     logging::init(options.log, clock.clone())
         .map_err(|e| DaemonError::io("open log file", log, e))?;
-    let result = serve_with_pidfile(home, clock.as_ref(), &options.zone, options.jobs);
+    let serving = service::Serving {
+        jobs: options.jobs,
+        metrics: options.metrics,
+    };
+    let result = serve_with_pidfile(home, clock.as_ref(), &options.zone, &serving);
     if let Err(error) = &result {
         log::error!("{}", crate::primitives::error_chain(error));
     }
@@ -242,8 +253,9 @@ fn serve_with_pidfile(
     home: &Home,
     clock: &dyn Clock,
     zone: &chrono::Local,
-    jobs: usize,
+    serving: &service::Serving<'_>,
 ) -> Result<(), DaemonError> {
+    let jobs = serving.jobs;
     // Signals first: once the pidfile exists, `stop` may signal us.
     let shutdown = Shutdown::install(FirstSignal::Graceful)
         .map_err(|e| DaemonError::io("install signal handlers for", home.root(), e))?;
@@ -270,7 +282,7 @@ fn serve_with_pidfile(
     if jobs > 1 {
         log::info!("up to {jobs} backups run at once");
     }
-    service::serve(home, clock, zone, &shutdown, jobs);
+    service::serve(home, clock, zone, &shutdown, serving);
     log::info!("backup_service stopped (pid {})", std::process::id());
     drop(pidfile);
     Ok(())

@@ -102,23 +102,37 @@ impl RunQueue {
     }
 }
 
+/// How the service runs its queue.
+pub struct Serving<'a> {
+    /// How many backups may run at once (at least 1).
+    pub jobs: usize,
+    /// The Prometheus text file rewritten after each run.
+    pub metrics: Option<&'a std::path::Path>,
+}
+
 /// Runs until a stop signal, with `jobs` backups at most at once. The runs
 /// queued when the signal comes (the cycle under way, the start-up one
 /// included) finish first; a second signal aborts them.
-pub fn serve<Tz: TimeZone>(
+pub fn serve<Tz: TimeZone + Sync>(
     home: &Home,
     clock: &dyn Clock,
     zone: &Tz,
     shutdown: &Shutdown,
-    jobs: usize,
+    serving: &Serving<'_>,
 ) where
     Tz::Offset: Copy,
 {
     let queue = RunQueue::default();
     let abort = shutdown.abort_flag();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| work(home, clock, &queue, abort));
+        for _ in 0..serving.jobs.max(1) {
+            scope.spawn(|| {
+                work(home, clock, &queue, abort, || {
+                    if let Some(path) = serving.metrics {
+                        crate::metrics::write_or_warn(path, home, clock.now(), zone);
+                    }
+                })
+            });
         }
         run_loop(home, clock, zone, shutdown, &queue);
         queue.close();
@@ -126,7 +140,15 @@ pub fn serve<Tz: TimeZone>(
     // Here every queued run has finished or been skipped.
 }
 
-fn work(home: &Home, clock: &dyn Clock, queue: &RunQueue, abort: &AtomicBool) {
+/// Runs queued backups until the queue closes, calling `after_run` after
+/// each one that ran.
+fn work(
+    home: &Home,
+    clock: &dyn Clock,
+    queue: &RunQueue,
+    abort: &AtomicBool,
+    after_run: impl Fn(),
+) {
     while let Some(run) = queue.pop() {
         let name = run.schedule.name.clone();
         if abort.load(Ordering::SeqCst) {
@@ -141,6 +163,7 @@ fn work(home: &Home, clock: &dyn Clock, queue: &RunQueue, abort: &AtomicBool) {
                 progress: None,
             };
             let _ = backup::run_job(home, clock, &run.schedule, WhenBusy::Skip, watch);
+            after_run();
         }
         queue.done(&name);
     }

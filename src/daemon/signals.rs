@@ -83,9 +83,7 @@ impl Shutdown {
                         if phase == StopPhase::Aborting {
                             thread_abort.store(true, Ordering::SeqCst);
                         }
-                        if first == FirstSignal::Graceful {
-                            tell(phase, &thread_notice);
-                        }
+                        tell(phase, &thread_notice);
                         Wake::Stop
                     };
                     if tx.send(wake).is_err() {
@@ -125,6 +123,13 @@ impl Shutdown {
             SIGINT => Some("SIGINT"),
             _ => Some("SIGTERM"),
         }
+    }
+
+    /// The number of the first stop signal received (2 for SIGINT).
+    pub fn stop_signal_number(&self) -> Option<u8> {
+        u8::try_from(self.stop.load(Ordering::SeqCst))
+            .ok()
+            .filter(|&n| n != 0)
     }
 
     pub fn aborting(&self) -> bool {

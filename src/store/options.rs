@@ -73,6 +73,10 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
     ("after=CMD", "run CMD after a backup that wrote an archive"),
     ("on-failure=CMD", "run CMD after a failed run"),
     (
+        "ping=URL",
+        "healthchecks.io-style pings (http or https): URL/start when the run begins, URL on success, URL/EXIT-CODE otherwise, with the run's log lines",
+    ),
+    (
         "no-xattrs",
         "store no extended attributes or ACLs (kept by default)",
     ),
@@ -163,6 +167,8 @@ pub struct Options {
     /// Leave extended attributes and POSIX ACLs out of the archive.
     pub no_xattrs: bool,
     pub hooks: Hooks,
+    /// Where to ping when a run starts and ends (an http or https URL).
+    pub ping: Option<String>,
     /// What the archive leaves out.
     pub excludes: ExcludeRules,
 }
@@ -285,6 +291,7 @@ impl Options {
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
+            "ping" => self.ping = Some(ping_url(item, value)?),
             _ => return Err(refuse(item, "is not a known option")),
         }
         Ok(())
@@ -456,6 +463,26 @@ fn command(item: &str, value: Option<&str>) -> Result<String, OptionError> {
     Ok(need(item, value)?.to_string())
 }
 
+/// An `http://` or `https://` URL with a host, and no whitespace: where
+/// `ping=` sends its requests (the HTTP client checks the rest).
+fn ping_url(item: &str, value: Option<&str>) -> Result<String, OptionError> {
+    let url = need(item, value)?;
+    let scheme_end = url.find("://").unwrap_or(0);
+    let scheme = url[..scheme_end].to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(refuse(item, "must be an http:// or https:// URL"));
+    }
+    let rest = &url[scheme_end + 3..];
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || host.starts_with('@') {
+        return Err(refuse(item, "has no host"));
+    }
+    if url.chars().any(char::is_whitespace) {
+        return Err(refuse(item, "must not contain spaces"));
+    }
+    Ok(url.to_string())
+}
+
 /// A duration such as `90m`, `36h`, `7d` or `4w` (also `s` for seconds).
 pub fn parse_duration(text: &str) -> Result<TimeDelta, String> {
     let bad = || {
@@ -547,7 +574,7 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
             .map(|(key, _)| key)
             .collect();
-        assert_eq!(keys.len(), 21, "{keys:?}");
+        assert_eq!(keys.len(), 22, "{keys:?}");
         let mut listed: Vec<&str> = OPTION_HELP
             .iter()
             .map(|(syntax, _)| syntax.split('=').next().unwrap())
@@ -569,7 +596,8 @@ mod tests {
                 .replace("=PATTERN", "=*.tmp")
                 .replace("=FILE", "=excludes.txt")
                 .replace("=NAME", "=.nobackup")
-                .replace("=SIZE", "=20M");
+                .replace("=SIZE", "=20M")
+                .replace("=URL", "=https://hc-ping.com/0f1e");
             let sample = if sample.starts_with("level") {
                 format!("format=tar.gz,{sample}")
             } else {

@@ -157,13 +157,14 @@ impl StateFile {
     }
 }
 
-/// Times are stored as RFC 3339 text, in UTC.
+/// Times are stored as RFC 3339 text, in UTC, to the millisecond (so a
+/// run's duration can be read back; files from before hold whole seconds).
 mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {

@@ -6,6 +6,8 @@
 #![allow(dead_code)] // helpers serve many test modules; not all use every one
 
 mod expect;
+pub mod http;
+pub mod prometheus;
 mod service;
 mod tree;
 

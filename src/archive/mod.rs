@@ -3,6 +3,7 @@
 //! appears under its final name only once it is complete and synced.
 
 mod fingerprint;
+pub mod incremental;
 pub mod manifest;
 mod owners;
 mod pax;
@@ -107,6 +108,21 @@ pub struct ArchiveReport {
 /// step; on any error, or on abort, the caller removes the file and nothing
 /// under a final name has changed.
 pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, ArchiveError> {
+    write_with(job, file, |builder, report| {
+        tree::append_tree(builder, job, report)
+    })
+}
+
+/// The tar stream `append` fills, compressed, hashed, written to `file`
+/// and synced: [`write_archive`] and [`incremental::write_incremental`].
+fn write_with(
+    job: &ArchiveJob<'_>,
+    file: File,
+    append: impl FnOnce(
+        &mut tar::Builder<Box<dyn writer::ArchiveStream>>,
+        &mut ArchiveReport,
+    ) -> io::Result<()>,
+) -> Result<ArchiveReport, ArchiveError> {
     let started = Instant::now();
     check_source(job.source)?;
     let write_error = |source: io::Error| ArchiveError::Write {
@@ -116,7 +132,7 @@ pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, 
     let mut report = ArchiveReport::default();
     let stream = writer::open_stream(job.format, job.level, file);
     let mut builder = tar::Builder::new(stream);
-    tree::append_tree(&mut builder, job, &mut report).map_err(|e| {
+    append(&mut builder, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {
             ArchiveError::Aborted {
                 path: job.destination.to_path_buf(),

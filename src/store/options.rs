@@ -63,6 +63,14 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
         "skip the run when the tree is unchanged since the last archive",
     ),
     (
+        "incremental",
+        "each run stores only what changed since the previous archive (needs a keep-* option); GNU tar restores the chain",
+    ),
+    (
+        "full-every=N",
+        "with incremental: every N-th run writes a full archive (default 7)",
+    ),
+    (
         "catch-up",
         "when the service starts or wakes and a run was missed while it was down, run it once",
     ),
@@ -160,6 +168,10 @@ pub struct Options {
     pub if_changed: bool,
     /// Run once at start-up when a run was missed while the daemon was down.
     pub catch_up: bool,
+    /// Each run stores only what changed since the previous archive.
+    pub incremental: bool,
+    /// With `incremental`: every N-th run is a full archive.
+    pub full_every: Option<u32>,
     /// Leave extended attributes and POSIX ACLs out of the archive.
     pub no_xattrs: bool,
     pub hooks: Hooks,
@@ -174,6 +186,12 @@ impl Options {
     /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
     pub fn keeps_history(&self) -> bool {
         self.retention.is_set()
+    }
+
+    /// With `incremental`, how many runs a chain holds: a full archive
+    /// then `N - 1` incrementals (`full-every`, default 7).
+    pub fn chain_length(&self) -> Option<u32> {
+        self.incremental.then(|| self.full_every.unwrap_or(7))
     }
 
     /// The compression level to use, if the format compresses.
@@ -221,6 +239,7 @@ impl Options {
             options.apply(item, key, value.as_deref())?;
         }
         options.check_level()?;
+        options.check_incremental()?;
         Ok(options)
     }
 
@@ -254,6 +273,8 @@ impl Options {
             }
             "if-changed" => self.if_changed = flag(item, value)?,
             "catch-up" => self.catch_up = flag(item, value)?,
+            "incremental" => self.incremental = flag(item, value)?,
+            "full-every" => self.full_every = Some(count(item, value)?),
             "no-xattrs" => self.no_xattrs = flag(item, value)?,
             "exclude" => {
                 let pattern = ExcludePattern::parse(need(item, value)?)
@@ -286,6 +307,23 @@ impl Options {
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
             _ => return Err(refuse(item, "is not a known option")),
+        }
+        Ok(())
+    }
+
+    /// `full-every` only with `incremental`; `incremental` only with a
+    /// history to chain (without retention each run replaces the last).
+    fn check_incremental(&self) -> Result<(), OptionError> {
+        if let Some(n) = self.full_every
+            && !self.incremental
+        {
+            return Err(refuse(&format!("full-every={n}"), "needs incremental"));
+        }
+        if self.incremental && !self.keeps_history() {
+            return Err(refuse(
+                "incremental",
+                "needs a keep-* or min-keep option: a chain needs the archives it builds on",
+            ));
         }
         Ok(())
     }
@@ -547,7 +585,7 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
             .map(|(key, _)| key)
             .collect();
-        assert_eq!(keys.len(), 21, "{keys:?}");
+        assert_eq!(keys.len(), 23, "{keys:?}");
         let mut listed: Vec<&str> = OPTION_HELP
             .iter()
             .map(|(syntax, _)| syntax.split('=').next().unwrap())
@@ -572,6 +610,10 @@ mod tests {
                 .replace("=SIZE", "=20M");
             let sample = if sample.starts_with("level") {
                 format!("format=tar.gz,{sample}")
+            } else if sample == "incremental" {
+                "incremental,keep-last=3".to_string()
+            } else if sample.starts_with("full-every") {
+                format!("incremental,keep-last=3,{sample}")
             } else {
                 sample
             };

@@ -348,6 +348,7 @@ impl TestEnv {
             fingerprint: "0".into(),
             excluded: 0,
             previous: None,
+            chain: None,
         };
         write_manifest(&path, &manifest).unwrap();
     }

@@ -1,0 +1,274 @@
+//! Incremental chains (`incremental`, `full-every=N`): each archive holds
+//! what changed and a `GNU.dumpdir` per directory, so stock GNU tar
+//! restores the chain, deletions and renames included; bsdtar lists every
+//! archive; manifests name level and parent; `if-changed` writes nothing
+//! for an unchanged tree; a kill leaves the chain usable.
+
+use std::fs;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{TestEnv, same_tree};
+
+fn manifest(env: &TestEnv, archive: &str) -> Value {
+    serde_json::from_str(&env.read(&format!("{archive}.json"))).expect("manifest")
+}
+
+/// The schedule's archives, oldest first, as `backups/NAME`.
+fn archives(env: &TestEnv) -> Vec<String> {
+    let mut names: Vec<String> = env
+        .dir_listing("backups")
+        .into_iter()
+        .filter(|n| n.ends_with(".tar"))
+        .map(|n| format!("backups/{n}"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Restores `chain` (a full archive, then its incrementals in order) with
+/// stock GNU tar into a fresh directory `into`, and checks it is `src`.
+#[track_caller]
+fn gnu_tar_restores(env: &TestEnv, chain: &[String], into: &str) {
+    for archive in chain {
+        env.gnu_tar_extract(archive, &["--listed-incremental=/dev/null", "-xf"], into);
+    }
+    same_tree(env.path("src"), env.path(into).join("src")).assert_same();
+}
+
+/// bsdtar reads every archive as ordinary entries.
+#[track_caller]
+fn bsdtar_lists(env: &TestEnv, archive: &str) -> Vec<String> {
+    let out = Command::new("bsdtar")
+        .arg("-tf")
+        .arg(env.path(archive))
+        .output()
+        .expect("bsdtar");
+    assert!(out.status.success(), "bsdtar -tf {archive}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs the schedule and returns the archive it wrote.
+#[track_caller]
+fn run(env: &TestEnv) -> String {
+    let out = env
+        .ctl(["run", "docs"])
+        .stdout_pattern("backups/docs_[..].tar: [..] MB/s\n")
+        .run();
+    let archive = out.stdout.split(':').next().unwrap_or_default().to_string();
+    assert!(env.path(&archive).exists(), "{archive}");
+    archive
+}
+
+/// The changes of each step of the chain test, as a shell script run in
+/// the home.
+const STEPS: &[&str] = &[
+    // added, changed, deleted
+    "echo new > src/added.txt && echo more >> src/a.txt && rm src/sub/run.sh",
+    // a file renamed, a directory renamed, a file turned into a directory
+    "mv src/a.txt src/renamed.txt && mv src/sub src/moved && rm src/link && mkdir src/link && echo in > src/link/f",
+    // the directory turned back into a file; an empty directory; a symlink
+    "rm -r src/link && echo back > src/link && mkdir src/empty && ln -s moved/b.txt src/to-b",
+    // nothing changed but one file's mode
+    "chmod 600 src/added.txt",
+    // a deep new tree, and a deleted directory with contents
+    "mkdir -p src/x/y/z && echo deep > src/x/y/z/deep && rm -r src/moved",
+];
+
+#[test]
+fn a_chain_restores_with_gnu_tar_after_every_kind_of_change() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(
+        &["src/sub"],
+        &[
+            ("src/a.txt", "alpha\n"),
+            ("src/sub/b.txt", &"beta ".repeat(10_000)),
+            ("src/sub/run.sh", "#!/bin/sh\n"),
+            ("src/link", "a file for now\n"),
+        ],
+    );
+    env.create("src;03:00;docs;incremental,full-every=4,keep-last=20");
+    let mut chain = vec![run(&env)];
+    let full = manifest(&env, &chain[0]);
+    assert_eq!(full["chain"]["level"], 0, "{full}");
+    assert!(full["chain"].get("parent").is_none(), "{full}");
+    gnu_tar_restores(&env, &chain, "restore-0");
+    for (i, step) in STEPS.iter().enumerate() {
+        env.bash(step).run();
+        let archive = run(&env);
+        let m = manifest(&env, &archive);
+        // full-every=4: runs 0 and 4 are full archives.
+        let level = (i + 1) % 4;
+        assert_eq!(m["chain"]["level"], level, "step {i}: {m}");
+        if level == 0 {
+            chain.clear();
+        } else {
+            let parent = manifest(&env, chain.last().unwrap());
+            assert_eq!(
+                m["chain"]["parent"]["archive"].as_str(),
+                chain.last().unwrap().strip_prefix("backups/"),
+                "{m}"
+            );
+            assert_eq!(m["chain"]["parent"]["sha256"], parent["sha256"], "{m}");
+        }
+        chain.push(archive);
+        gnu_tar_restores(&env, &chain, &format!("restore-{}", i + 1));
+    }
+    for archive in archives(&env) {
+        let listed = bsdtar_lists(&env, &archive);
+        assert_eq!(
+            listed.first().map(String::as_str),
+            Some("src/"),
+            "{listed:?}"
+        );
+    }
+}
+
+#[test]
+fn an_incremental_holds_only_what_changed_and_every_directory_with_its_dumpdir() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(
+        &["src/d1/sub", "src/d2"],
+        &[
+            ("src/a", "a\n"),
+            ("src/d1/b", "b\n"),
+            ("src/d1/sub/c", "c\n"),
+        ],
+    );
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    let full = run(&env);
+    assert_eq!(
+        env.tar_list(&full),
+        [
+            "src/",
+            "src/d1/",
+            "src/d1/sub/",
+            "src/d2/",
+            "src/a",
+            "src/d1/b",
+            "src/d1/sub/c"
+        ]
+    );
+    env.bash("echo changed > src/a && echo new > src/n && rm src/d1/b")
+        .run();
+    let incremental = run(&env);
+    // Directories first, then only the changed and new files, as GNU tar
+    // orders a `--listed-incremental` archive.
+    assert_eq!(
+        env.tar_list(&incremental),
+        [
+            "src/",
+            "src/d1/",
+            "src/d1/sub/",
+            "src/d2/",
+            "src/a",
+            "src/n"
+        ]
+    );
+    // The dumpdirs, as GNU tar lists them: Y stored here, N unchanged, D a
+    // directory; `b` is gone from d1's.
+    let out = Command::new("tar")
+        .args(["--listed-incremental=/dev/null", "-tvvf"])
+        .arg(env.path(&incremental))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for expected in ["Y a\nD d1\nD d2\nY n\n", "D sub\n", "N c\n"] {
+        assert!(listing.contains(expected), "{expected:?} in\n{listing}");
+    }
+    let stored: u64 = manifest(&env, &incremental)["archive_size"]
+        .as_u64()
+        .unwrap();
+    let whole: u64 = manifest(&env, &full)["archive_size"].as_u64().unwrap();
+    assert!(stored <= whole, "{stored} > {whole}");
+}
+
+#[test]
+fn if_changed_with_incremental_writes_nothing_for_an_unchanged_tree() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src/sub"], &[("src/a", "a\n"), ("src/sub/b", "b\n")]);
+    env.create("src;03:00;docs;incremental,if-changed,keep-last=20");
+    let first = run(&env);
+    env.ctl(["run", "docs"])
+        .stdout(format!(
+            "src: unchanged since {first}; no archive written\n"
+        ))
+        .run();
+    assert_eq!(archives(&env), std::slice::from_ref(&first));
+    env.write("src/sub/b", "B\n");
+    let second = run(&env);
+    assert_eq!(manifest(&env, &second)["chain"]["level"], 1);
+    env.ctl(["run", "docs"])
+        .stdout(format!(
+            "src: unchanged since {second}; no archive written\n"
+        ))
+        .run();
+    assert_eq!(archives(&env), [first, second]);
+}
+
+#[test]
+fn a_kill_during_an_incremental_run_leaves_the_chain_whole() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src"], &[("src/a", "a\n")]);
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    let full = run(&env);
+    for step in ["manifest-written", "archive-renamed"] {
+        env.write("src/a", format!("changed before {step}\n"));
+        env.manager(["run", "docs"])
+            .env("BACKUPCTL_CRASH_AT", step)
+            .killed()
+            .stdout_contains("")
+            .stderr_contains("")
+            .run();
+    }
+    env.write("src/b", "b\n");
+    let next = run(&env);
+    // Every archive left has its manifest and file state, and no file state
+    // is left without its archive.
+    for name in env.dir_listing("backups") {
+        if let Some(archive) = name.strip_suffix(".files") {
+            assert!(env.path(&format!("backups/{archive}")).exists(), "{name}");
+        }
+    }
+    let chain: Vec<String> = archives(&env);
+    assert_eq!(chain.first(), Some(&full));
+    assert_eq!(chain.last(), Some(&next));
+    for archive in &chain {
+        assert!(env.path(&format!("{archive}.files")).exists(), "{archive}");
+    }
+    env.manager(["verify", "--all"])
+        .stdout_contains("OK ")
+        .run();
+    gnu_tar_restores(&env, &chain, "restored");
+}
+
+#[test]
+fn incremental_options_are_checked_when_the_schedule_is_created() {
+    let env = TestEnv::with_tree(&["src"], &[]);
+    let cases = [
+        (
+            "src;03:00;docs;incremental",
+            "option \"incremental\" needs a keep-* or min-keep option",
+        ),
+        (
+            "src;03:00;docs;full-every=3,keep-last=2",
+            "option \"full-every=3\" needs incremental",
+        ),
+        (
+            "src;03:00;docs;incremental,full-every=0,keep-last=2",
+            "option \"full-every=0\" must be a whole number of at least 1",
+        ),
+    ];
+    for (line, message) in cases {
+        env.ctl(["create", line])
+            .status(2)
+            .stderr_pattern(format!("backupctl: [..]{message}[..]\n"))
+            .run();
+    }
+    assert_eq!(env.schedules(), "");
+    fs::metadata(env.path("src")).unwrap();
+}

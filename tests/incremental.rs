@@ -55,11 +55,11 @@ fn bsdtar_lists(env: &TestEnv, archive: &str) -> Vec<String> {
 /// Runs the schedule and returns the archive it wrote.
 #[track_caller]
 fn run(env: &TestEnv) -> String {
-    let out = env
-        .ctl(["run", "docs"])
-        .stdout_pattern("backups/docs_[..].tar: [..] MB/s\n")
-        .run();
+    // The archive's line, then a `pruned` line for each archive retention
+    // deleted.
+    let out = env.ctl(["run", "docs"]).stdout_contains(" MB/s\n").run();
     let archive = out.stdout.split(':').next().unwrap_or_default().to_string();
+    assert!(archive.starts_with("backups/docs_"), "{}", out.stdout);
     assert!(env.path(&archive).exists(), "{archive}");
     archive
 }
@@ -271,4 +271,70 @@ fn incremental_options_are_checked_when_the_schedule_is_created() {
     }
     assert_eq!(env.schedules(), "");
     fs::metadata(env.path("src")).unwrap();
+}
+
+#[test]
+fn retention_keeps_the_parents_a_kept_archive_needs_and_says_so() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src"], &[("src/a", "a\n")]);
+    env.create("src;03:00;docs;incremental,full-every=3,keep-last=2");
+    let mut written = Vec::new();
+    for i in 0..3 {
+        env.write("src/a", format!("run {i}\n"));
+        written.push(run(&env));
+    }
+    // keep-last=2 keeps runs 1 and 2; run 1 needs run 0.
+    assert_eq!(archives(&env), written);
+    env.ctl(["prune", "docs", "--dry-run"])
+        .stdout(format!(
+            "keep    {}  (parent of {})\nkeep    {}  (keep-last)\nkeep    {}  (newest, keep-last)\n",
+            written[0],
+            written[1].trim_start_matches("backups/"),
+            written[1],
+            written[2],
+        ))
+        .run();
+    gnu_tar_restores(&env, &written, "restored-2");
+    // Run 3 (full-every=3) starts a new chain; keep-last=2 keeps run 2,
+    // which needs the whole first chain.
+    let name = |i: usize| written[i].trim_start_matches("backups/").to_string();
+    env.ctl(["run", "docs", "--dry-run"])
+        .stdout_pattern(format!(
+            "would write backups/docs_[..].tar (format tar, level none)\n\
+             keep   backups/docs_[..].tar (newest, keep-last, just-written)\n\
+             keep   {} (keep-last)\n\
+             keep   {} (parent of {})\n\
+             keep   {} (parent of {})\n",
+            written[2],
+            written[1],
+            name(2),
+            written[0],
+            name(1)
+        ))
+        .run();
+    // Run 3 starts a new chain.
+    env.write("src/a", "run 3\n");
+    written.push(run(&env));
+    assert_eq!(manifest(&env, &written[3])["chain"]["level"], 0);
+    // keep-last=2 keeps runs 2 and 3; run 2 needs 1, which needs 0.
+    assert_eq!(archives(&env), written);
+    // Run 4 needs only run 3: the first chain can go.
+    env.write("src/a", "run 4\n");
+    env.ctl(["run", "docs", "--dry-run"])
+        .stdout_pattern(format!(
+            "would write backups/docs_[..].tar (format tar, level none)\n\
+             keep   backups/docs_[..].tar (newest, keep-last, just-written)\n\
+             keep   {} (keep-last)\n\
+             delete {}\n\
+             delete {}\n\
+             delete {}\n",
+            written[3], written[2], written[1], written[0]
+        ))
+        .run();
+    written.push(run(&env));
+    // Runs 3 and 4 are kept, and 4 needs only 3: the first chain is gone,
+    // file states included.
+    assert_eq!(archives(&env), written[3..]);
+    assert!(!env.path(&format!("{}.files", written[0])).exists());
+    gnu_tar_restores(&env, &written[3..], "restored-4");
 }

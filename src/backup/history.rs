@@ -402,7 +402,10 @@ impl History {
             now: clock::to_local(now).naive_local(),
             just_written,
         };
-        Ok(retention::plan(&stamped, &self.retention, context))
+        let mut decisions = retention::plan(&stamped, &self.retention, context);
+        let parents = super::chain::parents_of(&decisions);
+        super::chain::keep_parents(&mut decisions, &parents);
+        Ok(decisions)
     }
 
     /// Deletes what `decisions` do not keep (archive, then manifest) and

@@ -363,13 +363,20 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     let next = next_archive(&history, schedule, now)?;
     let decisions = if next.stamp.is_some() && unchanged_since.is_none() {
         // Retention judges the archives as they would be after the run.
-        history
+        let mut decisions = history
             .prune_plan(now, Some(&next), Some(&next.path))
             .map_err(|source| RunError::List {
                 schedule: schedule.name.clone(),
                 path: history.dir().to_path_buf(),
                 source,
-            })?
+            })?;
+        // The run's own archive has no manifest yet to name its parent.
+        if let Some(parent) = chain::next_link(&history, schedule, &source).and_then(|l| l.parent) {
+            let mut parents = chain::parents_of(&decisions);
+            parents.insert(next.path.clone(), history.dir().join(parent.archive));
+            chain::keep_parents(&mut decisions, &parents);
+        }
+        decisions
     } else {
         Vec::new()
     };

@@ -37,6 +37,19 @@ fn gnu_tar_restores(env: &TestEnv, chain: &[String], into: &str) {
     same_tree(env.path("src"), env.path(into).join("src")).assert_same();
 }
 
+/// `backupctl restore` of the newest archive of a chain applies the whole
+/// chain into a fresh directory `into`, which then holds `src`.
+#[track_caller]
+fn backupctl_restores(env: &TestEnv, archive: &str, into: &str) {
+    let name = archive.trim_start_matches("backups/");
+    env.ctl(["restore", name, "--to", into])
+        .stdout_contains(format!("{into}/src\n"))
+        .run();
+    same_tree(env.path("src"), env.path(into).join("src"))
+        .with_mtimes()
+        .assert_same();
+}
+
 /// bsdtar reads every archive as ordinary entries.
 #[track_caller]
 fn bsdtar_lists(env: &TestEnv, archive: &str) -> Vec<String> {
@@ -117,6 +130,7 @@ fn a_chain_restores_with_gnu_tar_after_every_kind_of_change() {
         }
         chain.push(archive);
         gnu_tar_restores(&env, &chain, &format!("restore-{}", i + 1));
+        backupctl_restores(&env, chain.last().unwrap(), &format!("ours-{}", i + 1));
     }
     for archive in archives(&env) {
         let listed = bsdtar_lists(&env, &archive);
@@ -337,4 +351,179 @@ fn retention_keeps_the_parents_a_kept_archive_needs_and_says_so() {
     assert_eq!(archives(&env), written[3..]);
     assert!(!env.path(&format!("{}.files", written[0])).exists());
     gnu_tar_restores(&env, &written[3..], "restored-4");
+}
+
+/// Rewrites the dumpdir of directory `dir` in `archive` (GNU tar's pax
+/// format, through Python's tarfile) and seals the archive again in its
+/// manifest, so that only the dumpdir is hostile.
+fn forge_dumpdir(env: &TestEnv, archive: &str, dir: &str, dumpdir: &str) {
+    let script = format!(
+        "import tarfile, hashlib, json, os, sys\n\
+         path = sys.argv[1]\n\
+         src = tarfile.open(path)\n\
+         members = [(m, src.extractfile(m).read() if m.isfile() else None) for m in src.getmembers()]\n\
+         out = tarfile.open(path + '.new', 'w', format=tarfile.PAX_FORMAT)\n\
+         for m, data in members:\n\
+         \x20   if m.name == {dir:?}:\n\
+         \x20       m.pax_headers['GNU.dumpdir'] = {dumpdir:?}\n\
+         \x20   out.addfile(m, None if data is None else __import__('io').BytesIO(data))\n\
+         out.close()\n\
+         os.replace(path + '.new', path)\n\
+         data = open(path, 'rb').read()\n\
+         m = json.load(open(path + '.json'))\n\
+         m['sha256'] = hashlib.sha256(data).hexdigest()\n\
+         m['archive_size'] = len(data)\n\
+         json.dump(m, open(path + '.json', 'w'))\n"
+    );
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env.path(archive))
+        .status()
+        .expect("python3");
+    assert!(status.success(), "python3 tarfile for {archive}");
+}
+
+#[test]
+fn restore_refuses_a_hostile_incremental_before_writing_or_deleting() {
+    let cases = [
+        ("Yb\0Y../x\0\0", "\"../x\", which is not a plain file name"),
+        (
+            "Y/etc/passwd\0\0",
+            "\"/etc/passwd\", which is not a plain file name",
+        ),
+        ("Yb\0Rsrc/b\0T../../x\0\0", "rename records"),
+    ];
+    for (dumpdir, why) in cases {
+        let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+        env.tree(&["src"], &[("src/a", "a\n"), ("src/b", "b\n")]);
+        env.create("src;03:00;docs;incremental,keep-last=20");
+        let full = run(&env);
+        env.write("src/b", "changed\n");
+        let incremental = run(&env);
+        forge_dumpdir(&env, &incremental, "src", &dumpdir.replace("\\0", "\0"));
+        // The forged archive verifies by itself: only its dumpdir is bad.
+        env.ctl(["verify", incremental.trim_start_matches("backups/")])
+            .stdout_contains("OK ")
+            .run();
+        // Into a fresh directory: nothing created.
+        let name = incremental.trim_start_matches("backups/");
+        env.ctl(["restore", name, "--to", "fresh"])
+            .status(1)
+            .stderr_pattern(format!(
+                "backupctl: refusing hostile archive {}: entry \"src/\" has a dumpdir that [..]{why}[..]\n",
+                env.shown(&incremental)
+            ))
+            .run();
+        assert!(!env.path("fresh").exists());
+        // Over an earlier restore: nothing deleted, nothing replaced.
+        env.ctl([
+            "restore",
+            full.trim_start_matches("backups/"),
+            "--to",
+            "old",
+        ])
+        .stdout_contains("old/src\n")
+        .run();
+        env.write("old/x", "beside the restore\n");
+        env.ctl(["restore", name, "--to", "old", "--force"])
+            .status(1)
+            .stderr_contains("refusing hostile archive")
+            .run();
+        assert_eq!(env.read("old/x"), "beside the restore\n");
+        assert_eq!(env.read("old/src/b"), "b\n");
+    }
+}
+
+#[test]
+fn restore_of_an_incremental_needs_its_whole_chain() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src"], &[("src/a", "a\n")]);
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    let full = run(&env);
+    env.write("src/a", "changed\n");
+    let incremental = run(&env);
+    fs::rename(env.path(&full), env.path("elsewhere.tar")).unwrap();
+    let name = incremental.trim_start_matches("backups/");
+    let parent = full.trim_start_matches("backups/");
+    env.ctl(["restore", name, "--to", "out"])
+        .status(1)
+        .stderr(format!(
+            "backupctl: cannot restore the incremental {}: its chain is not whole: the parent {parent} of {name} is missing\n",
+            env.shown(&incremental)
+        ))
+        .run();
+    assert!(!env.path("out").exists());
+}
+
+#[test]
+fn verify_of_an_incremental_checks_its_whole_chain() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src"], &[("src/a", "a\n")]);
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    let full = run(&env);
+    env.write("src/a", "changed\n");
+    let middle = run(&env);
+    env.write("src/a", "changed again\n");
+    let last = run(&env);
+    let name = |a: &str| a.trim_start_matches("backups/").to_string();
+    env.ctl(["verify", "docs"])
+        .stdout(format!("OK {full}\nOK {middle}\nOK {last}\n"))
+        .run();
+    // The middle link replaced by another archive under its name.
+    let manifest_text = env.read(&format!("{middle}.json"));
+    let sealed: Value = serde_json::from_str(&manifest_text).unwrap();
+    let mut forged = sealed.clone();
+    forged["sha256"] = Value::from("00".repeat(32));
+    fs::write(env.path(&format!("{middle}.json")), forged.to_string()).unwrap();
+    env.ctl(["verify", &name(&last)])
+        .status(1)
+        .stderr("backupctl: 1 of 1 archives failed verification\n")
+        .stdout(format!(
+            "FAILED {last}: its chain is not whole: the parent {} is not the archive {} was built on\n",
+            name(&middle),
+            name(&last)
+        ))
+        .run();
+    fs::write(env.path(&format!("{middle}.json")), manifest_text).unwrap();
+    // The full archive gone.
+    fs::remove_file(env.path(&full)).unwrap();
+    env.ctl(["verify", &name(&last)])
+        .status(1)
+        .stderr("backupctl: 1 of 1 archives failed verification\n")
+        .stdout(format!(
+            "FAILED {last}: its chain is not whole: the parent {} of {} is missing\n",
+            name(&full),
+            name(&middle)
+        ))
+        .run();
+}
+
+#[test]
+fn backups_long_shows_each_archive_s_place_in_its_chain() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src"], &[("src/a", "a\n")]);
+    env.create("src;03:00;docs;incremental,full-every=2,keep-last=20");
+    let mut names = Vec::new();
+    for i in 0..3 {
+        env.write("src/a", format!("run {i}\n"));
+        names.push(run(&env).trim_start_matches("backups/").to_string());
+    }
+    env.ctl(["backups", "docs", "--long"])
+        .stdout_pattern(format!(
+            "[..]  {}  level 0 (full)\n\
+             [..]  {}  level 1, on {}\n\
+             [..]  {}  level 0 (full)\n\
+             3 archives, [..] in total\n",
+            names[0], names[1], names[0], names[2]
+        ))
+        .run();
+    let json = env.ctl(["backups", "--json"]).stdout_json().run().json();
+    assert_eq!(json[1]["level"], 1, "{json}");
+    assert_eq!(
+        json[1]["parent"].as_str(),
+        Some(names[0].as_str()),
+        "{json}"
+    );
+    assert!(json[0].get("parent").is_none(), "{json}");
 }

@@ -2,6 +2,8 @@
 //! through compression and a checksum into a tar, tar.gz or tar.zst file that
 //! appears under its final name only once it is complete and synced.
 
+pub mod chain_restore;
+mod dumpdir;
 mod fingerprint;
 pub mod incremental;
 pub mod manifest;

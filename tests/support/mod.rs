@@ -27,9 +27,10 @@ pub use tree::same_tree;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backupctl");
 
-/// Polls `condition` every 20 ms for up to thirty seconds (a ceiling for a
-/// loaded machine, not a wait: it returns as soon as the condition holds). The only way tests
-/// wait: for a file, a log line, a process to exit; never a fixed sleep.
+/// Polls `condition` every 20 ms for up to thirty seconds: a ceiling for a
+/// loaded machine, not a wait, since it returns as soon as the condition
+/// holds. The only way tests wait: for a file, a log line, a process to
+/// exit; never a fixed sleep.
 #[track_caller]
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -8,6 +8,7 @@
 //! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
 //! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
 //! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest); `status`: the service is not running (the LSB convention for init scripts, where 0 is running) |
+//! | 4    | `run` wrote the archive and kept it locally, but could not copy it to the schedule's remote (`copy-to`); the next run uploads what is missing |
 
 /// How the process ends (see the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub enum ExitCode {
     Partial,
     /// `status` of a service that is not running (LSB: 3).
     NotRunning,
+    /// `run` kept its archive locally but could not copy it (`copy-to`).
+    CopyFailed,
 }
 
 impl ExitCode {
@@ -28,6 +31,7 @@ impl ExitCode {
             ExitCode::Failure => 1,
             ExitCode::InvalidInput => 2,
             ExitCode::Partial | ExitCode::NotRunning => 3,
+            ExitCode::CopyFailed => 4,
         }
     }
 }
@@ -50,6 +54,7 @@ mod tests {
             (ExitCode::InvalidInput, 2),
             (ExitCode::Partial, 3),
             (ExitCode::NotRunning, 3),
+            (ExitCode::CopyFailed, 4),
         ];
         for (code, number) in table {
             assert_eq!(code.code(), number, "{code:?}");

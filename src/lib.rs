@@ -16,4 +16,5 @@ pub mod home;
 pub mod logging;
 pub mod model;
 pub mod primitives;
+pub mod remote;
 pub mod store;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Format, RunState};
+use crate::model::{Format, RemoteCopy, RunState};
 use crate::primitives;
 
 /// A file left out of the archive, or archived inconsistently, and why.
@@ -59,6 +59,15 @@ pub struct Manifest {
     /// manifest matches it (see [`Manifest::describes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Contents>,
+    /// For an archive encrypted with age (`NAME.EXT.age`): the SHA-256 of
+    /// the plaintext, the `.tar[.gz|.zst]` stream `age -d` gives back.
+    /// `sha256` is the encrypted file's, checkable without the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
+    /// Where the archive was copied (`copy-to`) and when the copy was last
+    /// found intact there. Absent until the copy is made and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_copy: Option<RemoteCopy>,
 }
 
 /// Size and SHA-256 of an archive file.
@@ -133,6 +142,8 @@ impl Manifest {
             fingerprint: String::new(),
             excluded: 0,
             previous: None,
+            plaintext_sha256: None,
+            remote_copy: None,
         }
     }
 }
@@ -184,6 +195,8 @@ mod tests {
             fingerprint: "ab".into(),
             excluded: 2,
             previous: None,
+            plaintext_sha256: None,
+            remote_copy: None,
         };
         write_manifest(&archive, &manifest).unwrap();
         assert!(dir.path().join("docs_20250101_020000.tar.gz.json").exists());

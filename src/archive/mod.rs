@@ -2,6 +2,7 @@
 //! through compression and a checksum into a tar, tar.gz or tar.zst file that
 //! appears under its final name only once it is complete and synced.
 
+pub mod encrypt;
 mod fingerprint;
 pub mod manifest;
 mod owners;
@@ -11,6 +12,7 @@ mod reader;
 pub mod restore;
 mod sparse;
 mod sparse_restore;
+pub mod stored;
 mod tree;
 pub mod verify;
 mod writer;
@@ -21,7 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::model::Format;
+use crate::model::{Format, Recipient};
 
 pub use reader::AbortRequested;
 pub use tree::{ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded};
@@ -64,6 +66,8 @@ pub struct ArchiveJob<'a> {
     pub xattrs: bool,
     /// The abort flag and the progress counter.
     pub watch: Watch<'a>,
+    /// Encrypt the archive with age to these recipients (none: plain).
+    pub encrypt_to: &'a [Recipient],
 }
 
 /// A file or directory of the tree that is missing from the archive, or that
@@ -87,6 +91,8 @@ pub struct ArchiveReport {
     pub archive_size: u64,
     /// SHA-256 of the archive file, lower-case hex, computed while writing.
     pub sha256: String,
+    /// For an encrypted archive, the SHA-256 of its plaintext.
+    pub plaintext_sha256: Option<String>,
     /// The source tree's fingerprint (see [`fingerprint_tree`]).
     pub fingerprint: String,
     /// Problems inside the tree; the archive is valid but incomplete.
@@ -114,7 +120,12 @@ pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, 
         source,
     };
     let mut report = ArchiveReport::default();
-    let stream = writer::open_stream(job.format, job.level, file);
+    let encryptor = if job.encrypt_to.is_empty() {
+        None
+    } else {
+        Some(encrypt::encryptor(job.encrypt_to).map_err(write_error)?)
+    };
+    let stream = writer::open_stream(job.format, job.level, file, encryptor);
     let mut builder = tar::Builder::new(stream);
     tree::append_tree(&mut builder, job, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {
@@ -132,6 +143,7 @@ pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, 
     written.file.sync_all().map_err(write_error)?;
     report.archive_size = written.size;
     report.sha256 = written.sha256;
+    report.plaintext_sha256 = written.plaintext_sha256;
     report.duration = started.elapsed();
     Ok(report)
 }

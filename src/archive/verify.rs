@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::encrypt::Identities;
 use super::manifest::{self, Manifest, Match};
-use crate::model::Format;
+use crate::model::{Format, is_encrypted_name};
 use crate::primitives::error_chain;
 
 /// Read buffer for the archive file.
@@ -90,6 +91,10 @@ pub struct Verified {
     pub sha256: String,
     pub size: u64,
     pub entries: u64,
+    /// False for an encrypted archive checked without its key: only the
+    /// stored file's size and SHA-256 were compared (entries is then the
+    /// manifest's count).
+    pub read_through: bool,
 }
 
 /// One thing wrong with an archive.
@@ -116,6 +121,8 @@ pub enum Problem {
     Size { actual: u64, expected: u64 },
     #[error("SHA-256 is {actual}, the manifest says {expected}")]
     Checksum { actual: String, expected: String },
+    #[error("plaintext SHA-256 is {actual}, the manifest says {expected}")]
+    PlaintextChecksum { actual: String, expected: String },
     #[error("does not read through")]
     Damaged {
         #[source]
@@ -153,6 +160,13 @@ impl From<Problem> for Failure {
 /// name no longer leads to the file that was read, the archive was replaced
 /// meanwhile: it is checked again, never reported as failed for that.
 pub fn verify(archive: &Path) -> Result<Verified, Failure> {
+    verify_with(archive, None)
+}
+
+/// [`verify`], decrypting an encrypted archive with `identities` when
+/// given (and then checking its plaintext SHA-256 and reading it through);
+/// without them an encrypted archive's stored SHA-256 and size are checked.
+pub fn verify_with(archive: &Path, identities: Option<&Identities>) -> Result<Verified, Failure> {
     let format = format_of(archive).ok_or(Problem::UnknownFormat)?;
     let mut attempts = 0;
     loop {
@@ -161,7 +175,7 @@ pub fn verify(archive: &Path) -> Result<Verified, Failure> {
         let opened = file
             .metadata()
             .map_err(|source| Problem::Unreadable { source })?;
-        let result = verify_open(archive, format, file);
+        let result = verify_open(archive, format, identities, file);
         let replaced = || match fs::metadata(archive) {
             Ok(now) => (now.dev(), now.ino()) != (opened.dev(), opened.ino()),
             Err(_) => true,
@@ -172,16 +186,63 @@ pub fn verify(archive: &Path) -> Result<Verified, Failure> {
     }
 }
 
-fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, Failure> {
+fn verify_open(
+    archive: &Path,
+    format: Format,
+    identities: Option<&Identities>,
+    file: File,
+) -> Result<Verified, Failure> {
     let manifest = read_manifest(archive)?;
-    let mut hashing = HashingReader::new(io::BufReader::with_capacity(READ_BUFFER, file));
-    let walked = read_through(format, &mut hashing);
+    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let stream = Stream {
+        format,
+        encrypted: is_encrypted_name(&name),
+        identities,
+    };
+    check_stream(&manifest, &name, stream, file)
+}
+
+/// How to read an archive's stored bytes back.
+#[derive(Clone, Copy)]
+pub struct Stream<'a> {
+    pub format: Format,
+    /// An age file (`.age`).
+    pub encrypted: bool,
+    /// The keys to decrypt it with, if given.
+    pub identities: Option<&'a Identities>,
+}
+
+/// Checks the stored bytes `reader` of the archive `name` against its
+/// `manifest`: size and SHA-256, and, unless it is encrypted and no key was
+/// given, the plaintext's SHA-256 (when encrypted) and a read-through.
+/// Shared by the local `verify` and `verify --remote`.
+pub fn check_stream<R: Read>(
+    manifest: &Manifest,
+    name: &str,
+    stream: Stream<'_>,
+    reader: R,
+) -> Result<Verified, Failure> {
+    let mut hashing = HashingReader::new(io::BufReader::with_capacity(READ_BUFFER, reader));
+    let mut plaintext = None;
+    let walked = match (stream.encrypted, stream.identities) {
+        (false, _) => Some(read_through(stream.format, &mut hashing)),
+        (true, None) => None,
+        (true, Some(identities)) => Some(
+            identities
+                .decrypt(io::BufReader::with_capacity(READ_BUFFER, &mut hashing))
+                .and_then(|decrypted| {
+                    let mut plain = HashingReader::new(decrypted);
+                    let entries = read_through(stream.format, &mut plain)?;
+                    plaintext = Some(plain.finish()?.0);
+                    Ok(entries)
+                }),
+        ),
+    };
     let (sha256, size) = hashing
         .finish()
         .map_err(|source| Problem::Unreadable { source })?;
 
     let mut problems = Vec::new();
-    let name = archive.file_name().unwrap_or_default().to_string_lossy();
     if manifest.archive != name {
         problems.push(Problem::OtherArchive {
             named: manifest.archive.clone(),
@@ -198,9 +259,19 @@ fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, F
             expected,
         }),
     }
+    if let (Some(actual), Some(expected)) = (&plaintext, &manifest.plaintext_sha256)
+        && !actual.eq_ignore_ascii_case(expected)
+    {
+        problems.push(Problem::PlaintextChecksum {
+            actual: actual.clone(),
+            expected: expected.clone(),
+        });
+    }
+    let read_through = walked.is_some();
     let entries = match walked {
-        Ok(entries) => entries,
-        Err(error) => {
+        None => manifest.entries,
+        Some(Ok(entries)) => entries,
+        Some(Err(error)) => {
             problems.push(Problem::Damaged { source: error });
             0
         }
@@ -210,6 +281,7 @@ fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, F
             sha256,
             size,
             entries,
+            read_through,
         })
     } else {
         Err(Failure { problems })

@@ -8,6 +8,7 @@
 //! run states). rustic is the model: `rustic_core` owns the operations,
 //! the commands only drive them.
 
+pub mod copy;
 pub mod history;
 pub mod hooks;
 mod job;

@@ -348,6 +348,8 @@ impl TestEnv {
             fingerprint: "0".into(),
             excluded: 0,
             previous: None,
+            plaintext_sha256: None,
+            remote_copy: None,
         };
         write_manifest(&path, &manifest).unwrap();
     }

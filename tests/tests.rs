@@ -12,6 +12,7 @@ mod history;
 mod manager;
 mod operations;
 mod ops;
+mod remote;
 mod scheduling;
 mod sources;
 mod sparse_restore;

@@ -138,7 +138,7 @@ fn sync_once(
     report: &mut CopyReport,
 ) -> Result<(), CopyStepError> {
     let rclone = Rclone::find()?;
-    let remote = rclone.list(target)?;
+    let mut remote = rclone.list(target)?;
     remove_partial_uploads(&rclone, history, target, &remote)?;
     let owned = history.owned().map_err(|source| CopyStepError::List {
         path: history.dir().to_path_buf(),
@@ -180,6 +180,11 @@ fn sync_once(
         );
         report.uploaded.push(location);
         report.newest = Some(copy);
+        remote.push(RemoteFile {
+            name,
+            size: manifest.archive_size,
+            sha256: None,
+        });
     }
     let kept: HashSet<String> = owned.iter().map(|a| a.name()).collect();
     for name in remote_deletions(history.name(), &remote, &kept, remote_keep, pruned) {

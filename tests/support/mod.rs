@@ -6,6 +6,7 @@
 #![allow(dead_code)] // helpers serve many test modules; not all use every one
 
 mod expect;
+pub mod remote;
 mod service;
 mod tree;
 

@@ -158,6 +158,7 @@ fn sync_once(
             report.newest = manifest.remote_copy.clone();
             continue;
         }
+        let started = Instant::now();
         rclone.upload(&archive.path, target, &name)?;
         let hashed = check_copy(&rclone, &location, &manifest)?;
         let copy = RemoteCopy {
@@ -173,9 +174,12 @@ fn sync_once(
         })?;
         let manifest_path = manifest::manifest_path(&archive.path);
         rclone.upload(&manifest_path, target, &format!("{name}.json"))?;
+        let seconds = started.elapsed().as_secs_f64();
         log::info!(
-            "Copied {} to {location} (size{} checked on the remote)",
+            "Copied {} to {location} ({} in {seconds:.2} s, {:.1} MB/s; size{} checked on the remote)",
             name,
+            crate::primitives::human_bytes(manifest.archive_size),
+            manifest.archive_size as f64 / seconds.max(1e-9) / 1e6,
             if hashed { " and SHA-256" } else { "" }
         );
         report.uploaded.push(location);

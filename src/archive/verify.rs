@@ -248,17 +248,7 @@ pub fn check_stream<R: Read>(
             named: manifest.archive.clone(),
         });
     }
-    match manifest.describes(size, &sha256) {
-        Match::Current | Match::Previous => {}
-        Match::WrongSize { expected } => problems.push(Problem::Size {
-            actual: size,
-            expected,
-        }),
-        Match::WrongChecksum { expected } => problems.push(Problem::Checksum {
-            actual: sha256.clone(),
-            expected,
-        }),
-    }
+    problems.extend(compare(manifest, size, &sha256));
     if let (Some(actual), Some(expected)) = (&plaintext, &manifest.plaintext_sha256)
         && !actual.eq_ignore_ascii_case(expected)
     {
@@ -285,6 +275,22 @@ pub fn check_stream<R: Read>(
         })
     } else {
         Err(Failure { problems })
+    }
+}
+
+/// What is wrong with a file of `size` bytes and this `sha256` for its
+/// `manifest`: nothing, its size or its checksum.
+pub fn compare(manifest: &Manifest, size: u64, sha256: &str) -> Option<Problem> {
+    match manifest.describes(size, sha256) {
+        Match::Current | Match::Previous => None,
+        Match::WrongSize { expected } => Some(Problem::Size {
+            actual: size,
+            expected,
+        }),
+        Match::WrongChecksum { expected } => Some(Problem::Checksum {
+            actual: sha256.to_string(),
+            expected,
+        }),
     }
 }
 

@@ -158,29 +158,14 @@ fn verify_copy(
     let format = Format::of_file_name(&archive.archive).ok_or(Problem::UnknownFormat)?;
     let encrypted = is_encrypted_name(&archive.archive);
     if let (Some(sha256), None) = (&archive.sha256, identities) {
-        let problems: Vec<Problem> = match manifest.describes(archive.size, sha256) {
-            crate::archive::manifest::Match::Current
-            | crate::archive::manifest::Match::Previous => Vec::new(),
-            crate::archive::manifest::Match::WrongSize { expected } => vec![Problem::Size {
-                actual: archive.size,
-                expected,
-            }],
-            crate::archive::manifest::Match::WrongChecksum { expected } => {
-                vec![Problem::Checksum {
-                    actual: sha256.clone(),
-                    expected,
-                }]
-            }
-        };
-        return if problems.is_empty() {
-            Ok(Verified {
+        return match verify::compare(&manifest, archive.size, sha256) {
+            None => Ok(Verified {
                 sha256: sha256.clone(),
                 size: archive.size,
                 entries: manifest.entries,
                 read_through: false,
-            })
-        } else {
-            Err(Failure { problems })
+            }),
+            Some(problem) => Err(problem.into()),
         };
     }
     let stream = rclone

@@ -45,7 +45,7 @@ pub struct Args {
     /// Verify the copies on the remote of the schedules named (or of every
     /// schedule with copy-to): the remote's SHA-256 where the backend keeps
     /// one, else each copy streamed and checked against its manifest
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["all", "json"])]
     pub remote: bool,
 }
 

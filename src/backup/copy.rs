@@ -204,10 +204,12 @@ fn sync_once(
 }
 
 /// True when the manifest records a copy at `location` and the remote
-/// listing holds a file there of the archive's size (a copy deleted or
-/// cut on the remote since is uploaded again).
+/// listing holds a file there of the archive's size, and its manifest: a
+/// copy deleted or cut on the remote since, or a run killed between
+/// recording the copy and uploading the manifest, is uploaded again.
 fn is_copied(manifest: &Manifest, location: &str, remote: &[RemoteFile]) -> bool {
     let name = location.rsplit(['/', ':']).next().unwrap_or_default();
+    let manifest_name = format!("{name}.json");
     manifest
         .remote_copy
         .as_ref()
@@ -215,6 +217,7 @@ fn is_copied(manifest: &Manifest, location: &str, remote: &[RemoteFile]) -> bool
         && remote
             .iter()
             .any(|f| f.name == name && f.size == manifest.archive_size)
+        && remote.iter().any(|f| f.name == manifest_name)
 }
 
 /// Checks the uploaded copy against the manifest: its size, and its
@@ -319,6 +322,34 @@ mod tests {
             size: 1,
             sha256: None,
         }
+    }
+
+    #[test]
+    fn a_copy_counts_once_the_remote_holds_it_and_its_manifest() {
+        let mut manifest = Manifest::sample("d", "d.tar");
+        manifest.archive_size = 1;
+        let location = "r:p/d.tar";
+        manifest.remote_copy = Some(RemoteCopy {
+            location: location.into(),
+            verified: chrono::DateTime::UNIX_EPOCH,
+        });
+        assert!(is_copied(
+            &manifest,
+            location,
+            &[file("d.tar"), file("d.tar.json")]
+        ));
+        assert!(!is_copied(&manifest, location, &[file("d.tar")]));
+        assert!(!is_copied(
+            &manifest,
+            "r:q/d.tar",
+            &[file("d.tar"), file("d.tar.json")]
+        ));
+        manifest.archive_size = 2;
+        assert!(!is_copied(
+            &manifest,
+            location,
+            &[file("d.tar"), file("d.tar.json")]
+        ));
     }
 
     #[test]

@@ -106,6 +106,25 @@ fn x25519_and_ssh_ed25519_archives_decrypt_with_stock_age_and_with_restore() {
 }
 
 #[test]
+fn an_ssh_rsa_recipient_is_taken_and_its_key_decrypts() {
+    let env = env_with_keys();
+    env.bash("ssh-keygen -q -t rsa -b 3072 -N '' -C rsa -f rsa")
+        .run();
+    let rsa = env.read("rsa.pub").trim().to_string();
+    env.create(&format!("src;10:00;enc;encrypt-to={rsa}"));
+    let archive = "backups/enc.tar.age";
+    env.manager(["run", "enc"])
+        .stdout_pattern(format!("{archive}: [..]\n"))
+        .run();
+    env.bash(&format!("age -d -i rsa {archive} | tar -t | head -1"))
+        .stdout("src/\n")
+        .run();
+    env.ctl(["verify", "enc", "--identity", "rsa"])
+        .stdout(format!("OK {archive}\n"))
+        .run();
+}
+
+#[test]
 fn a_wrong_key_is_a_clear_error_and_restores_nothing() {
     let env = env_with_keys();
     env.create(&format!(

@@ -46,6 +46,12 @@ pub enum Error {
     Lock(#[from] LockError),
     #[error(transparent)]
     Io(#[from] FileError),
+    /// The remote of `copy-to` (or rclone itself).
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
+    /// A recipients or identity file that cannot be used.
+    #[error(transparent)]
+    Key(#[from] crate::archive::encrypt::KeyError),
     /// The command line was refused; `message` names the bad input.
     #[error("{message} (see --help)")]
     Usage { message: String },
@@ -81,6 +87,14 @@ pub enum Error {
     NoArchivesToVerify { schedule: String },
     #[error("no archive \"{}\" in backups/ or at that path", quote(archive))]
     NoSuchArchive { archive: String },
+    /// `--remote` for a name that is no schedule with `copy-to`.
+    #[error("no schedule named \"{}\" with copy-to=REMOTE:PATH", quote(name))]
+    NoRemote { name: String },
+    #[error(
+        "the manifest of the copy \"{}\" cannot be read: {why}",
+        quote(location)
+    )]
+    RemoteManifest { location: String, why: String },
     /// `backups NAME` for a name that is no schedule and owns no archive.
     #[error(
         "no schedule named \"{}\", nor archives of one in backups/",
@@ -125,6 +139,7 @@ impl Error {
         match self {
             Error::Store(e) if e.is_input_error() => ExitCode::InvalidInput,
             Error::Restore(e) if e.is_input_error() => ExitCode::InvalidInput,
+            Error::Remote(crate::remote::RemoteError::NotInstalled) => ExitCode::InvalidInput,
             Error::Usage { .. }
             | Error::BadFakeNow(_)
             | Error::BadTime(_)
@@ -132,8 +147,10 @@ impl Error {
             | Error::NoVerifyTarget { .. }
             | Error::NoArchivesToVerify { .. }
             | Error::NoSuchArchive { .. }
+            | Error::NoRemote { .. }
             | Error::NoArchivesOwner { .. }
             | Error::NoRetention { .. }
+            | Error::Key(_)
             | Error::NotAHome { .. } => ExitCode::InvalidInput,
             Error::Store(_)
             | Error::Daemon(_)
@@ -143,6 +160,8 @@ impl Error {
             | Error::Job(_)
             | Error::Lock(_)
             | Error::Io(_)
+            | Error::Remote(_)
+            | Error::RemoteManifest { .. }
             | Error::CurrentDir(_)
             | Error::Json(_) => ExitCode::Failure,
             Error::Interrupted { number, .. } => ExitCode::Interrupted { signal: *number },

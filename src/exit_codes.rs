@@ -8,6 +8,7 @@
 //! | 1    | the operation failed: a backup failed, the daemon is not running (`stop`) or already running (`start`), an I/O error |
 //! | 2    | the input was refused: a malformed schedule, a bad index or name, a command-line usage error; nothing was changed |
 //! | 3    | `run` wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest); `status`: the service is not running (the LSB convention for init scripts, where 0 is running) |
+//! | 4    | `run` wrote the archive and kept it locally, but could not copy it to the schedule's remote (`copy-to`); the next run uploads what is missing |
 //! | 130, 143 | `run` was stopped by SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number, as shells report it); its partial archive was removed |
 
 /// How the process ends (see the table above).
@@ -23,6 +24,8 @@ pub enum ExitCode {
     Interrupted {
         signal: u8,
     },
+    /// `run` kept its archive locally but could not copy it (`copy-to`).
+    CopyFailed,
 }
 
 impl ExitCode {
@@ -34,6 +37,7 @@ impl ExitCode {
             ExitCode::InvalidInput => 2,
             ExitCode::Partial | ExitCode::NotRunning => 3,
             ExitCode::Interrupted { signal } => 128 + signal,
+            ExitCode::CopyFailed => 4,
         }
     }
 }
@@ -58,6 +62,7 @@ mod tests {
             (ExitCode::NotRunning, 3),
             (ExitCode::Interrupted { signal: 2 }, 130),
             (ExitCode::Interrupted { signal: 15 }, 143),
+            (ExitCode::CopyFailed, 4),
         ];
         for (code, number) in table {
             assert_eq!(code.code(), number, "{code:?}");

@@ -17,4 +17,5 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod primitives;
+pub mod remote;
 pub mod store;

@@ -5,7 +5,7 @@
 //!
 //! This is a leaf: it imports nothing from the rest of the crate.
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Archive format. Serialized as its extension (`"tar.gz"`), the manifest's
@@ -39,8 +39,10 @@ impl Format {
     }
 
     /// The format of a file name ending in `.tar`, `.tar.gz` or `.tar.zst`
-    /// after a non-empty stem.
+    /// after a non-empty stem, optionally followed by `.age` (encrypted; see
+    /// [`is_encrypted_name`]).
     pub fn of_file_name(name: &str) -> Option<Self> {
+        let name = name.strip_suffix(AGE_SUFFIX).unwrap_or(name);
         [Format::TarGz, Format::TarZst, Format::Tar]
             .into_iter()
             .find(|format| {
@@ -57,6 +59,105 @@ impl Format {
             Format::TarZst => Some((1..=22, 3)),
         }
     }
+}
+
+/// The suffix of an archive encrypted with age (`docs.tar.zst.age`).
+pub const AGE_SUFFIX: &str = ".age";
+
+/// True for an archive name of an encrypted archive: `<archive name>.age`.
+pub fn is_encrypted_name(name: &str) -> bool {
+    name.ends_with(AGE_SUFFIX) && Format::of_file_name(name).is_some()
+}
+
+/// An age recipient of `encrypt-to`: an age X25519 public key (`age1…`) or
+/// an OpenSSH `ssh-ed25519` / `ssh-rsa` public key (a trailing comment is
+/// allowed), checked with the `age` crate's own parsers when the schedule is
+/// read. Kept as typed, so the schedule line reads back as itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient(String);
+
+impl Recipient {
+    /// Checks `text`; the error is the reason, for a message.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.starts_with("age1") {
+            text.parse::<age::x25519::Recipient>()
+                .map_err(|why| format!("is not an age public key ({why})"))?;
+        } else if text.starts_with("ssh-") {
+            use age::ssh::ParseRecipientKeyError as Why;
+            text.parse::<age::ssh::Recipient>()
+                .map_err(|why| match why {
+                    Why::RsaModulusTooSmall => {
+                        "is an ssh-rsa key shorter than 2048 bits".to_string()
+                    }
+                    Why::RsaModulusTooLarge => {
+                        "is an ssh-rsa key longer than age supports".to_string()
+                    }
+                    Why::Unsupported(kind) => {
+                        format!("is a {kind} key; age takes ssh-ed25519 or ssh-rsa keys")
+                    }
+                    _ => "is not a valid ssh-ed25519 or ssh-rsa public key".to_string(),
+                })?;
+        } else {
+            return Err(
+                "is not an age public key (age1...) nor an ssh-ed25519 or ssh-rsa public key"
+                    .into(),
+            );
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a schedule's archives are copied (`copy-to=REMOTE:PATH`): an rclone
+/// remote, named in rclone's own configuration or environment, and a
+/// directory on it. backupctl holds no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RemoteTarget(String);
+
+impl RemoteTarget {
+    /// Checks `REMOTE:PATH`; the error is the reason, for a message.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some((remote, _)) = text.split_once(':') else {
+            return Err("must be REMOTE:PATH, an rclone remote and a directory on it".into());
+        };
+        if remote.is_empty() || remote.starts_with('-') || text.contains(['\n', '\0']) {
+            return Err("must be REMOTE:PATH, an rclone remote and a directory on it".into());
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `REMOTE:PATH/name` (no doubled `/`, nothing added after `REMOTE:`).
+    pub fn join(&self, name: &str) -> String {
+        if self.0.ends_with(':') || self.0.ends_with('/') {
+            format!("{}{name}", self.0)
+        } else {
+            format!("{}/{name}", self.0)
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an archive's copy is and when it was last found intact there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteCopy {
+    /// `REMOTE:PATH/ARCHIVE`.
+    pub location: String,
+    /// When its size and hash were last checked on the remote.
+    pub verified: DateTime<Utc>,
 }
 
 /// Retention rules. Setting any of them keeps a timestamped archive per run.
@@ -89,6 +190,10 @@ pub enum RunState {
     Partial,
     /// No archive was written (or a `before` hook failed).
     Failed,
+    /// The archive was written and kept locally, but its copy to the remote
+    /// (`copy-to`) failed; the next run uploads what is missing.
+    #[serde(rename = "copy-failed")]
+    CopyFailed,
 }
 
 impl RunState {
@@ -97,6 +202,7 @@ impl RunState {
             RunState::Ok => "ok",
             RunState::Partial => "partial",
             RunState::Failed => "failed",
+            RunState::CopyFailed => "copy-failed",
         }
     }
 

@@ -59,13 +59,8 @@ pub const TEMP_RANDOM_LEN: usize = 16;
 pub fn create_temporary(path: &Path, suffix: &str, mode: u32) -> io::Result<(File, PathBuf)> {
     let mut last_error = None;
     for _ in 0..16 {
-        let random: String = (0..TEMP_RANDOM_LEN)
-            .map(|_| fastrand::alphanumeric())
-            .collect();
-        let mut name = OsString::from(".");
-        name.push(path.file_name().unwrap_or_default());
-        name.push(format!(".{random}.{suffix}"));
-        let temp = path.with_file_name(name);
+        let temp =
+            path.with_file_name(temporary_name(path.file_name().unwrap_or_default(), suffix));
         match create_new(&temp, mode) {
             Ok(file) => return Ok((file, temp)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
@@ -73,6 +68,19 @@ pub fn create_temporary(path: &Path, suffix: &str, mode: u32) -> io::Result<(Fil
         }
     }
     Err(last_error.unwrap_or_else(|| io::Error::other("no free temporary name")))
+}
+
+/// A fresh temporary name for `name`: `.NAME.RANDOM.SUFFIX`, the random part
+/// [`TEMP_RANDOM_LEN`] letters and digits. [`create_temporary`] makes its
+/// files with it; a remote upload names its temporary copy with it.
+pub fn temporary_name(name: &std::ffi::OsStr, suffix: &str) -> OsString {
+    let random: String = (0..TEMP_RANDOM_LEN)
+        .map(|_| fastrand::alphanumeric())
+        .collect();
+    let mut temp = OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".{random}.{suffix}"));
+    temp
 }
 
 /// True when `file_name` is a temporary name [`create_temporary`] made for

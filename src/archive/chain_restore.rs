@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use super::dumpdir;
 use super::manifest::{self, Manifest};
 use super::restore::{self, RestoreError, RestoreJob, RestoreReport};
-use super::verify::{decompressed, format_of};
+use super::stored::Input;
+use super::verify::format_of;
+use sha2::{Digest, Sha256};
 
 /// Why an archive's chain is not whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,8 +94,19 @@ pub fn restore_chain(
     job: &RestoreJob<'_>,
     on_restored: &mut dyn FnMut(&Path),
 ) -> Result<RestoreReport, RestoreError> {
-    let chain = match manifest::read_manifest(job.archive) {
+    let chain = match job.input.manifest(job.archive) {
         Ok(manifest) if manifest.chain.as_ref().is_some_and(|l| l.level > 0) => {
+            if job.input.stream.is_some() {
+                // Its parents would have to come from the remote too.
+                return Err(RestoreError::BrokenChain {
+                    path: job.archive.to_path_buf(),
+                    source: broken(
+                        "an incremental is restored from its local chain only; \
+                         restore its full archive from the remote first"
+                            .to_string(),
+                    ),
+                });
+            }
             chain_of(job.archive, &manifest).map_err(|source| RestoreError::BrokenChain {
                 path: job.archive.to_path_buf(),
                 source,
@@ -105,13 +118,13 @@ pub fn restore_chain(
     // incremental's dumpdirs.
     for archive in &chain {
         restore::check(&RestoreJob { archive, ..*job })?;
-        dumpdirs(archive, |_, _| Ok(()))?;
+        dumpdirs(archive, &job.input, |_, _| Ok(()))?;
     }
     let mut total: Option<RestoreReport> = None;
     for (i, archive) in chain.iter().enumerate() {
         if i > 0 {
             let mut failed = None;
-            dumpdirs(archive, |relative, dumpdir| {
+            dumpdirs(archive, &job.input, |relative, dumpdir| {
                 dumpdir::prune_extra(job.destination, &relative, &dumpdir)
                     .map(drop)
                     .inspect_err(|_| failed = Some(job.destination.join(&relative)))
@@ -128,6 +141,7 @@ pub fn restore_chain(
             archive,
             destination: job.destination,
             force: job.force || i > 0,
+            input: job.input,
         };
         let report = restore::restore(&step, on_restored)?;
         total = Some(match total {
@@ -148,6 +162,7 @@ pub fn restore_chain(
 /// the archive.
 fn dumpdirs(
     archive: &Path,
+    input: &Input<'_>,
     each: impl FnMut(PathBuf, dumpdir::Dumpdir) -> io::Result<()>,
 ) -> Result<(), RestoreError> {
     let read_error = |source| RestoreError::Read {
@@ -158,7 +173,10 @@ fn dumpdirs(
         path: archive.to_path_buf(),
     })?;
     let file = File::open(archive).map_err(read_error)?;
-    let reader = decompressed(format, io::BufReader::new(file)).map_err(read_error)?;
+    let mut plaintext = Sha256::new();
+    let reader = input
+        .tar_stream(archive, format, io::BufReader::new(file), &mut plaintext)
+        .map_err(read_error)?;
     dumpdir::for_each(reader, each)
         .map_err(read_error)?
         .map_err(|(entry, why)| RestoreError::Hostile {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Format, RunState};
+use crate::model::{Format, RemoteCopy, RunState};
 use crate::primitives;
 
 /// A file left out of the archive, or archived inconsistently, and why.
@@ -63,6 +63,15 @@ pub struct Manifest {
     /// in its chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainLink>,
+    /// For an archive encrypted with age (`NAME.EXT.age`): the SHA-256 of
+    /// the plaintext, the `.tar[.gz|.zst]` stream `age -d` gives back.
+    /// `sha256` is the encrypted file's, checkable without the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
+    /// Where the archive was copied (`copy-to`) and when the copy was last
+    /// found intact there. Absent until the copy is made and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_copy: Option<RemoteCopy>,
 }
 
 /// An archive's place in an incremental chain.
@@ -159,6 +168,8 @@ impl Manifest {
             excluded: 0,
             previous: None,
             chain: None,
+            plaintext_sha256: None,
+            remote_copy: None,
         }
     }
 }
@@ -211,6 +222,8 @@ mod tests {
             excluded: 2,
             previous: None,
             chain: None,
+            plaintext_sha256: None,
+            remote_copy: None,
         };
         write_manifest(&archive, &manifest).unwrap();
         assert!(dir.path().join("docs_20250101_020000.tar.gz.json").exists());

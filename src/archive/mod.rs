@@ -4,6 +4,7 @@
 
 pub mod chain_restore;
 mod dumpdir;
+pub mod encrypt;
 mod fingerprint;
 pub mod incremental;
 pub mod manifest;
@@ -14,6 +15,7 @@ mod reader;
 pub mod restore;
 mod sparse;
 mod sparse_restore;
+pub mod stored;
 mod tree;
 pub mod verify;
 mod writer;
@@ -24,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::model::Format;
+use crate::model::{Format, Recipient};
 
 pub use reader::AbortRequested;
 pub use tree::{
@@ -69,6 +71,8 @@ pub struct ArchiveJob<'a> {
     pub xattrs: bool,
     /// The abort flag and the progress counter.
     pub watch: Watch<'a>,
+    /// Encrypt the archive with age to these recipients (none: plain).
+    pub encrypt_to: &'a [Recipient],
 }
 
 /// A file or directory of the tree that is missing from the archive, or that
@@ -92,6 +96,8 @@ pub struct ArchiveReport {
     pub archive_size: u64,
     /// SHA-256 of the archive file, lower-case hex, computed while writing.
     pub sha256: String,
+    /// For an encrypted archive, the SHA-256 of its plaintext.
+    pub plaintext_sha256: Option<String>,
     /// The source tree's fingerprint (see [`fingerprint_tree`]).
     pub fingerprint: String,
     /// Problems inside the tree; the archive is valid but incomplete.
@@ -134,7 +140,12 @@ fn write_with<'j>(
         source,
     };
     let mut report = ArchiveReport::default();
-    let stream = writer::open_stream(job.format, job.level, file, job.watch.abort);
+    let encryptor = if job.encrypt_to.is_empty() {
+        None
+    } else {
+        Some(encrypt::encryptor(job.encrypt_to).map_err(write_error)?)
+    };
+    let stream = writer::open_stream(job.format, job.level, file, job.watch.abort, encryptor);
     let mut builder = tar::Builder::new(stream);
     append(&mut builder, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {
@@ -152,6 +163,7 @@ fn write_with<'j>(
     written.file.sync_all().map_err(write_error)?;
     report.archive_size = written.size;
     report.sha256 = written.sha256;
+    report.plaintext_sha256 = written.plaintext_sha256;
     report.duration = started.elapsed();
     Ok(report)
 }

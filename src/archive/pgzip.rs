@@ -234,7 +234,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.gz");
         let file = std::fs::File::create(&path).unwrap();
-        let sink = super::super::writer::sink(file);
+        let sink = super::super::writer::sink(file, None).unwrap();
         let mut gz = Box::new(ParallelGzip::new(sink, level));
         // Odd-sized writes cross block boundaries at odd places.
         for chunk in data.chunks(77_777) {

@@ -36,11 +36,12 @@ use nix::sys::stat::{Mode, lutimes};
 use nix::sys::time::TimeVal;
 use tar::EntryType;
 
-use super::manifest;
 use super::manifest::Match;
 use super::sparse_restore;
-use super::verify::{HashingReader, decompressed, format_of};
+use super::stored::{self, Input};
+use super::verify::{HashingReader, format_of};
 use crate::model::Format;
+use sha2::Digest;
 
 /// Why a restore was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,9 @@ pub struct RestoreJob<'a> {
     pub destination: &'a Path,
     /// Replace existing files and symlinks (never directories).
     pub force: bool,
+    /// Where the stored bytes come from and the keys of an encrypted
+    /// archive (default: the file, unencrypted).
+    pub input: Input<'a>,
 }
 
 /// What the manifest said about the archive.
@@ -161,8 +165,9 @@ pub fn check(job: &RestoreJob<'_>) -> Result<ManifestCheck, RestoreError> {
     validate(job, format)
 }
 
-fn open_archive(path: &Path) -> Result<File, RestoreError> {
-    File::open(path).map_err(|e| {
+fn open_archive<'a>(job: &RestoreJob<'a>) -> Result<Box<dyn Read + Send + 'a>, RestoreError> {
+    let path = job.archive;
+    job.input.open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             RestoreError::ArchiveMissing {
                 path: path.to_path_buf(),
@@ -182,10 +187,14 @@ fn read_error(path: &Path, error: io::Error) -> RestoreError {
 
 /// Pass 1: checks every entry and the archive's manifest; writes nothing.
 fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, RestoreError> {
-    let file = open_archive(job.archive)?;
-    let mut hashing = HashingReader::new(io::BufReader::new(file));
+    let file = open_archive(job)?;
+    let mut hashing = HashingReader::new(file);
+    let mut plaintext = sha2::Sha256::new();
     {
-        let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, e))?;
+        let reader = job
+            .input
+            .tar_stream(job.archive, format, &mut hashing, &mut plaintext)
+            .map_err(|e| read_error(job.archive, e))?;
         let mut archive = tar::Archive::new(reader);
         let mut checker = Checker::new(job);
         let mut needed: u64 = 0;
@@ -210,7 +219,20 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
             .map_err(|e| read_error(job.archive, e))?;
     }
     let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, e))?;
-    Ok(match manifest::read_manifest(job.archive) {
+    let plaintext = crate::primitives::hex(&plaintext.finalize());
+    Ok(match job.input.manifest(job.archive) {
+        Ok(m)
+            if stored::is_encrypted(job.archive)
+                && m.plaintext_sha256.as_ref().is_some_and(|p| *p != plaintext) =>
+        {
+            return Err(RestoreError::Mismatch {
+                path: job.archive.to_path_buf(),
+                why: format!(
+                    "plaintext SHA-256 is {plaintext}, the manifest says {}",
+                    m.plaintext_sha256.unwrap_or_default()
+                ),
+            });
+        }
         Ok(m) => match m.describes(size, &sha256) {
             Match::Current | Match::Previous => ManifestCheck::Matched,
             Match::WrongSize { expected } => {
@@ -512,9 +534,12 @@ fn extract(
     format: Format,
     on_restored: &mut dyn FnMut(&Path),
 ) -> Result<RestoreReport, RestoreError> {
-    let file = open_archive(job.archive)?;
-    let reader =
-        decompressed(format, io::BufReader::new(file)).map_err(|e| read_error(job.archive, e))?;
+    let file = open_archive(job)?;
+    let mut plaintext = sha2::Sha256::new();
+    let reader = job
+        .input
+        .tar_stream(job.archive, format, file, &mut plaintext)
+        .map_err(|e| read_error(job.archive, e))?;
     let mut archive = tar::Archive::new(reader);
     let mut checker = Checker::new(job);
     let mut report = RestoreReport {

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::encrypt::Identities;
 use super::manifest::{self, Manifest, Match};
-use crate::model::Format;
+use crate::model::{Format, is_encrypted_name};
 use crate::primitives::error_chain;
 
 /// Read buffer for the archive file.
@@ -90,6 +91,10 @@ pub struct Verified {
     pub sha256: String,
     pub size: u64,
     pub entries: u64,
+    /// False for an encrypted archive checked without its key: only the
+    /// stored file's size and SHA-256 were compared (entries is then the
+    /// manifest's count).
+    pub read_through: bool,
 }
 
 /// One thing wrong with an archive.
@@ -121,6 +126,8 @@ pub enum Problem {
         #[source]
         source: super::chain_restore::BrokenChain,
     },
+    #[error("plaintext SHA-256 is {actual}, the manifest says {expected}")]
+    PlaintextChecksum { actual: String, expected: String },
     #[error("does not read through")]
     Damaged {
         #[source]
@@ -158,6 +165,13 @@ impl From<Problem> for Failure {
 /// name no longer leads to the file that was read, the archive was replaced
 /// meanwhile: it is checked again, never reported as failed for that.
 pub fn verify(archive: &Path) -> Result<Verified, Failure> {
+    verify_with(archive, None)
+}
+
+/// [`verify`], decrypting an encrypted archive with `identities` when
+/// given (and then checking its plaintext SHA-256 and reading it through);
+/// without them an encrypted archive's stored SHA-256 and size are checked.
+pub fn verify_with(archive: &Path, identities: Option<&Identities>) -> Result<Verified, Failure> {
     let format = format_of(archive).ok_or(Problem::UnknownFormat)?;
     let mut attempts = 0;
     loop {
@@ -166,7 +180,7 @@ pub fn verify(archive: &Path) -> Result<Verified, Failure> {
         let opened = file
             .metadata()
             .map_err(|source| Problem::Unreadable { source })?;
-        let result = verify_open(archive, format, file);
+        let result = verify_open(archive, format, identities, file);
         let replaced = || match fs::metadata(archive) {
             Ok(now) => (now.dev(), now.ino()) != (opened.dev(), opened.ino()),
             Err(_) => true,
@@ -177,38 +191,93 @@ pub fn verify(archive: &Path) -> Result<Verified, Failure> {
     }
 }
 
-fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, Failure> {
+fn verify_open(
+    archive: &Path,
+    format: Format,
+    identities: Option<&Identities>,
+    file: File,
+) -> Result<Verified, Failure> {
     let manifest = read_manifest(archive)?;
-    let mut hashing = HashingReader::new(io::BufReader::with_capacity(READ_BUFFER, file));
-    let walked = read_through(format, &mut hashing);
+    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let stream = Stream {
+        format,
+        encrypted: is_encrypted_name(&name),
+        identities,
+    };
+    let checked = check_stream(&manifest, &name, stream, file);
+    // An incremental is only as good as its chain, which lies beside it.
+    match (checked, super::chain_restore::chain_of(archive, &manifest)) {
+        (checked, Ok(_)) => checked,
+        (Ok(_), Err(source)) => Err(Failure {
+            problems: vec![Problem::Chain { source }],
+        }),
+        (Err(mut failure), Err(source)) => {
+            failure.problems.push(Problem::Chain { source });
+            Err(failure)
+        }
+    }
+}
+
+/// How to read an archive's stored bytes back.
+#[derive(Clone, Copy)]
+pub struct Stream<'a> {
+    pub format: Format,
+    /// An age file (`.age`).
+    pub encrypted: bool,
+    /// The keys to decrypt it with, if given.
+    pub identities: Option<&'a Identities>,
+}
+
+/// Checks the stored bytes `reader` of the archive `name` against its
+/// `manifest`: size and SHA-256, and, unless it is encrypted and no key was
+/// given, the plaintext's SHA-256 (when encrypted) and a read-through.
+/// Shared by the local `verify` and `verify --remote`.
+pub fn check_stream<R: Read>(
+    manifest: &Manifest,
+    name: &str,
+    stream: Stream<'_>,
+    reader: R,
+) -> Result<Verified, Failure> {
+    let mut hashing = HashingReader::new(io::BufReader::with_capacity(READ_BUFFER, reader));
+    let mut plaintext = None;
+    let walked = match (stream.encrypted, stream.identities) {
+        (false, _) => Some(read_through(stream.format, &mut hashing)),
+        (true, None) => None,
+        (true, Some(identities)) => Some(
+            identities
+                .decrypt(io::BufReader::with_capacity(READ_BUFFER, &mut hashing))
+                .and_then(|decrypted| {
+                    let mut plain = HashingReader::new(decrypted);
+                    let entries = read_through(stream.format, &mut plain)?;
+                    plaintext = Some(plain.finish()?.0);
+                    Ok(entries)
+                }),
+        ),
+    };
     let (sha256, size) = hashing
         .finish()
         .map_err(|source| Problem::Unreadable { source })?;
 
     let mut problems = Vec::new();
-    let name = archive.file_name().unwrap_or_default().to_string_lossy();
     if manifest.archive != name {
         problems.push(Problem::OtherArchive {
             named: manifest.archive.clone(),
         });
     }
-    match manifest.describes(size, &sha256) {
-        Match::Current | Match::Previous => {}
-        Match::WrongSize { expected } => problems.push(Problem::Size {
-            actual: size,
-            expected,
-        }),
-        Match::WrongChecksum { expected } => problems.push(Problem::Checksum {
-            actual: sha256.clone(),
-            expected,
-        }),
+    problems.extend(compare(manifest, size, &sha256));
+    if let (Some(actual), Some(expected)) = (&plaintext, &manifest.plaintext_sha256)
+        && !actual.eq_ignore_ascii_case(expected)
+    {
+        problems.push(Problem::PlaintextChecksum {
+            actual: actual.clone(),
+            expected: expected.clone(),
+        });
     }
-    if let Err(source) = super::chain_restore::chain_of(archive, &manifest) {
-        problems.push(Problem::Chain { source });
-    }
+    let read_through = walked.is_some();
     let entries = match walked {
-        Ok(entries) => entries,
-        Err(error) => {
+        None => manifest.entries,
+        Some(Ok(entries)) => entries,
+        Some(Err(error)) => {
             problems.push(Problem::Damaged { source: error });
             0
         }
@@ -218,9 +287,26 @@ fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, F
             sha256,
             size,
             entries,
+            read_through,
         })
     } else {
         Err(Failure { problems })
+    }
+}
+
+/// What is wrong with a file of `size` bytes and this `sha256` for its
+/// `manifest`: nothing, its size or its checksum.
+pub fn compare(manifest: &Manifest, size: u64, sha256: &str) -> Option<Problem> {
+    match manifest.describes(size, sha256) {
+        Match::Current | Match::Previous => None,
+        Match::WrongSize { expected } => Some(Problem::Size {
+            actual: size,
+            expected,
+        }),
+        Match::WrongChecksum { expected } => Some(Problem::Checksum {
+            actual: sha256.to_string(),
+            expected,
+        }),
     }
 }
 

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::primitives::hex;
 
+use super::encrypt::Encrypting;
 use super::pgzip::ParallelGzip;
 use super::reader::AbortRequested;
 use crate::model::Format;
@@ -40,6 +41,9 @@ pub struct Written {
     /// Lower-case hex SHA-256 of the whole file.
     pub sha256: String,
     pub size: u64,
+    /// For an encrypted archive, the SHA-256 of the plaintext (what
+    /// `age -d` gives back).
+    pub plaintext_sha256: Option<String>,
 }
 
 /// The stream the tar builder writes into. `finish` flushes every stage and
@@ -48,15 +52,20 @@ pub trait ArchiveStream: Write {
     fn finish(self: Box<Self>) -> io::Result<Written>;
 }
 
-/// The writer stack for `format` at `level`, writing into `file`. Setting
-/// `abort` makes a write that waits for the compressor give up at once.
+/// The writer stack for `format` at `level`, writing into `file`,
+/// encrypted when `encryptor` is given. Setting `abort` makes a write that
+/// waits for the compressor give up at once.
 pub fn open_stream(
     format: Format,
     level: Option<i32>,
     file: File,
     abort: &AtomicBool,
+    encryptor: Option<age::Encryptor>,
 ) -> Box<dyn ArchiveStream + '_> {
-    let sink = sink(file);
+    let sink = match sink(file, encryptor) {
+        Ok(sink) => sink,
+        Err(e) => return Box::new(Failed(Some(e))),
+    };
     match format {
         Format::Tar => Box::new(StageThread::spawn(Encoder::Plain(sink), abort)),
         Format::TarZst => {
@@ -173,12 +182,26 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-impl HashingWriter<BufWriter<EarlyWriteback>> {
-    /// The end of every stack: unbuffer and report.
+impl Sink {
+    /// The end of every stack: end the encryption, unbuffer and report.
     pub fn into_written(self) -> io::Result<Written> {
-        let (buffered, sha256, size) = self.finish()?;
+        let (output, sha256, size) = self.finish()?;
+        let (buffered, stored) = output.finish()?;
         let file = buffered.into_inner().map_err(|e| e.into_error())?.file;
-        Ok(Written { file, sha256, size })
+        Ok(match stored {
+            None => Written {
+                file,
+                sha256,
+                size,
+                plaintext_sha256: None,
+            },
+            Some((stored_sha256, stored_size)) => Written {
+                file,
+                sha256: stored_sha256,
+                size: stored_size,
+                plaintext_sha256: Some(sha256),
+            },
+        })
     }
 }
 
@@ -257,14 +280,13 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// The sink stack reached by the stage thread.
-pub type Sink = HashingWriter<BufWriter<EarlyWriteback>>;
+pub type Sink = HashingWriter<Encrypting<BufWriter<EarlyWriteback>>>;
 
-/// The bottom of every stack: hash and count, buffer, write back early.
-pub fn sink(file: File) -> Sink {
-    HashingWriter::new(BufWriter::with_capacity(
-        OUTPUT_BUFFER,
-        EarlyWriteback::new(file),
-    ))
+/// The bottom of every stack: hash and count, encrypt (when asked), buffer,
+/// write back early.
+pub fn sink(file: File, encryptor: Option<age::Encryptor>) -> io::Result<Sink> {
+    let buffered = BufWriter::with_capacity(OUTPUT_BUFFER, EarlyWriteback::new(file));
+    Ok(HashingWriter::new(Encrypting::new(buffered, encryptor)?))
 }
 
 /// What the stage thread runs the bytes through.

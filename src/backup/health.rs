@@ -74,6 +74,9 @@ where
         if let Some(problem) = partial_last_run(self.states, schedule) {
             problems.push(problem);
         }
+        if let Some(problem) = copy_failed_last_run(self.states, schedule) {
+            problems.push(problem);
+        }
         if let (Err(untrusted), true) = (self.hooks_trusted, has_hooks(schedule)) {
             problems.push(format!(
                 "{}: its hooks will not run: {untrusted}",
@@ -194,6 +197,19 @@ fn partial_last_run(states: &RunStates, schedule: &Schedule) -> Option<String> {
         schedule.name,
         log_stamp(last.started)
     ))
+}
+
+/// A last run whose archive was not copied to the schedule's remote.
+fn copy_failed_last_run(states: &RunStates, schedule: &Schedule) -> Option<String> {
+    let last = states.schedules.get(&schedule.name)?.last_run.as_ref()?;
+    (last.state == RunState::CopyFailed).then(|| {
+        format!(
+            "{}: last run {} could not copy its archive to the remote: {}",
+            schedule.name,
+            log_stamp(last.started),
+            printable(last.error.as_deref().unwrap_or("no reason recorded"))
+        )
+    })
 }
 
 /// `3d 4h`, `2h 5m`, `45m`.

@@ -39,6 +39,8 @@ pub struct ArchiveFile {
     /// When the file was last written.
     pub modified: SystemTime,
     pub size: u64,
+    /// Encrypted with age (`NAME.EXT.age`).
+    pub encrypted: bool,
 }
 
 impl ArchiveFile {
@@ -77,6 +79,8 @@ pub struct History {
     name: String,
     format: Format,
     retention: Retention,
+    /// New archives are encrypted (`encrypt-to`): named `NAME.EXT.age`.
+    encrypted: bool,
 }
 
 impl History {
@@ -86,6 +90,7 @@ impl History {
             name: schedule.name.clone(),
             format: schedule.options.format,
             retention: schedule.options.retention.clone(),
+            encrypted: schedule.options.encrypts(),
         }
     }
 
@@ -97,7 +102,13 @@ impl History {
             name: name.to_string(),
             format: Format::default(),
             retention: Retention::default(),
+            encrypted: false,
         }
+    }
+
+    /// The schedule's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn dir(&self) -> &Path {
@@ -221,6 +232,7 @@ impl History {
                 stamp,
                 modified: metadata.modified()?,
                 size: metadata.len(),
+                encrypted: crate::model::is_encrypted_name(&name),
             });
         }
         found.sort_by(|a, b| a.taken().cmp(&b.taken()).then_with(|| a.path.cmp(&b.path)));
@@ -262,7 +274,10 @@ impl History {
     /// `if-changed` comparison, the progress estimate).
     pub fn newest_current(&self) -> Option<(ArchiveFile, Manifest)> {
         let newest = self.newest().ok()??;
-        if newest.format != self.format || newest.stamp.is_some() != self.keeps_history() {
+        if newest.format != self.format
+            || newest.stamp.is_some() != self.keeps_history()
+            || newest.encrypted != self.encrypted
+        {
             return None;
         }
         let manifest = self.read_manifest(&newest.path).ok()?;
@@ -276,9 +291,8 @@ impl History {
     /// replaces another run's archive, and is never refused for it.
     pub fn next_archive(&self, now: DateTime<Utc>) -> Result<NextArchive, NoFreeName> {
         if !self.keeps_history() {
-            let name = archive_file_name(&self.name, self.format, None);
             return Ok(NextArchive {
-                path: self.dir.join(name),
+                path: self.dir.join(self.file_name(None)),
                 stamp: None,
             });
         }
@@ -306,21 +320,33 @@ impl History {
                 dir: self.dir.clone(),
                 stamp: wanted,
             })?;
-        let name = archive_file_name(&self.name, self.format, Some(stamp));
         Ok(NextArchive {
-            path: self.dir.join(name),
+            path: self.dir.join(self.file_name(Some(stamp))),
             stamp: Some(stamp),
         })
     }
 
-    /// Any archive or manifest of this schedule with this stamp, any format.
+    /// The name of a new archive: [`archive_file_name`], with `.age` when
+    /// the schedule encrypts.
+    fn file_name(&self, stamp: Option<NaiveDateTime>) -> String {
+        let name = archive_file_name(&self.name, self.format, stamp);
+        if self.encrypted {
+            name + crate::model::AGE_SUFFIX
+        } else {
+            name
+        }
+    }
+
+    /// Any archive or manifest of this schedule with this stamp, any format,
+    /// encrypted or not.
     fn stamp_taken(&self, stamp: NaiveDateTime) -> bool {
         Format::ALL
             .into_iter()
-            .map(|format| {
-                self.dir
-                    .join(archive_file_name(&self.name, format, Some(stamp)))
+            .flat_map(|format| {
+                let name = archive_file_name(&self.name, format, Some(stamp));
+                [name.clone() + crate::model::AGE_SUFFIX, name]
             })
+            .map(|name| self.dir.join(name))
             .any(|path| {
                 path.symlink_metadata().is_ok()
                     || manifest::manifest_path(&path).symlink_metadata().is_ok()
@@ -455,7 +481,7 @@ fn crash_point(step: &str) {
 
 /// `TARGET` for a name `.TARGET.RANDOM.SUFFIX` made by
 /// [`primitives::create_temporary`].
-fn temporary_target<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
+pub(crate) fn temporary_target<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
     let rest = name
         .strip_prefix('.')?
         .strip_suffix(suffix)?
@@ -472,11 +498,15 @@ pub fn archive_file_name(schedule: &str, format: Format, stamp: Option<NaiveDate
     }
 }
 
-/// Reads `file_name` as an archive of `schedule`, if it is one.
+/// Reads `file_name` as an archive of `schedule`, if it is one (encrypted
+/// or not: a `.age` after the extension is allowed).
 pub fn parse_for_schedule(
     file_name: &str,
     schedule: &str,
 ) -> Option<(Format, Option<NaiveDateTime>)> {
+    let file_name = file_name
+        .strip_suffix(crate::model::AGE_SUFFIX)
+        .unwrap_or(file_name);
     let rest = file_name.strip_prefix(schedule)?;
     if let Some(ext) = rest.strip_prefix('.') {
         return Format::from_extension(ext).map(|f| (f, None));
@@ -498,7 +528,7 @@ pub fn parse_for_schedule(
 }
 
 /// The archive files in `dir`, sorted by name: regular files named `*.tar`,
-/// `*.tar.gz` or `*.tar.zst`, never hidden (temporary, lock) files nor
+/// `*.tar.gz` or `*.tar.zst`, each maybe followed by `.age`, never hidden (temporary, lock) files nor
 /// manifests. A missing directory has none.
 pub fn archive_names(dir: &Path) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
@@ -543,6 +573,7 @@ mod tests {
             dir: dir.to_path_buf(),
             name: schedule.name.clone(),
             format: schedule.options.format,
+            encrypted: schedule.options.encrypts(),
             retention: schedule.options.retention,
         }
     }
@@ -569,6 +600,11 @@ mod tests {
         assert_eq!(parse_for_schedule("a.tar.json", "a"), None);
         assert_eq!(parse_for_schedule("a_2025010X_030405.tar", "a"), None);
         assert_eq!(parse_for_schedule("ab.tar", "a"), None);
+        assert_eq!(parse_for_schedule("a.age", "a"), None);
+        assert_eq!(
+            parse_for_schedule("a_20250102_030405.tar.zst.age", "a"),
+            Some((Format::TarZst, Some(stamp())))
+        );
     }
 
     #[test]

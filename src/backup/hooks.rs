@@ -54,7 +54,7 @@ pub struct HookEnv {
     pub source: String,
     /// `BACKUPCTL_ARCHIVE`: the archive written (absolute path).
     pub archive: String,
-    /// `BACKUPCTL_STATE`: `running` (before), `ok` or `partial` (after), `failed` (on-failure).
+    /// `BACKUPCTL_STATE`: `running` (before), `ok` or `partial` (after), `failed` or `copy-failed` (on-failure).
     pub state: String,
     /// `BACKUPCTL_SIZE`: the archive's size in bytes.
     pub size: String,

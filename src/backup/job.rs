@@ -216,6 +216,10 @@ fn after_hooks(
         ..base_env(home, schedule)
     };
     let kind = match outcome {
+        Ok(RunOutcome::Finished(finished)) if finished.state == RunState::CopyFailed => {
+            env.error = record.error.clone().unwrap_or_default();
+            HookKind::OnFailure
+        }
         Ok(RunOutcome::Finished(finished)) => {
             env.duration = format!("{:.3}", finished.report.duration.as_secs_f64());
             HookKind::After
@@ -258,14 +262,23 @@ fn record_of(
         size,
         error: None,
         skipped: Some(skipped),
+        remote_copy: None,
     };
     match outcome {
-        Ok(RunOutcome::Finished(run)) => success(
-            run.state,
-            &run.archive,
-            Some(run.report.archive_size),
-            run.report.skipped.len() as u64,
-        ),
+        Ok(RunOutcome::Finished(run)) => {
+            let mut record = success(
+                run.state,
+                &run.archive,
+                Some(run.report.archive_size),
+                run.report.skipped.len() as u64,
+            );
+            match &run.copy {
+                Some(Ok(copy)) => record.remote_copy = copy.newest.clone(),
+                Some(Err(error)) => record.error = Some(error_chain(error)),
+                None => {}
+            }
+            record
+        }
         Ok(RunOutcome::Unchanged { since }) => {
             success(RunState::Ok, &since.path, Some(since.size), 0)
         }
@@ -277,6 +290,7 @@ fn record_of(
             size: None,
             error: Some(error_chain(error)),
             skipped: None,
+            remote_copy: None,
         },
     }
 }

@@ -9,6 +9,7 @@
 //! the commands only drive them.
 
 pub mod chain;
+pub mod copy;
 pub mod health;
 pub mod history;
 pub mod hooks;

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::chain;
+use super::copy::{self, CopyError, CopyReport};
 use super::history::{ArchiveFile, History, NextArchive, NoFreeName, PublishError};
 use super::lock::ScheduleLock;
 use super::retention::Decision;
+use crate::archive::encrypt::{self, KeyError};
 use crate::archive::incremental;
 use crate::archive::manifest::{Contents, Manifest, SkippedFile};
 use crate::archive::{
@@ -25,7 +27,7 @@ use crate::archive::{
 };
 use crate::clock;
 use crate::home::Home;
-use crate::model::{Format, RunState};
+use crate::model::{Format, Recipient, RunState};
 use crate::primitives::{self, error_chain, human_bytes};
 use crate::store::Schedule;
 
@@ -61,6 +63,14 @@ pub enum RunError {
         #[source]
         source: Box<ExcludeError>,
     },
+    #[error("backup failed for {schedule_source} (schedule {schedule})")]
+    Recipients {
+        schedule: String,
+        schedule_source: String,
+        // Boxed, like `Excludes`: large and rare.
+        #[source]
+        source: Box<KeyError>,
+    },
     #[error("cannot list the archives of {schedule} in {}", path.display())]
     List {
         schedule: String,
@@ -88,10 +98,14 @@ pub struct Finished {
     pub state: RunState,
     /// Archives deleted by retention after this one was in place.
     pub pruned: Vec<PathBuf>,
+    /// The copy to the schedule's remote (`copy-to`), when it has one.
+    pub copy: Option<Result<CopyReport, CopyError>>,
 }
 
-/// What a run did.
+/// What a run did. One per run, never in a collection: the size difference
+/// between the variants costs nothing worth a box.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum RunOutcome {
     Finished(Finished),
     /// `if-changed`, and the tree matches the fingerprint of this archive.
@@ -160,6 +174,7 @@ fn run_locked(
     {
         return Ok(RunOutcome::Unchanged { since });
     }
+    let recipients = recipients(home, schedule)?;
     let NextArchive { path: archive, .. } = next_archive(&history, schedule, request.now)?;
     let archive_error = |source| RunError::Archive {
         schedule: schedule.name.clone(),
@@ -182,6 +197,7 @@ fn run_locked(
         exclude: &exclude,
         xattrs: !schedule.options.no_xattrs,
         watch: request.watch,
+        encrypt_to: &recipients,
     };
     let link = chain::next_link(&history, schedule, &source);
     let (report, chain) = match &link {
@@ -206,7 +222,7 @@ fn run_locked(
             shown.join(", ")
         );
     }
-    let state = if report.skipped.is_empty() {
+    let mut state = if report.skipped.is_empty() {
         RunState::Ok
     } else {
         RunState::Partial
@@ -228,11 +244,26 @@ fn run_locked(
     } else {
         Vec::new()
     };
+    // The copy follows the archive, its manifest and the local pruning: a
+    // failed copy never undoes the local archive.
+    let copy = schedule.options.copy_to.as_ref().map(|target| {
+        copy::sync(
+            &history,
+            target,
+            schedule.options.remote_keep,
+            &pruned,
+            request.now,
+        )
+    });
+    if matches!(copy, Some(Err(_))) {
+        state = RunState::CopyFailed;
+    }
     Ok(RunOutcome::Finished(Finished {
         archive,
         report,
         state,
         pruned,
+        copy,
     }))
 }
 
@@ -304,6 +335,24 @@ fn write_link(
             sha256: written.sha256,
         },
     ))
+}
+
+/// Everyone the schedule's archives are encrypted to: its `encrypt-to`
+/// recipients and those of its `encrypt-to-file` files, read now.
+fn recipients(home: &Home, schedule: &Schedule) -> Result<Vec<Recipient>, RunError> {
+    let mut all = schedule.options.encrypt_to.clone();
+    for file in &schedule.options.encrypt_to_files {
+        let listed =
+            encrypt::read_recipients_file(&home.resolve_source(file)).map_err(|source| {
+                RunError::Recipients {
+                    schedule: schedule.name.clone(),
+                    schedule_source: schedule.source.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        all.extend(listed);
+    }
+    Ok(all)
 }
 
 /// Removes the temporary archive when dropped, unless it was published.
@@ -495,6 +544,8 @@ fn manifest_for(
         excluded: report.excluded,
         previous: None,
         chain: None,
+        plaintext_sha256: report.plaintext_sha256.clone(),
+        remote_copy: None,
     }
 }
 
@@ -560,6 +611,13 @@ fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
     }
     for pruned in &finished.pruned {
         log::info!("Pruned {} (retention)", home.display_path(pruned));
+    }
+    if let Some(Err(error)) = &finished.copy {
+        log::error!(
+            "Backup copy failed for {}{note}: {archive} is kept locally: {}",
+            schedule.source,
+            error_chain(error)
+        );
     }
 }
 

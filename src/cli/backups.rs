@@ -30,6 +30,10 @@ pub struct Args {
     /// Print the archives as JSON, with their schedule and checksum
     #[arg(long, conflicts_with = "long")]
     pub json: bool,
+    /// List the copies on the remote of the schedule (or of every schedule
+    /// with copy-to) instead, with their count and total size
+    #[arg(long)]
+    pub remote: bool,
 }
 
 /// How to show the list.
@@ -70,6 +74,9 @@ impl Args {
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
+    if args.remote {
+        return super::remote::backups(ctx, args.schedule.as_deref(), args.long, args.json);
+    }
     if let Some(name) = &args.schedule {
         return one_schedule(args.style(), ctx, name);
     }

@@ -1,9 +1,12 @@
 //! `create "path;hh:mm;name[;options]"`: validates a schedule and appends it to the store.
 
 use super::Context;
+use crate::archive::encrypt;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::primitives::printable;
+use crate::remote::Rclone;
+use crate::store::Schedule;
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = crate::store::options::help())]
@@ -19,6 +22,10 @@ pub struct Args {
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let line = &args.schedule;
+    // A malformed line is refused by `add` with its own message.
+    if let Ok(schedule) = Schedule::parse(line) {
+        check_outside_the_line(ctx, &schedule)?;
+    }
     let schedule = ctx.store.add(line)?;
     log::info!("New schedule added: {}", printable(line));
     let source = ctx.home.resolve_source(&schedule.source);
@@ -31,4 +38,16 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         eprintln!("{}: warning: {warning}", ctx.program);
     }
     Ok(ExitCode::Success)
+}
+
+/// What a schedule needs besides its line, checked before it is stored:
+/// its recipients files read and valid, rclone installed for `copy-to`.
+fn check_outside_the_line(ctx: &Context, schedule: &Schedule) -> Result<(), Error> {
+    for file in &schedule.options.encrypt_to_files {
+        encrypt::read_recipients_file(&ctx.home.resolve_source(file))?;
+    }
+    if schedule.options.copy_to.is_some() {
+        Rclone::find()?;
+    }
+    Ok(())
 }

@@ -17,6 +17,7 @@ mod man;
 mod next;
 mod personality;
 mod prune;
+mod remote;
 mod restore;
 mod run;
 mod start;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::{Context, print_lines};
 use crate::archive::chain_restore;
+use crate::archive::encrypt::Identities;
 use crate::archive::restore::{ManifestCheck, RestoreJob};
+use crate::archive::stored::{Input, StreamSource};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
@@ -23,16 +25,58 @@ pub struct Args {
     /// Replace existing files and symlinks (never directories)
     #[arg(long)]
     pub force: bool,
+    /// Decrypt an encrypted archive (.age) with this key: an age identity
+    /// file or an OpenSSH private key
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Restore from the copy on the schedule's remote (copy-to), streamed,
+    /// even when the archive is still in backups/ (without it, the remote
+    /// copy is used only when the local archive is gone)
+    #[arg(long)]
+    pub remote: bool,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let (to, force) = (args.to.as_path(), args.force);
-    let archive = resolve(ctx, &args.archive)?;
-    let shown = ctx.home.display_path(&archive);
+    let identities = args.identity.as_deref().map(Identities::load).transpose()?;
+    let local = if args.remote {
+        Err(Error::NoSuchArchive {
+            archive: args.archive.clone(),
+        })
+    } else {
+        resolve(ctx, &args.archive)
+    };
+    // The remote copy, when the local archive is gone (or --remote).
+    let remote = match &local {
+        Ok(_) => None,
+        Err(_) => super::remote::restore_source(ctx, &args.archive)?,
+    };
+    let opener = remote
+        .as_ref()
+        .map(|(rclone, location, _)| super::remote::cat_opener(rclone, location));
+    let stream = match (&remote, &opener) {
+        (Some((_, _, manifest)), Some(open)) => Some(StreamSource {
+            open,
+            manifest: manifest.clone(),
+        }),
+        _ => None,
+    };
+    let (archive, shown) = match (&remote, local) {
+        (Some((_, location, _)), _) => (PathBuf::from(&args.archive), location.clone()),
+        (None, local) => {
+            let archive = local?;
+            let shown = ctx.home.display_path(&archive);
+            (archive, shown)
+        }
+    };
     let job = RestoreJob {
         archive: &archive,
         destination: to,
         force,
+        input: Input {
+            stream: stream.as_ref(),
+            identities: identities.as_ref(),
+        },
     };
     let mut printed = Ok(());
     let report = chain_restore::restore_chain(&job, &mut |path| {

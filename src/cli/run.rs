@@ -118,9 +118,18 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             .iter()
             .map(|p| format!("pruned {}", ctx.home.display_path(p))),
     );
+    match &finished.copy {
+        Some(Ok(copy)) => {
+            lines.extend(copy.uploaded.iter().map(|l| format!("copied to {l}")));
+            lines.extend(copy.deleted.iter().map(|l| format!("pruned {l}")));
+        }
+        Some(Err(error)) => eprintln!("{}: {}", ctx.program, crate::primitives::error_chain(error)),
+        None => {}
+    }
     print_lines(lines)?;
     Ok(match finished.state {
         RunState::Partial => ExitCode::Partial,
+        RunState::CopyFailed => ExitCode::CopyFailed,
         RunState::Ok | RunState::Failed => ExitCode::Success,
     })
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
+use crate::archive::encrypt::Identities;
 use crate::archive::verify::{self, Verified};
 use crate::backup::{self, History};
 use crate::error::Error;
@@ -36,10 +37,24 @@ pub struct Args {
     /// Print the results as JSON (shape in docs/archives.md)
     #[arg(long)]
     pub json: bool,
+    /// Decrypt encrypted archives (.age) with this key (an age identity
+    /// file or an OpenSSH private key) and check their plaintext too;
+    /// without it only their stored SHA-256 and size are checked
+    #[arg(long, value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Verify the copies on the remote of the schedules named (or of every
+    /// schedule with copy-to): the remote's SHA-256 where the backend keeps
+    /// one, else each copy streamed and checked against its manifest
+    #[arg(long, conflicts_with_all = ["all", "json"])]
+    pub remote: bool,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let json = args.json;
+    let identities = args.identity.as_deref().map(Identities::load).transpose()?;
+    if args.remote {
+        return super::remote::verify(ctx, &args.targets, identities.as_ref());
+    }
     let archives = if args.all {
         every_archive(ctx)?
     } else if args.targets.is_empty() {
@@ -61,7 +76,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let mut results = Vec::new();
     for path in &archives {
         let shown = ctx.home.display_path(path);
-        let result = verify::verify(path);
+        let result = verify::verify_with(path, identities.as_ref());
         match &result {
             Ok(v) => log::info!("Verified {shown}: OK ({} entries)", v.entries),
             Err(failure) => log::error!("Verification failed for {shown}: {failure}"),
@@ -93,6 +108,9 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
 /// `OK backups/x.tar` or `FAILED backups/x.tar: reason`.
 fn result_line(shown: &str, result: &Result<Verified, verify::Failure>) -> String {
     match result {
+        Ok(v) if !v.read_through => format!(
+            "OK {shown} (encrypted: stored size and SHA-256 checked; --identity KEY reads it through)"
+        ),
         Ok(_) => format!("OK {shown}"),
         Err(failure) => format!("FAILED {shown}: {failure}"),
     }

@@ -25,7 +25,7 @@
 use chrono::TimeDelta;
 
 use super::schedule::quote_field;
-pub use crate::model::{ExcludePattern, ExcludeRules, Format, Retention};
+pub use crate::model::{ExcludePattern, ExcludeRules, Format, Recipient, RemoteTarget, Retention};
 use crate::primitives::{is_layout_char, printable};
 
 /// Every option, as `create --help` lists it: its syntax and what it does.
@@ -112,6 +112,22 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
         "exclude-larger-than=SIZE",
         "leave out files larger than SIZE (500k, 20M, 2G)",
     ),
+    (
+        "encrypt-to=RECIPIENT",
+        "encrypt archives with age to RECIPIENT (repeatable): an age public key (age1...), or an ssh-ed25519 or ssh-rsa public key; archives are named NAME.EXT.age",
+    ),
+    (
+        "encrypt-to-file=FILE",
+        "encrypt to every recipient in FILE (one a line, # comments), relative to the home (repeatable)",
+    ),
+    (
+        "copy-to=REMOTE:PATH",
+        "after each run, copy new archives and their manifests to REMOTE:PATH with rclone (rclone's own config and environment hold the credentials); a run whose copy fails ends copy-failed (exit 4) and the next run uploads what is missing",
+    ),
+    (
+        "remote-keep=N",
+        "with copy-to: the remote keeps the N newest copies even when retention deletes them locally (default: the remote keeps what is kept locally)",
+    ),
 ];
 
 /// The options part of `create --help`.
@@ -183,10 +199,26 @@ pub struct Options {
     pub ping: Option<String>,
     /// What the archive leaves out.
     pub excludes: ExcludeRules,
+    /// Who the archives are encrypted to (`encrypt-to`), as typed.
+    pub encrypt_to: Vec<Recipient>,
+    /// Files of recipients (`encrypt-to-file`), as typed (relative to the
+    /// home); read when the schedule is created and at each run.
+    pub encrypt_to_files: Vec<String>,
+    /// Where archives are copied (`copy-to`).
+    pub copy_to: Option<RemoteTarget>,
+    /// How many of the newest copies the remote keeps beyond what is kept
+    /// locally (`remote-keep`).
+    pub remote_keep: Option<u32>,
 }
 
 /// Options that may be given more than once; each adds to a list.
-const REPEATABLE: [&str; 3] = ["exclude", "exclude-from", "exclude-if-present"];
+const REPEATABLE: [&str; 5] = [
+    "exclude",
+    "exclude-from",
+    "exclude-if-present",
+    "encrypt-to",
+    "encrypt-to-file",
+];
 
 impl Options {
     /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
@@ -198,6 +230,11 @@ impl Options {
     /// then `N - 1` incrementals (`full-every`, default 7).
     pub fn chain_length(&self) -> Option<u32> {
         self.incremental.then(|| self.full_every.unwrap_or(7))
+    }
+
+    /// True when archives are written encrypted (`NAME.EXT.age`).
+    pub fn encrypts(&self) -> bool {
+        !self.encrypt_to.is_empty() || !self.encrypt_to_files.is_empty()
     }
 
     /// The compression level to use, if the format compresses.
@@ -246,6 +283,9 @@ impl Options {
         }
         options.check_level()?;
         options.check_incremental()?;
+        if options.remote_keep.is_some() && options.copy_to.is_none() {
+            return Err(refuse("remote-keep", "needs copy-to=REMOTE:PATH"));
+        }
         Ok(options)
     }
 
@@ -309,6 +349,18 @@ impl Options {
                 })?;
                 self.excludes.larger_than = Some(size);
             }
+            "encrypt-to" => {
+                let recipient =
+                    Recipient::parse(need(item, value)?).map_err(|why| refuse(item, why))?;
+                self.encrypt_to.push(recipient);
+            }
+            "encrypt-to-file" => self.encrypt_to_files.push(need(item, value)?.to_string()),
+            "copy-to" => {
+                let target =
+                    RemoteTarget::parse(need(item, value)?).map_err(|why| refuse(item, why))?;
+                self.copy_to = Some(target);
+            }
+            "remote-keep" => self.remote_keep = Some(count(item, value)?),
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
@@ -612,7 +664,7 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
             .map(|(key, _)| key)
             .collect();
-        assert_eq!(keys.len(), 24, "{keys:?}");
+        assert_eq!(keys.len(), 28, "{keys:?}");
         let mut listed: Vec<&str> = OPTION_HELP
             .iter()
             .map(|(syntax, _)| syntax.split('=').next().unwrap())
@@ -635,13 +687,20 @@ mod tests {
                 .replace("=FILE", "=excludes.txt")
                 .replace("=NAME", "=.nobackup")
                 .replace("=SIZE", "=20M")
-                .replace("=URL", "=https://hc-ping.com/0f1e");
+                .replace("=URL", "=https://hc-ping.com/0f1e")
+                .replace(
+                    "=RECIPIENT",
+                    "=age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+                )
+                .replace("=REMOTE:PATH", "=offsite:backups");
             let sample = if sample.starts_with("level") {
                 format!("format=tar.gz,{sample}")
             } else if sample == "incremental" {
                 "incremental,keep-last=3".to_string()
             } else if sample.starts_with("full-every") {
                 format!("incremental,keep-last=3,{sample}")
+            } else if sample.starts_with("remote-keep") {
+                format!("copy-to=r:p,{sample}")
             } else {
                 sample
             };

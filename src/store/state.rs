@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::file_error::FileError;
+use crate::model::RemoteCopy;
 pub use crate::model::RunState;
 use crate::primitives;
 
@@ -41,6 +42,11 @@ pub struct RunRecord {
     /// failed run, and in files written before this was recorded.
     #[serde(default)]
     pub skipped: Option<u64>,
+    /// With `copy-to`: the copy of the newest archive on the remote and
+    /// when it was checked there (the run's own archive, or, after a failed
+    /// copy, none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_copy: Option<RemoteCopy>,
 }
 
 /// What is known about one schedule.
@@ -190,6 +196,7 @@ mod tests {
             size: Some(10),
             error: None,
             skipped: Some(0),
+            remote_copy: None,
         }
     }
 

@@ -8,6 +8,7 @@
 mod expect;
 pub mod http;
 pub mod prometheus;
+pub mod remote;
 mod service;
 mod tree;
 
@@ -353,6 +354,8 @@ impl TestEnv {
             excluded: 0,
             previous: None,
             chain: None,
+            plaintext_sha256: None,
+            remote_copy: None,
         };
         write_manifest(&path, &manifest).unwrap();
     }

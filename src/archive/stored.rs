@@ -1,0 +1,102 @@
+//! Where `restore` reads an archive's stored bytes from, and how it turns
+//! them back into the tar stream: the local file or a caller's stream (the
+//! remote copy, `rclone cat`), decrypted with age when the archive is
+//! encrypted, with the plaintext hashed on the way for the manifest's
+//! `plaintext_sha256`.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::encrypt::Identities;
+use super::manifest::{self, Manifest};
+use super::verify::decompressed;
+use crate::model::{Format, is_encrypted_name};
+
+/// A stream of the stored bytes opened by the caller, with the manifest that
+/// describes them (a remote copy).
+pub struct StreamSource<'a> {
+    /// Opens the stored bytes from their start; called once per pass.
+    pub open: &'a dyn Fn() -> io::Result<Box<dyn Read + Send>>,
+    pub manifest: Manifest,
+}
+
+/// What `restore` reads, besides the archive's name.
+#[derive(Default, Clone, Copy)]
+pub struct Input<'a> {
+    /// Read from here instead of the archive's file.
+    pub stream: Option<&'a StreamSource<'a>>,
+    /// The keys that decrypt an encrypted archive.
+    pub identities: Option<&'a Identities>,
+}
+
+impl<'a> Input<'a> {
+    /// The stored bytes of `archive`, from the start.
+    pub fn open(&self, archive: &Path) -> io::Result<Box<dyn Read + Send + 'a>> {
+        match self.stream {
+            Some(stream) => (stream.open)(),
+            None => Ok(Box::new(BufReader::new(File::open(archive)?))),
+        }
+    }
+
+    /// The archive's manifest: the stream's, or the one beside the file.
+    pub fn manifest(&self, archive: &Path) -> io::Result<Manifest> {
+        match self.stream {
+            Some(stream) => Ok(stream.manifest.clone()),
+            None => manifest::read_manifest(archive),
+        }
+    }
+
+    /// The tar stream of `stored` (the bytes of `archive`): decrypted when the
+    /// archive is encrypted, the plaintext hashed into `plaintext`, then
+    /// decompressed as `format`.
+    pub fn tar_stream<'r, R: Read + 'r>(
+        &self,
+        archive: &Path,
+        format: Format,
+        stored: R,
+        plaintext: &'r mut Sha256,
+    ) -> io::Result<Box<dyn Read + 'r>> {
+        if !is_encrypted(archive) {
+            return decompressed(format, stored);
+        }
+        let Some(identities) = self.identities else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the archive is encrypted; give the key with --identity KEY",
+            ));
+        };
+        let decrypted = identities.decrypt(BufReader::new(stored))?;
+        decompressed(
+            format,
+            HashInto {
+                inner: decrypted,
+                hasher: plaintext,
+            },
+        )
+    }
+}
+
+/// True when `archive` is named as an encrypted archive (`.age`).
+pub fn is_encrypted(archive: &Path) -> bool {
+    archive
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(is_encrypted_name)
+}
+
+/// Hashes what is read through into a hasher the caller keeps.
+struct HashInto<'h, R> {
+    inner: R,
+    hasher: &'h mut Sha256,
+}
+
+impl<R: Read> Read for HashInto<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

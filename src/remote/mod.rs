@@ -1,0 +1,437 @@
+//! Remote storage through the `rclone` binary (`copy-to=REMOTE:PATH`).
+//!
+//! rclone is the client restic, borg 2 and kopia also drive for this: one
+//! well-kept program that reaches S3, B2, SFTP, WebDAV, GCS, Azure and the
+//! rest, with its own configuration file and environment
+//! (`RCLONE_CONFIG_NAME_TYPE=…`) for remotes and credentials. backupctl runs
+//! it as a child process and stores no secrets; linking a storage SDK per
+//! backend would be the opposite of that.
+//!
+//! What this module offers is small and exact: list a directory, look at one
+//! file (size, and SHA-256 when the backend keeps one), upload a file under a
+//! temporary name and move it onto its final name, delete one file by name,
+//! and stream one file (`rclone cat`). Nothing here knows schedules;
+//! `backup::copy` decides what to upload and delete.
+
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::thread::JoinHandle;
+
+use serde::Deserialize;
+
+pub use crate::model::RemoteTarget;
+use crate::primitives::{self, quote};
+
+/// Why a remote operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error(
+        "rclone is not installed (no rclone on PATH); copy-to needs it (Debian package rclone)"
+    )]
+    NotInstalled,
+    #[error("cannot run {}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("rclone {action} \"{}\" failed: {}", quote(location), quote(message))]
+    Rclone {
+        action: &'static str,
+        location: String,
+        message: String,
+    },
+    #[error(
+        "rclone {action} \"{}\" printed what backupctl cannot read",
+        quote(location)
+    )]
+    Unreadable {
+        action: &'static str,
+        location: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("\"{}\" is not on the remote", quote(location))]
+    Missing { location: String },
+    #[error(
+        "\"{}\" is {actual} bytes on the remote, the archive {expected}",
+        quote(location)
+    )]
+    Size {
+        location: String,
+        actual: u64,
+        expected: u64,
+    },
+    #[error(
+        "\"{}\" has SHA-256 {actual} on the remote, the archive {expected}",
+        quote(location)
+    )]
+    Checksum {
+        location: String,
+        actual: String,
+        expected: String,
+    },
+}
+
+/// A file on the remote, as `rclone lsjson` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub name: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256, when the backend keeps one (S3 and SFTP in
+    /// rclone 1.60 do not; local disks and some others do).
+    pub sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LsJson {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Size")]
+    size: i64,
+    #[serde(rename = "IsDir", default)]
+    is_dir: bool,
+    #[serde(rename = "Hashes", default)]
+    hashes: std::collections::BTreeMap<String, String>,
+}
+
+impl From<LsJson> for RemoteFile {
+    fn from(entry: LsJson) -> Self {
+        RemoteFile {
+            sha256: entry.hashes.get("sha256").map(|h| h.to_ascii_lowercase()),
+            name: entry.name,
+            size: u64::try_from(entry.size).unwrap_or(0),
+        }
+    }
+}
+
+/// rclone's exit codes for "directory not found" and "file not found".
+const NOT_FOUND: [i32; 2] = [3, 4];
+
+/// The `rclone` program.
+#[derive(Debug, Clone)]
+pub struct Rclone {
+    program: PathBuf,
+}
+
+impl Rclone {
+    /// `rclone` on the PATH, or [`RemoteError::NotInstalled`].
+    pub fn find() -> Result<Self, RemoteError> {
+        find_on_path("rclone")
+            .map(|program| Self { program })
+            .ok_or(RemoteError::NotInstalled)
+    }
+
+    fn command<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Command {
+        let mut command = Command::new(&self.program);
+        // One attempt per call: backupctl retries with its own backoff and
+        // its own bound (see `backup::copy`).
+        command
+            .args(["--retries", "1", "--low-level-retries", "2"])
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run<S: AsRef<OsStr>>(
+        &self,
+        action: &'static str,
+        location: &str,
+        args: impl IntoIterator<Item = S>,
+    ) -> Result<Output, RemoteError> {
+        let output = self
+            .command(args)
+            .output()
+            .map_err(|source| RemoteError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(failure(action, location, &output))
+        }
+    }
+
+    /// The file at `location` (`REMOTE:PATH/NAME`), `None` when it is not
+    /// there.
+    pub fn stat(&self, location: &str) -> Result<Option<RemoteFile>, RemoteError> {
+        let args = [
+            "lsjson",
+            "--stat",
+            "--no-mimetype",
+            "--hash",
+            "--hash-type",
+            "sha256",
+            location,
+        ];
+        let output = match self.run("lsjson", location, args) {
+            Ok(output) => output,
+            Err(RemoteError::Rclone { .. }) if self.not_found(location)? => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let entry: LsJson =
+            serde_json::from_slice(&output.stdout).map_err(|source| RemoteError::Unreadable {
+                action: "lsjson",
+                location: location.to_string(),
+                source,
+            })?;
+        Ok((!entry.is_dir).then(|| entry.into()))
+    }
+
+    /// True when a failed `stat` of `location` failed because nothing is
+    /// there, as opposed to the remote being unreachable: its directory
+    /// lists fine, or is itself not found.
+    fn not_found(&self, location: &str) -> Result<bool, RemoteError> {
+        let dir = parent_of(location);
+        let output = self
+            .command([
+                "lsjson",
+                "--files-only",
+                "--no-mimetype",
+                "--max-depth",
+                "1",
+            ])
+            .arg(&dir)
+            .output()
+            .map_err(|source| RemoteError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        match output.status.code() {
+            Some(0) => Ok(true),
+            Some(code) if NOT_FOUND.contains(&code) => Ok(true),
+            _ => Err(failure("lsjson", &dir, &output)),
+        }
+    }
+
+    /// The files directly in `target` (none when the directory does not
+    /// exist yet).
+    pub fn list(&self, target: &RemoteTarget) -> Result<Vec<RemoteFile>, RemoteError> {
+        let location = target.as_str();
+        let output = self
+            .command([
+                "lsjson",
+                "--files-only",
+                "--no-mimetype",
+                "--max-depth",
+                "1",
+            ])
+            .arg(location)
+            .output()
+            .map_err(|source| RemoteError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        match output.status.code() {
+            Some(0) => {}
+            Some(code) if NOT_FOUND.contains(&code) => return Ok(Vec::new()),
+            _ => return Err(failure("lsjson", location, &output)),
+        }
+        let entries: Vec<LsJson> =
+            serde_json::from_slice(&output.stdout).map_err(|source| RemoteError::Unreadable {
+                action: "lsjson",
+                location: location.to_string(),
+                source,
+            })?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(RemoteFile::from)
+            .collect())
+    }
+
+    /// Uploads `local` as `target/name`: first under a hidden temporary name
+    /// (`.NAME.RANDOM.partial`), then moved onto `name`, so nothing partial
+    /// ever sits under the final name. An upload cut short leaves only the
+    /// temporary file, which [`Rclone::list`] shows and the caller removes.
+    pub fn upload(
+        &self,
+        local: &Path,
+        target: &RemoteTarget,
+        name: &str,
+    ) -> Result<(), RemoteError> {
+        let temp = primitives::temporary_name(OsStr::new(name), "partial");
+        let temp = target.join(&temp.to_string_lossy());
+        let location = target.join(name);
+        let local_arg = local.as_os_str();
+        self.run(
+            "copyto",
+            &location,
+            [OsStr::new("copyto"), local_arg, OsStr::new(&temp)],
+        )?;
+        self.run(
+            "moveto",
+            &location,
+            ["moveto", temp.as_str(), location.as_str()],
+        )
+        .map(drop)
+    }
+
+    /// Deletes the one file `location`; one already gone is fine.
+    pub fn delete(&self, location: &str) -> Result<(), RemoteError> {
+        match self.run("deletefile", location, ["deletefile", location]) {
+            Ok(_) => Ok(()),
+            Err(error @ RemoteError::Rclone { .. }) => match self.stat(location)? {
+                None => Ok(()),
+                Some(_) => Err(error),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The bytes of `location`, streamed from `rclone cat`. A failure of
+    /// rclone (the remote gone mid-way) is an error of the read that meets
+    /// the end of the stream, never a silent short read.
+    pub fn cat(&self, location: &str) -> Result<CatStream, RemoteError> {
+        let mut child = self
+            .command(["cat", location])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| RemoteError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take().map(|mut stderr| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
+        });
+        Ok(CatStream {
+            child,
+            stdout,
+            stderr,
+            location: location.to_string(),
+        })
+    }
+}
+
+/// The directory part of `REMOTE:PATH/NAME`.
+fn parent_of(location: &str) -> String {
+    match location.rsplit_once('/') {
+        Some((dir, _)) => dir.to_string(),
+        None => match location.split_once(':') {
+            Some((remote, _)) => format!("{remote}:"),
+            None => location.to_string(),
+        },
+    }
+}
+
+/// rclone's last error line, for a one-line message.
+fn failure(action: &'static str, location: &str, output: &Output) -> RemoteError {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let message = stderr
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty() && !line.contains("NOTICE: Config file"))
+        .map(strip_log_stamp)
+        .unwrap_or_else(|| format!("exit status {}", output.status));
+    RemoteError::Rclone {
+        action,
+        location: location.to_string(),
+        message,
+    }
+}
+
+/// `2026/11/24 16:29:53 ERROR : f: …` without its date and time.
+fn strip_log_stamp(line: &str) -> String {
+    let mut parts = line.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(date), Some(time), Some(rest))
+            if date.len() == 10 && date.as_bytes()[4] == b'/' && time.contains(':') =>
+        {
+            rest.to_string()
+        }
+        _ => line.to_string(),
+    }
+}
+
+/// `rclone cat`'s output; see [`Rclone::cat`]. Dropping it early stops
+/// rclone.
+pub struct CatStream {
+    child: Child,
+    stdout: Option<ChildStdout>,
+    stderr: Option<JoinHandle<String>>,
+    location: String,
+}
+
+impl Read for CatStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(stdout) = self.stdout.as_mut() else {
+            return Ok(0);
+        };
+        let n = stdout.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        self.stdout = None;
+        let status = self.child.wait()?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if status.success() {
+            return Ok(0);
+        }
+        let output = Output {
+            status,
+            stdout: Vec::new(),
+            stderr: stderr.into_bytes(),
+        };
+        Err(io::Error::other(failure("cat", &self.location, &output)))
+    }
+}
+
+impl Drop for CatStream {
+    fn drop(&mut self) {
+        if self.stdout.is_some() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// `name` found in one of the PATH's directories as an executable file.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_join_and_split() {
+        let target = RemoteTarget::parse("off:backups").unwrap();
+        assert_eq!(target.join("a.tar"), "off:backups/a.tar");
+        assert_eq!(RemoteTarget::parse("off:").unwrap().join("a"), "off:a");
+        assert_eq!(parent_of("off:backups/a.tar"), "off:backups");
+        assert_eq!(parent_of("off:a.tar"), "off:");
+        assert!(RemoteTarget::parse("nocolon").is_err());
+        assert!(RemoteTarget::parse(":x").is_err());
+    }
+
+    #[test]
+    fn rclone_log_lines_lose_their_stamp() {
+        assert_eq!(
+            strip_log_stamp("2026/11/24 16:29:53 ERROR : f: hash unsupported"),
+            "ERROR : f: hash unsupported"
+        );
+        assert_eq!(strip_log_stamp("plain"), "plain");
+    }
+}

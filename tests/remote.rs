@@ -1,0 +1,352 @@
+//! `copy-to=REMOTE:PATH` against real servers on loopback: an OpenSSH server
+//! through rclone's SFTP backend and `rclone serve webdav`. Upload, remote
+//! retention (only the schedule's own files, by name), `backups --remote`,
+//! `verify --remote`, restore from the copy, and a server stopped in the
+//! middle of an upload.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::support::remote::RemoteServer;
+use crate::support::{Test, TestEnv, eventually, same_tree};
+
+/// `test` with the variables that make rclone reach `server`.
+fn through(test: Test, server: &RemoteServer) -> Test {
+    server
+        .env()
+        .into_iter()
+        .fold(test, |test, (key, value)| test.env(&key, value))
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+}
+
+fn env_with_tree() -> TestEnv {
+    TestEnv::with_tree(
+        &["src/empty"],
+        &[
+            ("src/a.txt", "alpha\n"),
+            ("src/sub/b.txt", &"beta ".repeat(20_000)),
+        ],
+    )
+    .with_clock("2023-02-08T16:07:00")
+}
+
+/// Runs the schedule `bk` at 16:MM through `server`, expecting `stdout`.
+fn run_at(env: &TestEnv, server: &RemoteServer, minute: &str, stdout: String) {
+    through(env.manager(["run", "bk"]), server)
+        .env("BACKUPCTL_FAKE_NOW", format!("2023-02-08T16:{minute}:00"))
+        .stdout_pattern(stdout)
+        .run();
+}
+
+/// Three runs with keep-last=2: uploads, remote pruning of exactly what was
+/// pruned locally, the records, listing, verification (the copy streamed
+/// back: neither backend keeps SHA-256 in rclone 1.60), a damaged copy, and
+/// a restore from the copy once the local archive is gone.
+fn upload_prune_verify_restore(server: &RemoteServer) {
+    let env = env_with_tree();
+    let target = server.target("bk");
+    // Not the schedule's: another schedule's archive, one whose name only
+    // starts like it, and a stranger. None of them may be touched.
+    let strangers = [
+        "bk_1_20230208_160700.tar",
+        "notes.txt",
+        "other_20230208_160700.tar",
+    ];
+    fs::create_dir(server.path("bk")).unwrap();
+    for name in strangers {
+        fs::write(server.path(&format!("bk/{name}")), "not yours\n").unwrap();
+    }
+    env.create(&format!("src;10:00;bk;keep-last=2,copy-to={target}"));
+    let name = |minute: &str| format!("bk_20230208_16{minute}00.tar");
+    run_at(
+        &env,
+        server,
+        "07",
+        format!(
+            "backups/{}: [..]\ncopied to {target}/{}\n",
+            name("07"),
+            name("07")
+        ),
+    );
+    run_at(
+        &env,
+        server,
+        "08",
+        format!(
+            "backups/{}: [..]\ncopied to {target}/{}\n",
+            name("08"),
+            name("08")
+        ),
+    );
+    run_at(
+        &env,
+        server,
+        "09",
+        format!(
+            "backups/{n9}: [..]\npruned backups/{n7}\ncopied to {target}/{n9}\npruned {target}/{n7}\n",
+            n9 = name("09"),
+            n7 = name("07")
+        ),
+    );
+    let mut expected: Vec<String> = strangers.iter().map(|s| s.to_string()).collect();
+    for minute in ["08", "09"] {
+        expected.push(name(minute));
+        expected.push(format!("{}.json", name(minute)));
+    }
+    expected.sort();
+    assert_eq!(server.listing("bk"), expected);
+    for stranger in strangers {
+        assert_eq!(
+            fs::read_to_string(server.path(&format!("bk/{stranger}"))).unwrap(),
+            "not yours\n"
+        );
+    }
+    // The copies are the archives, byte for byte, and the manifests on both
+    // sides record where the copy is.
+    let location = format!("{target}/{}", name("09"));
+    assert_eq!(
+        fs::read(server.path(&format!("bk/{}", name("09")))).unwrap(),
+        fs::read(env.path(&format!("backups/{}", name("09")))).unwrap()
+    );
+    let local = json(&env.read(&format!("backups/{}.json", name("09"))));
+    let remote =
+        json(&fs::read_to_string(server.path(&format!("bk/{}.json", name("09")))).unwrap());
+    assert_eq!(local["remote_copy"]["location"], location.as_str());
+    assert_eq!(remote, local);
+    let state = json(&env.read(".backupctl-state.json"));
+    assert_eq!(
+        state["schedules"]["bk"]["last_run"]["remote_copy"]["location"],
+        location.as_str()
+    );
+    through(env.ctl(["backups", "--remote", "bk"]), server)
+        .stdout_pattern(format!(
+            "{target}/{}\n{target}/{}\n2 copies, [..] in total\n",
+            name("08"),
+            name("09")
+        ))
+        .run();
+    through(env.ctl(["verify", "--remote", "bk"]), server)
+        .stdout(format!(
+            "OK {target}/{}\nOK {target}/{}\n",
+            name("08"),
+            name("09")
+        ))
+        .run();
+    // A damaged copy is caught.
+    let copy = server.path(&format!("bk/{}", name("08")));
+    let mut bytes = fs::read(&copy).unwrap();
+    bytes[700] ^= 0x20;
+    fs::write(&copy, &bytes).unwrap();
+    through(env.ctl(["verify", "--remote", "bk"]), server)
+        .status(1)
+        .stdout_pattern(format!(
+            "FAILED {target}/{}: SHA-256 is [..], the manifest says [..]\nOK {target}/{}\n",
+            name("08"),
+            name("09")
+        ))
+        .stderr("backupctl: 1 of 2 copies failed verification\n")
+        .run();
+    // The local archive is lost: restore streams the copy.
+    fs::remove_file(env.path(&format!("backups/{}", name("09")))).unwrap();
+    through(env.ctl(["restore", &name("09"), "--to", "out"]), server)
+        .stdout(
+            ["", "/a.txt", "/empty", "/sub", "/sub/b.txt"]
+                .map(|p| format!("out/src{p}\n"))
+                .concat(),
+        )
+        .run();
+    same_tree(env.path("src"), env.path("out/src")).assert_same();
+}
+
+#[test]
+fn sftp_copies_are_uploaded_pruned_verified_and_restored() {
+    upload_prune_verify_restore(&RemoteServer::sftp());
+}
+
+#[test]
+fn webdav_copies_are_uploaded_pruned_verified_and_restored() {
+    upload_prune_verify_restore(&RemoteServer::webdav());
+}
+
+#[test]
+fn encrypted_copies_with_remote_keep_outlive_local_retention() {
+    let server = RemoteServer::webdav();
+    let env = env_with_tree();
+    env.bash("age-keygen -o key.txt 2>/dev/null").run();
+    let key = env
+        .bash("age-keygen -y key.txt")
+        .stdout_pattern("age1[..]\n")
+        .run()
+        .stdout;
+    let target = server.target("enc");
+    env.create(&format!(
+        "src;10:00;bk;format=tar.zst,keep-last=1,remote-keep=2,encrypt-to={},copy-to={target}",
+        key.trim()
+    ));
+    let name = |minute: &str| format!("bk_20230208_16{minute}00.tar.zst.age");
+    run_at(
+        &env,
+        &server,
+        "07",
+        format!(
+            "backups/{n}: [..]\ncopied to {target}/{n}\n",
+            n = name("07")
+        ),
+    );
+    run_at(
+        &env,
+        &server,
+        "08",
+        format!(
+            "backups/{n}: [..]\npruned backups/{o}\ncopied to {target}/{n}\n",
+            n = name("08"),
+            o = name("07")
+        ),
+    );
+    run_at(
+        &env,
+        &server,
+        "09",
+        format!(
+            "backups/{n}: [..]\npruned backups/{o}\ncopied to {target}/{n}\npruned {target}/{old}\n",
+            n = name("09"),
+            o = name("08"),
+            old = name("07")
+        ),
+    );
+    assert_eq!(
+        server.listing("enc"),
+        [
+            name("08"),
+            format!("{}.json", name("08")),
+            name("09"),
+            format!("{}.json", name("09"))
+        ]
+    );
+    // The copy kept only remotely decrypts with the stock tool.
+    env.bash(&format!(
+        "age -d -i key.txt {} | zstd -dc | tar -t | head -1",
+        server.path(&format!("enc/{}", name("08"))).display()
+    ))
+    .stdout("src/\n")
+    .run();
+    through(
+        env.ctl(["verify", "--remote", "bk", "--identity", "key.txt"]),
+        &server,
+    )
+    .stdout(format!(
+        "OK {target}/{}\nOK {target}/{}\n",
+        name("08"),
+        name("09")
+    ))
+    .run();
+    through(
+        env.ctl([
+            "restore",
+            &name("08"),
+            "--to",
+            "out",
+            "--identity",
+            "key.txt",
+        ]),
+        &server,
+    )
+    .stdout_pattern("out/src\n[..]\n[..]\n[..]\n[..]\n")
+    .run();
+    same_tree(env.path("src"), env.path("out/src")).assert_same();
+}
+
+#[test]
+fn a_server_stopped_mid_upload_ends_copy_failed_and_the_next_run_catches_up() {
+    let mut server = RemoteServer::sftp();
+    let env = env_with_tree();
+    // Incompressible, and uploaded at 1 MiB/s: a few seconds of upload.
+    env.bash("head -c 6M /dev/urandom > src/random.bin").run();
+    let target = server.target("bk");
+    env.create(&format!(
+        "src;10:00;bk;keep-last=5,copy-to={target},on-failure=\"echo $BACKUPCTL_STATE > failure-hook\""
+    ));
+    let first = "bk_20230208_160700.tar";
+    let run = through(env.manager(["run", "bk"]), &server)
+        .env("RCLONE_BWLIMIT", "1M")
+        .env("BACKUPCTL_COPY_RETRY_FOR", "2")
+        .status(4)
+        .stdout_pattern(format!("backups/{first}: [..]\n"))
+        .stderr_pattern(format!(
+            "backup_manager: copy to {target} failed ([..] attempts); the archive stays in backups/ and the next run uploads what is missing: [..]\n"
+        ))
+        .spawn();
+    eventually("the upload to start", || {
+        server.listing("bk").iter().any(|n| {
+            n.starts_with(&format!(".{first}."))
+                && fs::metadata(server.path(&format!("bk/{n}"))).is_ok_and(|m| m.len() > 0)
+        })
+    });
+    server.stop();
+    run.wait();
+    // Nothing under a final name on the remote; the archive is intact here.
+    assert!(
+        server.listing("bk").iter().all(|n| n.starts_with('.')),
+        "{:?}",
+        server.listing("bk")
+    );
+    env.ctl(["verify", "bk"])
+        .stdout(format!("OK backups/{first}\n"))
+        .run();
+    let state = json(&env.read(".backupctl-state.json"));
+    assert_eq!(state["schedules"]["bk"]["last_run"]["state"], "copy-failed");
+    assert_eq!(env.read("failure-hook"), "copy-failed\n");
+    env.ctl(["check"])
+        .status(1)
+        .stdout_pattern(
+            "bk: last run [..] could not copy its archive to the remote: copy to [..]\n",
+        )
+        .run();
+    // The server is back: the next run uploads the missed archive first,
+    // then its own, and clears the partial upload.
+    server.start();
+    let second = "bk_20230208_160800.tar";
+    through(env.manager(["run", "bk"]), &server)
+        .env("BACKUPCTL_FAKE_NOW", "2023-02-08T16:08:00")
+        .stdout_pattern(format!(
+            "backups/{second}: [..]\ncopied to {target}/{first}\ncopied to {target}/{second}\n"
+        ))
+        .run();
+    assert_eq!(
+        server.listing("bk"),
+        [
+            first.to_string(),
+            format!("{first}.json"),
+            second.to_string(),
+            format!("{second}.json")
+        ]
+    );
+    assert_eq!(
+        fs::read(server.path(&format!("bk/{first}"))).unwrap(),
+        fs::read(env.path(&format!("backups/{first}"))).unwrap()
+    );
+    env.ctl(["check"]).stdout_pattern("ok: [..]\n").run();
+}
+
+#[test]
+fn copy_to_without_rclone_is_refused_at_create() {
+    let env = env_with_tree();
+    env.manager(["create", "src;10:00;bk;copy-to=off:backups"])
+        .env("PATH", "/nonexistent")
+        .status(2)
+        .stderr(
+            "backup_manager: rclone is not installed (no rclone on PATH); copy-to needs it (Debian package rclone)\n",
+        )
+        .run();
+    assert_eq!(env.schedules(), "");
+    env.manager(["create", "src;10:00;bk;copy-to=nocolon"])
+        .status(2)
+        .stderr(
+            "backup_manager: malformed schedule: src;10:00;bk;copy-to=nocolon (option \"copy-to=nocolon\" must be REMOTE:PATH, an rclone remote and a directory on it)\n",
+        )
+        .run();
+}

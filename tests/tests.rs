@@ -19,6 +19,7 @@ mod scheduling;
 mod sources;
 mod sparse_restore;
 mod spec;
+mod systemd;
 mod trust_daemon;
 mod trust_history;
 mod trust_store;

@@ -8,6 +8,7 @@ mod cli_args;
 mod daemon;
 mod fidelity_write;
 mod history;
+mod incremental;
 mod man;
 mod manager;
 mod metrics;

@@ -59,6 +59,31 @@ pub struct Manifest {
     /// manifest matches it (see [`Manifest::describes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Contents>,
+    /// Set on the archives of an incremental schedule: the archive's place
+    /// in its chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainLink>,
+}
+
+/// An archive's place in an incremental chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// 0 for a full archive; else one more than its parent's.
+    pub level: u32,
+    /// The archive this one holds the changes since; none at level 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+    /// Size and SHA-256 of the tree's file state beside the archive
+    /// (`<archive>.files`), which the next run of the chain compares with.
+    pub files: Contents,
+}
+
+/// The parent of an incremental archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// Its file name, in the same directory.
+    pub archive: String,
+    pub sha256: String,
 }
 
 /// Size and SHA-256 of an archive file.
@@ -133,6 +158,7 @@ impl Manifest {
             fingerprint: String::new(),
             excluded: 0,
             previous: None,
+            chain: None,
         }
     }
 }
@@ -184,6 +210,7 @@ mod tests {
             fingerprint: "ab".into(),
             excluded: 2,
             previous: None,
+            chain: None,
         };
         write_manifest(&archive, &manifest).unwrap();
         assert!(dir.path().join("docs_20250101_020000.tar.gz.json").exists());

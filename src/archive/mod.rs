@@ -2,7 +2,10 @@
 //! through compression and a checksum into a tar, tar.gz or tar.zst file that
 //! appears under its final name only once it is complete and synced.
 
+pub mod chain_restore;
+mod dumpdir;
 mod fingerprint;
+pub mod incremental;
 pub mod manifest;
 mod owners;
 mod pax;
@@ -109,6 +112,21 @@ pub struct ArchiveReport {
 /// step; on any error, or on abort, the caller removes the file and nothing
 /// under a final name has changed.
 pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, ArchiveError> {
+    write_with(job, file, |builder, report| {
+        tree::append_tree(builder, job, report)
+    })
+}
+
+/// The tar stream `append` fills, compressed, hashed, written to `file`
+/// and synced: [`write_archive`] and [`incremental::write_incremental`].
+fn write_with<'j>(
+    job: &ArchiveJob<'j>,
+    file: File,
+    append: impl FnOnce(
+        &mut tar::Builder<Box<dyn writer::ArchiveStream + 'j>>,
+        &mut ArchiveReport,
+    ) -> io::Result<()>,
+) -> Result<ArchiveReport, ArchiveError> {
     let started = Instant::now();
     check_source(job.source)?;
     let write_error = |source: io::Error| ArchiveError::Write {
@@ -118,7 +136,7 @@ pub fn write_archive(job: &ArchiveJob<'_>, file: File) -> Result<ArchiveReport, 
     let mut report = ArchiveReport::default();
     let stream = writer::open_stream(job.format, job.level, file, job.watch.abort);
     let mut builder = tar::Builder::new(stream);
-    tree::append_tree(&mut builder, job, &mut report).map_err(|e| {
+    append(&mut builder, &mut report).map_err(|e| {
         if AbortRequested::is(&e) {
             ArchiveError::Aborted {
                 path: job.destination.to_path_buf(),

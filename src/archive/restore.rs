@@ -57,6 +57,12 @@ pub enum RestoreError {
     },
     #[error("archive {} does not match its manifest ({why}); run `verify` on it", path.display())]
     Mismatch { path: PathBuf, why: String },
+    #[error("cannot restore the incremental {}: its chain is not whole", path.display())]
+    BrokenChain {
+        path: PathBuf,
+        #[source]
+        source: super::chain_restore::BrokenChain,
+    },
     #[error("refusing hostile archive {}: entry {entry:?} {why}", archive.display())]
     Hostile {
         archive: PathBuf,
@@ -143,6 +149,16 @@ pub fn restore(
     let mut report = extract(job, format, on_restored)?;
     report.manifest = manifest;
     Ok(report)
+}
+
+/// Pass 1 alone, writing nothing: a chain restore checks every archive of
+/// the chain before it restores the first (see `chain_restore`).
+pub fn check(job: &RestoreJob<'_>) -> Result<ManifestCheck, RestoreError> {
+    let format = format_of(job.archive).ok_or_else(|| RestoreError::UnknownFormat {
+        path: job.archive.to_path_buf(),
+    })?;
+    destination_exists(job.destination)?;
+    validate(job, format)
 }
 
 fn open_archive(path: &Path) -> Result<File, RestoreError> {

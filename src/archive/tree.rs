@@ -414,7 +414,7 @@ impl Exclusions {
     }
 
     /// A walk starts with no directories noted from an earlier one.
-    fn start_walk(&self) {
+    pub(super) fn start_walk(&self) {
         if let Some(user) = &self.user {
             user.emptied.borrow_mut().clear();
         }
@@ -488,28 +488,7 @@ fn walk<'a>(
         .follow_root_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(move |entry| {
-            let mut left_out = left_out.borrow_mut();
-            match exclude.leaves_out(entry, source) {
-                None => {
-                    if let Some(user) = &exclude.user {
-                        user.note_directory(entry);
-                    }
-                    true
-                }
-                Some(None) => {
-                    left_out.builtin.push(entry.path().to_path_buf());
-                    false
-                }
-                Some(Some(by)) => {
-                    left_out.excluded += 1;
-                    if let Some(listed) = &mut left_out.listed {
-                        listed.push((entry.path().to_path_buf(), by));
-                    }
-                    false
-                }
-            }
-        })
+        .filter_entry(move |entry| keeps_entry(exclude, entry, source, left_out))
         .map(move |item| match item {
             Ok(entry) => {
                 let metadata = if entry.depth() == 0 {
@@ -545,8 +524,39 @@ fn walk<'a>(
         })
 }
 
+/// True when the walk keeps `entry`; else notes in `left_out` what left
+/// it out. The one filter of every walk, whole-tree or one directory at a
+/// time (the incremental walk).
+pub(super) fn keeps_entry(
+    exclude: &Exclusions,
+    entry: &walkdir::DirEntry,
+    source: &Path,
+    left_out: &std::cell::RefCell<LeftOut>,
+) -> bool {
+    let mut left_out = left_out.borrow_mut();
+    match exclude.leaves_out(entry, source) {
+        None => {
+            if let Some(user) = &exclude.user {
+                user.note_directory(entry);
+            }
+            true
+        }
+        Some(None) => {
+            left_out.builtin.push(entry.path().to_path_buf());
+            false
+        }
+        Some(Some(by)) => {
+            left_out.excluded += 1;
+            if let Some(listed) = &mut left_out.listed {
+                listed.push((entry.path().to_path_buf(), by));
+            }
+            false
+        }
+    }
+}
+
 /// A symlink's target, read once for both the fingerprint and the archive.
-fn link_target(path: &Path, metadata: &Metadata) -> Option<io::Result<PathBuf>> {
+pub(super) fn link_target(path: &Path, metadata: &Metadata) -> Option<io::Result<PathBuf>> {
     metadata
         .file_type()
         .is_symlink()
@@ -624,13 +634,7 @@ pub fn append_tree<W: Write>(
     let base = base_name(source);
     let mut fingerprint = Fingerprint::new();
     let left_out = Default::default();
-    let mut writer = EntryWriter {
-        builder,
-        watch,
-        xattrs: job.xattrs,
-        names: OwnerNames::default(),
-        links: HashMap::new(),
-    };
+    let mut writer = EntryWriter::new(builder, job);
     for step in walk(source, job.exclude, &left_out) {
         if watch.abort.load(Ordering::Relaxed) {
             return Err(AbortRequested::error());
@@ -653,6 +657,7 @@ pub fn append_tree<W: Write>(
                     name: &name,
                     metadata: &metadata,
                     target,
+                    dumpdir: None,
                 };
                 writer.append_entry(entry, report)?;
             }
@@ -669,17 +674,19 @@ pub fn append_tree<W: Write>(
 }
 
 /// An entry on its way into the archive.
-struct Entry<'a> {
-    path: &'a Path,
-    name: &'a Path,
-    metadata: &'a Metadata,
-    target: Option<io::Result<PathBuf>>,
+pub(super) struct Entry<'a> {
+    pub path: &'a Path,
+    pub name: &'a Path,
+    pub metadata: &'a Metadata,
+    pub target: Option<io::Result<PathBuf>>,
+    /// A directory's `GNU.dumpdir` record, in an incremental archive.
+    pub dumpdir: Option<&'a [u8]>,
 }
 
 /// Writes entries as `tar --format=posix --xattrs --acls --sparse` would:
 /// ustar headers with owner names, and PAX records for what they cannot
 /// hold. Keeps what must be remembered from one entry to the next.
-struct EntryWriter<'b, 'w, W: Write> {
+pub(super) struct EntryWriter<'b, 'w, W: Write> {
     builder: &'b mut Builder<W>,
     watch: Watch<'w>,
     /// Record extended attributes and ACLs.
@@ -690,8 +697,22 @@ struct EntryWriter<'b, 'w, W: Write> {
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl<W: Write> EntryWriter<'_, '_, W> {
-    fn append_entry(&mut self, entry: Entry<'_>, report: &mut ArchiveReport) -> io::Result<()> {
+impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
+    pub(super) fn new(builder: &'b mut Builder<W>, job: &super::ArchiveJob<'w>) -> Self {
+        EntryWriter {
+            builder,
+            watch: job.watch,
+            xattrs: job.xattrs,
+            names: OwnerNames::default(),
+            links: HashMap::new(),
+        }
+    }
+
+    pub(super) fn append_entry(
+        &mut self,
+        entry: Entry<'_>,
+        report: &mut ArchiveReport,
+    ) -> io::Result<()> {
         let kind = entry.metadata.file_type();
         if kind.is_socket() {
             report.sockets_ignored += 1;
@@ -713,6 +734,10 @@ impl<W: Write> EntryWriter<'_, '_, W> {
             return Ok(());
         }
         let mut records = self.records_for(&mut header, entry.path, entry.metadata, report);
+        if let Some(dumpdir) = entry.dumpdir {
+            // Last, where GNU tar puts it.
+            records.add("GNU.dumpdir", dumpdir);
+        }
         let link = match entry.target {
             Some(Ok(target)) => Some(target),
             Some(Err(e)) => {
@@ -1008,14 +1033,14 @@ fn set_device_numbers(header: &mut Header, metadata: &Metadata) -> Result<(), St
     set.map_err(|e| e.to_string())
 }
 
-fn skipped(path: &Path, error: &io::Error) -> Skipped {
+pub(super) fn skipped(path: &Path, error: &io::Error) -> Skipped {
     Skipped {
         path: path.to_path_buf(),
         reason: reason_for(error),
     }
 }
 
-fn reason_for(error: &io::Error) -> String {
+pub(super) fn reason_for(error: &io::Error) -> String {
     match error.kind() {
         io::ErrorKind::NotFound => "vanished while the backup ran".to_string(),
         _ => error.to_string(),
@@ -1024,7 +1049,7 @@ fn reason_for(error: &io::Error) -> String {
 
 /// The name the tree is stored under: the source's own last component, or the
 /// real directory's name for paths such as `.` that have none.
-fn base_name(source: &Path) -> PathBuf {
+pub(super) fn base_name(source: &Path) -> PathBuf {
     let named = source
         .file_name()
         .filter(|n| *n != "." && *n != "..")

@@ -116,6 +116,11 @@ pub enum Problem {
     Size { actual: u64, expected: u64 },
     #[error("SHA-256 is {actual}, the manifest says {expected}")]
     Checksum { actual: String, expected: String },
+    #[error("its chain is not whole")]
+    Chain {
+        #[source]
+        source: super::chain_restore::BrokenChain,
+    },
     #[error("does not read through")]
     Damaged {
         #[source]
@@ -197,6 +202,9 @@ fn verify_open(archive: &Path, format: Format, file: File) -> Result<Verified, F
             actual: sha256.clone(),
             expected,
         }),
+    }
+    if let Err(source) = super::chain_restore::chain_of(archive, &manifest) {
+        problems.push(Problem::Chain { source });
     }
     let entries = match walked {
         Ok(entries) => entries,

@@ -174,6 +174,13 @@ impl History {
         {
             return true;
         }
+        // A file state of ours whose archive is missing (see
+        // `chain`): moved in place before the archive, which never came.
+        if let Some(archive) = name.strip_suffix(".files")
+            && parse_for_schedule(archive, &self.name).is_some()
+        {
+            return self.dir.join(archive).symlink_metadata().is_err();
+        }
         // A manifest of ours whose archive is missing: written before the
         // archive's rename, which never came.
         manifest_of_ours(name) && {
@@ -395,7 +402,10 @@ impl History {
             now: clock::to_local(now).naive_local(),
             just_written,
         };
-        Ok(retention::plan(&stamped, &self.retention, context))
+        let mut decisions = retention::plan(&stamped, &self.retention, context);
+        let parents = super::chain::parents_of(&decisions);
+        super::chain::keep_parents(&mut decisions, &parents);
+        Ok(decisions)
     }
 
     /// Deletes what `decisions` do not keep (archive, then manifest) and

@@ -8,6 +8,7 @@
 //! run states). rustic is the model: `rustic_core` owns the operations,
 //! the commands only drive them.
 
+pub mod chain;
 pub mod health;
 pub mod history;
 pub mod hooks;

@@ -176,6 +176,7 @@ pub fn apply(decisions: &[Decision]) -> io::Result<Vec<PathBuf>> {
     for decision in decisions.iter().filter(|d| !d.keep) {
         remove_if_present(&decision.path)?;
         remove_if_present(&manifest_path(&decision.path))?;
+        remove_if_present(&crate::archive::incremental::state_path(&decision.path))?;
         deleted.push(decision.path.clone());
     }
     Ok(deleted)

@@ -14,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+use super::chain;
 use super::history::{ArchiveFile, History, NextArchive, NoFreeName, PublishError};
 use super::lock::ScheduleLock;
 use super::retention::Decision;
-use crate::archive::manifest::{Manifest, SkippedFile};
+use crate::archive::incremental;
+use crate::archive::manifest::{Contents, Manifest, SkippedFile};
 use crate::archive::{
     self, ArchiveError, ArchiveJob, ArchiveReport, ExcludeError, ExcludedBy, Exclusions, Watch,
 };
@@ -181,7 +183,17 @@ fn run_locked(
         xattrs: !schedule.options.no_xattrs,
         watch: request.watch,
     };
-    let report = archive::write_archive(&job, file).map_err(archive_error)?;
+    let link = chain::next_link(&history, schedule, &source);
+    let (report, chain) = match &link {
+        None => (
+            archive::write_archive(&job, file).map_err(archive_error)?,
+            None,
+        ),
+        Some(link) => {
+            let (report, files) = write_link(&history, &job, file, link).map_err(archive_error)?;
+            (report, Some(link.record(files)))
+        }
+    };
     if !report.left_out.is_empty() {
         let shown: Vec<String> = report
             .left_out
@@ -199,7 +211,8 @@ fn run_locked(
     } else {
         RunState::Partial
     };
-    let manifest = manifest_for(schedule, &archive, &report, state, request.now);
+    let mut manifest = manifest_for(schedule, &archive, &report, state, request.now);
+    manifest.chain = chain;
     history
         .publish(temp.path(), &archive, manifest)
         .map_err(|source| RunError::Publish {
@@ -253,6 +266,44 @@ fn exclusions(home: &Home, schedule: &Schedule, source: &Path) -> Result<Exclusi
             schedule_source: schedule.source.clone(),
             source: Box::new(source),
         })
+}
+
+/// Writes an archive of an incremental chain and moves its file state into
+/// place beside it (before the archive and its manifest are published, so
+/// a published link always has its state; a state whose archive never came
+/// is a leftover [`History::clear_leftovers`] removes).
+fn write_link(
+    history: &History,
+    job: &ArchiveJob<'_>,
+    file: fs::File,
+    link: &chain::NextLink,
+) -> Result<(ArchiveReport, Contents), ArchiveError> {
+    let write_error = |source| ArchiveError::Write {
+        path: job.destination.to_path_buf(),
+        source,
+    };
+    let (state, temp) = primitives::create_temporary(&history.temp_base(), "partial", 0o600)
+        .map_err(write_error)?;
+    let temp = TempFile(Some(temp));
+    let input = incremental::ChainInput {
+        parent_state: link.parent_state.as_deref(),
+        forced: &link.forced,
+        state,
+        state_path: temp.path(),
+    };
+    let (report, written) = incremental::write_incremental(job, file, input)?;
+    let state_path = incremental::state_path(job.destination);
+    fs::rename(temp.path(), &state_path)
+        .and_then(|()| primitives::sync_parent_dir(&state_path))
+        .map_err(write_error)?;
+    temp.keep();
+    Ok((
+        report,
+        Contents {
+            archive_size: written.size,
+            sha256: written.sha256,
+        },
+    ))
 }
 
 /// Removes the temporary archive when dropped, unless it was published.
@@ -312,13 +363,20 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     let next = next_archive(&history, schedule, now)?;
     let decisions = if next.stamp.is_some() && unchanged_since.is_none() {
         // Retention judges the archives as they would be after the run.
-        history
+        let mut decisions = history
             .prune_plan(now, Some(&next), Some(&next.path))
             .map_err(|source| RunError::List {
                 schedule: schedule.name.clone(),
                 path: history.dir().to_path_buf(),
                 source,
-            })?
+            })?;
+        // The run's own archive has no manifest yet to name its parent.
+        if let Some(parent) = chain::next_link(&history, schedule, &source).and_then(|l| l.parent) {
+            let mut parents = chain::parents_of(&decisions);
+            parents.insert(next.path.clone(), history.dir().join(parent.archive));
+            chain::keep_parents(&mut decisions, &parents);
+        }
+        decisions
     } else {
         Vec::new()
     };
@@ -436,6 +494,7 @@ fn manifest_for(
         fingerprint: report.fingerprint.clone(),
         excluded: report.excluded,
         previous: None,
+        chain: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `backups [NAME]`: lists the archive files in `backups/`, sorted by name.
-//! `--long` adds each archive's date and size, `--json` prints them as JSON
+//! `--long` adds each archive's date and size (and, in an incremental chain,
+//! its level and parent), `--json` prints them as JSON
 //! with their schedule and manifest (shape in docs/archives.md). With NAME,
 //! only that schedule's own archives (`History::owned`: named like its
 //! archives and with a manifest naming it), then a total line.
@@ -50,6 +51,12 @@ struct ArchiveJson {
     modified: String,
     sha256: Option<String>,
     verified_manifest: bool,
+    /// In an incremental chain: 0 for a full archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<u32>,
+    /// The archive an incremental holds the changes since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
 }
 
 impl Args {
@@ -172,6 +179,7 @@ fn describe(
                 .cloned()
         })
         .or_else(|| manifest.as_ref().map(|m| m.schedule.clone()));
+    let chain = manifest.as_ref().and_then(|m| m.chain.clone());
     let verified_manifest = manifest
         .as_ref()
         .is_some_and(|m| m.archive == archive && m.archive_size == metadata.len());
@@ -181,6 +189,8 @@ fn describe(
         modified: DateTime::<chrono::Utc>::from(modified)
             .with_timezone(&ctx.zone)
             .to_rfc3339_opts(SecondsFormat::Secs, false),
+        level: chain.as_ref().map(|c| c.level),
+        parent: chain.and_then(|c| c.parent).map(|p| p.archive),
         sha256: manifest.map(|m| m.sha256),
         verified_manifest,
         archive,
@@ -192,5 +202,14 @@ fn long_line(row: &ArchiveJson) -> String {
     let date = DateTime::parse_from_rfc3339(&row.modified)
         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|_| row.modified.clone());
-    format!("{date}  {:>10}  {}", human_bytes(row.size), row.archive)
+    let chain = match (row.level, &row.parent) {
+        (Some(0), _) => "  level 0 (full)".to_string(),
+        (Some(level), Some(parent)) => format!("  level {level}, on {parent}"),
+        _ => String::new(),
+    };
+    format!(
+        "{date}  {:>10}  {}{chain}",
+        human_bytes(row.size),
+        row.archive
+    )
 }

@@ -1,11 +1,14 @@
 //! `restore ARCHIVE --to DIR [--force]`: extracts an archive into DIR safely
 //! (see `archive::restore`): a hostile archive is refused before anything is
-//! written, existing files are kept unless `--force`. Prints each restored path.
+//! written, existing files are kept unless `--force`. An incremental is
+//! restored with its chain (see `archive::chain_restore`). Prints each
+//! restored path.
 
 use std::path::{Path, PathBuf};
 
 use super::{Context, print_lines};
-use crate::archive::restore::{self, ManifestCheck, RestoreJob};
+use crate::archive::chain_restore;
+use crate::archive::restore::{ManifestCheck, RestoreJob};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
@@ -32,7 +35,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         force,
     };
     let mut printed = Ok(());
-    let report = restore::restore(&job, &mut |path| {
+    let report = chain_restore::restore_chain(&job, &mut |path| {
         if printed.is_ok() {
             printed = print_lines([path.display().to_string()]);
         }

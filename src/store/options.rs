@@ -63,6 +63,14 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
         "skip the run when the tree is unchanged since the last archive",
     ),
     (
+        "incremental",
+        "each run stores only what changed since the previous archive (needs a keep-* option); GNU tar restores the chain",
+    ),
+    (
+        "full-every=N",
+        "with incremental: every N-th run writes a full archive (default 7)",
+    ),
+    (
         "catch-up",
         "when the service starts or wakes and a run was missed while it was down, run it once",
     ),
@@ -164,6 +172,10 @@ pub struct Options {
     pub if_changed: bool,
     /// Run once at start-up when a run was missed while the daemon was down.
     pub catch_up: bool,
+    /// Each run stores only what changed since the previous archive.
+    pub incremental: bool,
+    /// With `incremental`: every N-th run is a full archive.
+    pub full_every: Option<u32>,
     /// Leave extended attributes and POSIX ACLs out of the archive.
     pub no_xattrs: bool,
     pub hooks: Hooks,
@@ -180,6 +192,12 @@ impl Options {
     /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
     pub fn keeps_history(&self) -> bool {
         self.retention.is_set()
+    }
+
+    /// With `incremental`, how many runs a chain holds: a full archive
+    /// then `N - 1` incrementals (`full-every`, default 7).
+    pub fn chain_length(&self) -> Option<u32> {
+        self.incremental.then(|| self.full_every.unwrap_or(7))
     }
 
     /// The compression level to use, if the format compresses.
@@ -227,6 +245,7 @@ impl Options {
             options.apply(item, key, value.as_deref())?;
         }
         options.check_level()?;
+        options.check_incremental()?;
         Ok(options)
     }
 
@@ -260,6 +279,8 @@ impl Options {
             }
             "if-changed" => self.if_changed = flag(item, value)?,
             "catch-up" => self.catch_up = flag(item, value)?,
+            "incremental" => self.incremental = flag(item, value)?,
+            "full-every" => self.full_every = Some(count(item, value)?),
             "no-xattrs" => self.no_xattrs = flag(item, value)?,
             "exclude" => {
                 let pattern = ExcludePattern::parse(need(item, value)?)
@@ -293,6 +314,23 @@ impl Options {
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
             "ping" => self.ping = Some(ping_url(item, value)?),
             _ => return Err(refuse(item, "is not a known option")),
+        }
+        Ok(())
+    }
+
+    /// `full-every` only with `incremental`; `incremental` only with a
+    /// history to chain (without retention each run replaces the last).
+    fn check_incremental(&self) -> Result<(), OptionError> {
+        if let Some(n) = self.full_every
+            && !self.incremental
+        {
+            return Err(refuse(&format!("full-every={n}"), "needs incremental"));
+        }
+        if self.incremental && !self.keeps_history() {
+            return Err(refuse(
+                "incremental",
+                "needs a keep-* or min-keep option: a chain needs the archives it builds on",
+            ));
         }
         Ok(())
     }
@@ -574,7 +612,7 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
             .map(|(key, _)| key)
             .collect();
-        assert_eq!(keys.len(), 22, "{keys:?}");
+        assert_eq!(keys.len(), 24, "{keys:?}");
         let mut listed: Vec<&str> = OPTION_HELP
             .iter()
             .map(|(syntax, _)| syntax.split('=').next().unwrap())
@@ -600,6 +638,10 @@ mod tests {
                 .replace("=URL", "=https://hc-ping.com/0f1e");
             let sample = if sample.starts_with("level") {
                 format!("format=tar.gz,{sample}")
+            } else if sample == "incremental" {
+                "incremental,keep-last=3".to_string()
+            } else if sample.starts_with("full-every") {
+                format!("incremental,keep-last=3,{sample}")
             } else {
                 sample
             };

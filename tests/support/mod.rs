@@ -27,11 +27,13 @@ pub use tree::same_tree;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_backupctl");
 
-/// Polls `condition` every 20 ms for up to ten seconds. The only way tests
-/// wait: for a file, a log line, a process to exit; never a fixed sleep.
+/// Polls `condition` every 20 ms for up to thirty seconds: a ceiling for a
+/// loaded machine, not a wait, since it returns as soon as the condition
+/// holds. The only way tests wait: for a file, a log line, a process to
+/// exit; never a fixed sleep.
 #[track_caller]
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
@@ -350,6 +352,7 @@ impl TestEnv {
             fingerprint: "0".into(),
             excluded: 0,
             previous: None,
+            chain: None,
         };
         write_manifest(&path, &manifest).unwrap();
     }

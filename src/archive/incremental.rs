@@ -1,0 +1,641 @@
+//! Incremental archives, as GNU tar's `--format=posix --listed-incremental`
+//! writes them, so that stock `tar -x --listed-incremental=/dev/null` on the
+//! full archive and then on each incremental reproduces the tree, deletions
+//! included.
+//!
+//! Every directory is stored (type `5`) with a PAX `GNU.dumpdir` record: the
+//! names it holds now, each behind a flag (`Y` stored in this archive, `N`
+//! unchanged since the parent archive, `D` a directory), sorted, each ended
+//! by a NUL, the list ended by one more. GNU tar's extraction deletes from a
+//! directory whatever its dumpdir does not name. Then come the `Y` entries,
+//! directory by directory, as GNU tar orders them: all directories first,
+//! then the files. Two differences from GNU tar, both chosen: directories
+//! come in walk order (depth first, names sorted) rather than sorted as
+//! whole paths, which would need every directory name in memory at once;
+//! and a renamed directory is stored as new (GNU tar's `R`/`T` rename
+//! records need its inode table) — restores are the same either way.
+//!
+//! What the next run compares against is not a GNU `.snar` but the
+//! *file state* written beside each archive of a chain,
+//! `<archive>.files` (zstd): per directory in walk order, its entries with
+//! type, size, mtime, ctime and inode. The next run walks in the same order
+//! and merge-joins with it, so memory holds one directory's entries at a
+//! time (and the unvisited siblings of the directories above), whatever the
+//! tree's size.
+
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Metadata};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use tar::Builder;
+use walkdir::WalkDir;
+
+use super::fingerprint::Fingerprint;
+use super::reader::AbortRequested;
+use super::tree::{self, Entry, EntryWriter, LeftOut};
+use super::writer::HashingWriter;
+use super::{ArchiveError, ArchiveJob, ArchiveReport, Skipped};
+
+/// The first bytes of a file state.
+const MAGIC: &[u8] = b"backupctl file state 1\n";
+
+/// Ends the list of directory blocks.
+const END: u32 = u32::MAX;
+
+/// The longest name or path a file state may hold: longer means damage.
+const MAX_PATH: usize = 1 << 16;
+
+/// `<archive>.files`: the file state written beside an archive of a chain.
+pub fn state_path(archive: &Path) -> PathBuf {
+    let mut name = archive.file_name().unwrap_or_default().to_os_string();
+    name.push(".files");
+    archive.with_file_name(name)
+}
+
+/// What an incremental run is given: the parent's file state (checked by
+/// the caller against the parent's manifest), paths to store whatever
+/// their metadata says (those the parent's run skipped), and the temporary
+/// file the new file state goes into (opened for writing, and its path,
+/// from which the second pass reads it back).
+pub struct ChainInput<'a> {
+    pub parent_state: Option<&'a Path>,
+    pub forced: &'a HashSet<PathBuf>,
+    pub state: File,
+    pub state_path: &'a Path,
+}
+
+/// The file state a run wrote.
+#[derive(Debug, Clone)]
+pub struct StateWritten {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Writes the incremental archive of `job.source` (a directory) into
+/// `file`, and the tree's new file state into `chain.state`.
+pub fn write_incremental(
+    job: &ArchiveJob<'_>,
+    file: File,
+    chain: ChainInput<'_>,
+) -> Result<(ArchiveReport, StateWritten), ArchiveError> {
+    let mut written = None;
+    let report = super::write_with(job, file, |builder, report| {
+        written = Some(append_incremental(builder, job, chain, report)?);
+        Ok(())
+    })?;
+    let written = written.ok_or_else(|| ArchiveError::Write {
+        path: job.destination.to_path_buf(),
+        source: io::Error::other("the file state was not written"),
+    })?;
+    Ok((report, written))
+}
+
+/// The SHA-256 and size of a file, read as a stream: a parent's file state
+/// is checked against its manifest before a run trusts it.
+pub fn hash_file(path: &Path) -> io::Result<StateWritten> {
+    let mut hashing = HashingWriter::new(io::sink());
+    io::copy(&mut File::open(path)?, &mut hashing)?;
+    let (_, sha256, size) = hashing.finish()?;
+    Ok(StateWritten { sha256, size })
+}
+
+/// One entry of a directory, as the walk found it.
+struct Child {
+    name: OsString,
+    /// Its own metadata, or why it could not be read.
+    metadata: Result<Metadata, String>,
+    target: Option<io::Result<PathBuf>>,
+}
+
+/// A directory being walked: its path from the source, and the entries
+/// not yet visited.
+struct Frame {
+    relative: PathBuf,
+    children: std::vec::IntoIter<Child>,
+}
+
+fn append_incremental<W: Write>(
+    builder: &mut Builder<W>,
+    job: &ArchiveJob<'_>,
+    chain: ChainInput<'_>,
+    report: &mut ArchiveReport,
+) -> io::Result<StateWritten> {
+    let base = tree::base_name(job.source);
+    let mut writer = EntryWriter::new(builder, job);
+    let parent = match chain.parent_state {
+        Some(path) => Some(StateReader::open(path)?),
+        None => None,
+    };
+    let state = StateWriter::new(chain.state)?;
+    let mut walk = IncrementalWalk {
+        job,
+        base: &base,
+        parent,
+        forced: chain.forced,
+        state,
+        fingerprint: Fingerprint::new(),
+        left_out: RefCell::new(LeftOut::default()),
+    };
+    walk.directories(&mut writer, report)?;
+    let IncrementalWalk {
+        state,
+        fingerprint,
+        left_out,
+        ..
+    } = walk;
+    let written = state.finish()?;
+    let state = File::open(chain.state_path)?;
+    append_stored_files(&mut writer, job, &base, state, report)?;
+    report.fingerprint = fingerprint.finish();
+    let left_out = left_out.into_inner();
+    report.left_out = left_out.builtin;
+    report.excluded = left_out.excluded;
+    Ok(written)
+}
+
+/// The first pass: every directory, with its dumpdir, into the archive;
+/// every entry, with its flag, into the new file state.
+struct IncrementalWalk<'j, 'a> {
+    job: &'j ArchiveJob<'a>,
+    base: &'j Path,
+    parent: Option<StateReader>,
+    forced: &'j HashSet<PathBuf>,
+    state: StateWriter,
+    fingerprint: Fingerprint,
+    left_out: RefCell<LeftOut>,
+}
+
+impl IncrementalWalk<'_, '_> {
+    fn directories<W: Write>(
+        &mut self,
+        writer: &mut EntryWriter<'_, '_, W>,
+        report: &mut ArchiveReport,
+    ) -> io::Result<()> {
+        let source = self.job.source;
+        self.job.exclude.start_walk();
+        // The root is followed if it is a symlink, as the full walk does.
+        let root = std::fs::metadata(source)?;
+        self.fingerprint.add_entry(Path::new(""), &root, None);
+        let mut stack = Vec::new();
+        if let Some(frame) = self.directory(writer, Path::new(""), &root, report)? {
+            stack.push(frame);
+        }
+        while let Some(frame) = stack.last_mut() {
+            if self.job.watch.abort.load(AtomicOrdering::Relaxed) {
+                return Err(AbortRequested::error());
+            }
+            let Some(child) = frame.children.next() else {
+                stack.pop();
+                continue;
+            };
+            let relative = frame.relative.join(&child.name);
+            let metadata = match &child.metadata {
+                Ok(metadata) => metadata,
+                Err(reason) => {
+                    self.fingerprint.add_unreadable(&relative);
+                    report.skipped.push(Skipped {
+                        path: source.join(&relative),
+                        reason: reason.clone(),
+                    });
+                    continue;
+                }
+            };
+            let target = child.target.as_ref().and_then(|t| t.as_ref().ok());
+            self.fingerprint
+                .add_entry(&relative, metadata, target.map(PathBuf::as_path));
+            if metadata.is_dir()
+                && let Some(frame) = self.directory(writer, &relative, metadata, report)?
+            {
+                stack.push(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists the directory at `relative`, stores its header and dumpdir,
+    /// records its block of the file state, and returns its entries to
+    /// visit; `None` when it cannot be read (then it is stored without a
+    /// dumpdir, so that restoring deletes nothing from it).
+    fn directory<W: Write>(
+        &mut self,
+        writer: &mut EntryWriter<'_, '_, W>,
+        relative: &Path,
+        metadata: &Metadata,
+        report: &mut ArchiveReport,
+    ) -> io::Result<Option<Frame>> {
+        let path = self.job.source.join(relative);
+        let name = self.base.join(relative);
+        let children = match self.list(&path, relative.as_os_str().is_empty()) {
+            Ok(children) => children,
+            Err(reason) => {
+                self.fingerprint.add_unreadable(relative);
+                report.skipped.push(Skipped {
+                    path: path.clone(),
+                    reason,
+                });
+                let entry = Entry {
+                    path: &path,
+                    name: &name,
+                    metadata,
+                    target: None,
+                    dumpdir: None,
+                };
+                writer.append_entry(entry, report)?;
+                return Ok(None);
+            }
+        };
+        let before = self
+            .parent
+            .as_mut()
+            .and_then(|parent| parent.block(relative));
+        let mut dumpdir = Vec::new();
+        let mut records = Vec::with_capacity(children.len());
+        let mut before = before.unwrap_or_default().into_iter().peekable();
+        for child in &children {
+            let Ok(metadata) = &child.metadata else {
+                continue;
+            };
+            let Some(mut record) = Record::of(&child.name, metadata) else {
+                continue; // a socket: never archived
+            };
+            while before
+                .peek()
+                .is_some_and(|old| old.name.as_bytes() < child.name.as_bytes())
+            {
+                before.next();
+            }
+            let old = before.next_if(|old| old.name == child.name);
+            record.flag = if record.kind == b'd' {
+                b'D'
+            } else if old.is_some_and(|old| old.same_as(&record))
+                && !self.forced.contains(&path.join(&child.name))
+            {
+                b'N'
+            } else {
+                b'Y'
+            };
+            dumpdir.push(record.flag);
+            dumpdir.extend_from_slice(child.name.as_bytes());
+            dumpdir.push(0);
+            records.push(record);
+        }
+        dumpdir.push(0);
+        self.state.block(relative, &records)?;
+        let entry = Entry {
+            path: &path,
+            name: &name,
+            metadata,
+            target: None,
+            dumpdir: Some(&dumpdir),
+        };
+        writer.append_entry(entry, report)?;
+        Ok(Some(Frame {
+            relative: relative.to_path_buf(),
+            children: children.into_iter(),
+        }))
+    }
+
+    /// The entries of the directory `path` the walk keeps, sorted by name,
+    /// each with its own metadata; or why the directory cannot be read.
+    fn list(&self, path: &Path, is_root: bool) -> Result<Vec<Child>, String> {
+        let source = self.job.source;
+        let mut children = Vec::new();
+        // A directory swapped for a symlink since it was looked at is not
+        // followed (the root is, as the full walk follows it).
+        let entries = WalkDir::new(path)
+            .min_depth(1)
+            .max_depth(1)
+            .follow_links(false)
+            .follow_root_links(is_root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|entry| {
+                tree::keeps_entry(self.job.exclude, entry, source, &self.left_out)
+            });
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| e.io_error().map_or_else(|| e.to_string(), tree::reason_for))?;
+            let metadata = entry.path().symlink_metadata();
+            let target = metadata
+                .as_ref()
+                .ok()
+                .and_then(|m| tree::link_target(entry.path(), m));
+            children.push(Child {
+                name: entry.file_name().to_os_string(),
+                metadata: metadata.map_err(|e| tree::reason_for(&e)),
+                target,
+            });
+        }
+        Ok(children)
+    }
+}
+
+/// The second pass: each entry the file state flags `Y`, directory by
+/// directory, read from the source again.
+fn append_stored_files<W: Write>(
+    writer: &mut EntryWriter<'_, '_, W>,
+    job: &ArchiveJob<'_>,
+    base: &Path,
+    state: File,
+    report: &mut ArchiveReport,
+) -> io::Result<()> {
+    let mut reader = StateReader::from_file(state)?;
+    while let Some((relative, records)) = reader.next_block()? {
+        for record in records.iter().filter(|r| r.flag == b'Y') {
+            if job.watch.abort.load(AtomicOrdering::Relaxed) {
+                return Err(AbortRequested::error());
+            }
+            let relative = relative.join(&record.name);
+            let path = job.source.join(&relative);
+            let metadata = match path.symlink_metadata() {
+                Ok(metadata) if !metadata.is_dir() => metadata,
+                Ok(_) => {
+                    report.skipped.push(Skipped {
+                        path,
+                        reason: "changed type while the backup ran".to_string(),
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    report.skipped.push(tree::skipped(&path, &e));
+                    continue;
+                }
+            };
+            let name = base.join(&relative);
+            let entry = Entry {
+                path: &path,
+                name: &name,
+                target: tree::link_target(&path, &metadata),
+                metadata: &metadata,
+                dumpdir: None,
+            };
+            writer.append_entry(entry, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// One entry of a directory in a file state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    name: OsString,
+    /// `d`, `f`, `l`, `p`, `c` or `b`.
+    kind: u8,
+    /// `Y`, `N` or `D`, as in the dumpdir.
+    flag: u8,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    inode: u64,
+}
+
+impl Record {
+    /// `None` for a socket, which no archive holds.
+    fn of(name: &OsStr, metadata: &Metadata) -> Option<Self> {
+        let kind = metadata.file_type();
+        let kind = if kind.is_dir() {
+            b'd'
+        } else if kind.is_file() {
+            b'f'
+        } else if kind.is_symlink() {
+            b'l'
+        } else if kind.is_fifo() {
+            b'p'
+        } else if kind.is_char_device() {
+            b'c'
+        } else if kind.is_block_device() {
+            b'b'
+        } else {
+            return None;
+        };
+        Some(Record {
+            name: name.to_os_string(),
+            kind,
+            flag: 0,
+            size: metadata.size(),
+            mtime: (metadata.mtime(), metadata.mtime_nsec()),
+            ctime: (metadata.ctime(), metadata.ctime_nsec()),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// Unchanged since `self` was recorded: GNU tar's test (size, mtime,
+    /// ctime) and the inode, so a file renamed over another counts as new.
+    fn same_as(&self, now: &Record) -> bool {
+        self.kind == now.kind
+            && self.size == now.size
+            && self.mtime == now.mtime
+            && self.ctime == now.ctime
+            && self.inode == now.inode
+    }
+}
+
+/// Writes a file state: the magic, then per directory its path and its
+/// records, then [`END`]; zstd-compressed, hashed as it is written.
+struct StateWriter {
+    out: zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<File>>>,
+}
+
+impl StateWriter {
+    fn new(file: File) -> io::Result<Self> {
+        let mut out =
+            zstd::stream::write::Encoder::new(HashingWriter::new(BufWriter::new(file)), 1)?;
+        out.write_all(MAGIC)?;
+        Ok(Self { out })
+    }
+
+    fn block(&mut self, relative: &Path, records: &[Record]) -> io::Result<()> {
+        write_bytes(&mut self.out, relative.as_os_str().as_bytes())?;
+        self.out.write_all(&len32(records.len())?.to_le_bytes())?;
+        for r in records {
+            write_bytes(&mut self.out, r.name.as_bytes())?;
+            self.out.write_all(&[r.kind, r.flag])?;
+            self.out.write_all(&r.size.to_le_bytes())?;
+            for n in [r.mtime.0, r.mtime.1, r.ctime.0, r.ctime.1] {
+                self.out.write_all(&n.to_le_bytes())?;
+            }
+            self.out.write_all(&r.inode.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Ends the state and syncs it.
+    fn finish(mut self) -> io::Result<StateWritten> {
+        self.out.write_all(&END.to_le_bytes())?;
+        let (buffered, sha256, size) = self.out.finish()?.finish()?;
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(StateWritten { sha256, size })
+    }
+}
+
+fn len32(n: usize) -> io::Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n != END)
+        .ok_or_else(|| io::Error::other("too many entries for a file state"))
+}
+
+fn write_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(&len32(bytes.len())?.to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+/// Reads a file state block by block, in the walk's order.
+struct StateReader {
+    input: zstd::stream::read::Decoder<'static, BufReader<File>>,
+    /// A block read ahead: the walk has not reached its directory yet.
+    ahead: Option<(PathBuf, Vec<Record>)>,
+    done: bool,
+}
+
+fn damaged(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("damaged file state: {what}"),
+    )
+}
+
+impl StateReader {
+    fn open(path: &Path) -> io::Result<Self> {
+        Self::from_file(File::open(path)?)
+    }
+
+    fn from_file(file: File) -> io::Result<Self> {
+        let mut input = zstd::stream::read::Decoder::new(file)?;
+        let mut magic = [0u8; MAGIC.len()];
+        input.read_exact(&mut magic)?;
+        if magic != MAGIC {
+            return Err(damaged("not a backupctl file state"));
+        }
+        Ok(Self {
+            input,
+            ahead: None,
+            done: false,
+        })
+    }
+
+    /// The records of the directory at `relative`, if the state has them.
+    /// Walks forward only: blocks before it are passed over. A damaged
+    /// state ends here, as if it held no more directories: everything
+    /// after is then stored again, which is safe.
+    fn block(&mut self, relative: &Path) -> Option<Vec<Record>> {
+        loop {
+            if self.ahead.is_none() {
+                self.ahead = self.next_block().ok().flatten();
+                if self.ahead.is_none() {
+                    self.done = true;
+                    return None;
+                }
+            }
+            let (path, _) = self.ahead.as_ref()?;
+            match path.as_path().cmp(relative) {
+                Ordering::Less => self.ahead = None,
+                Ordering::Equal => return self.ahead.take().map(|(_, records)| records),
+                Ordering::Greater => return None,
+            }
+        }
+    }
+
+    fn next_block(&mut self) -> io::Result<Option<(PathBuf, Vec<Record>)>> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some(path) = self.read_bytes()? else {
+            self.done = true;
+            return Ok(None);
+        };
+        let count = self.read_u32()?;
+        let mut records = Vec::new();
+        for _ in 0..count {
+            let name = self.read_bytes()?.ok_or_else(|| damaged("entry name"))?;
+            let mut fixed = [0u8; 2 + 8 * 6];
+            self.input.read_exact(&mut fixed)?;
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&fixed[2 + 8 * i..10 + 8 * i]);
+                b
+            };
+            records.push(Record {
+                name: OsString::from_vec(name),
+                kind: fixed[0],
+                flag: fixed[1],
+                size: u64::from_le_bytes(word(0)),
+                mtime: (i64::from_le_bytes(word(1)), i64::from_le_bytes(word(2))),
+                ctime: (i64::from_le_bytes(word(3)), i64::from_le_bytes(word(4))),
+                inode: u64::from_le_bytes(word(5)),
+            });
+        }
+        Ok(Some((PathBuf::from(OsString::from_vec(path)), records)))
+    }
+
+    fn read_u32(&mut self) -> io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.input.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A length-prefixed byte string; `None` at [`END`].
+    fn read_bytes(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let len = self.read_u32()?;
+        if len == END {
+            return Ok(None);
+        }
+        let len = len as usize;
+        if len > MAX_PATH {
+            return Err(damaged("name too long"));
+        }
+        let mut bytes = vec![0u8; len];
+        self.input.read_exact(&mut bytes)?;
+        Ok(Some(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_state_reads_back_in_walk_order_and_skips_what_the_walk_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.files");
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        let mut a = Record::of(OsStr::new("a"), &meta).unwrap();
+        a.flag = b'D';
+        let mut writer = StateWriter::new(File::create(&path).unwrap()).unwrap();
+        for relative in ["", "a", "a/b", "c"] {
+            writer
+                .block(Path::new(relative), std::slice::from_ref(&a))
+                .unwrap();
+        }
+        let written = writer.finish().unwrap();
+        let hashed = hash_file(&path).unwrap();
+        assert_eq!((hashed.sha256, hashed.size), (written.sha256, written.size));
+        let mut reader = StateReader::open(&path).unwrap();
+        assert_eq!(reader.block(Path::new("")), Some(vec![a.clone()]));
+        // "a" and "a/b" were deleted from the tree; "b" is new.
+        assert_eq!(reader.block(Path::new("b")), None);
+        assert_eq!(reader.block(Path::new("c")), Some(vec![a]));
+        assert_eq!(reader.block(Path::new("d")), None);
+    }
+
+    #[test]
+    fn a_damaged_file_state_ends_early_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.files");
+        let mut bytes = zstd::encode_all(MAGIC, 1).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = StateReader::open(&path).unwrap();
+        assert_eq!(reader.block(Path::new("")), None);
+        bytes.truncate(3);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(StateReader::open(&path).is_err());
+    }
+}

@@ -148,3 +148,25 @@ fn create_refuses_a_ping_that_is_not_an_http_url() {
     assert_eq!(env.schedules(), "");
     env.create("docs;23:00;docs;ping=HTTPS://hc-ping.com/0f1e");
 }
+
+#[test]
+fn an_untrusted_schedule_file_sends_no_ping() {
+    // The run's log would leave the machine for a URL another user chose.
+    let server = HttpServer::start();
+    let env = TestEnv::with_tree(&[], &[("docs/a.txt", "alpha")]);
+    env.create(&format!("docs;23:00;docs;ping={}", server.url("u")));
+    env.chmod("backup_schedules.txt", 0o664);
+    env.manager(["run", "docs"])
+        .stdout_pattern("backups/docs.tar: [..]\n")
+        .run();
+    assert_eq!(server.paths(), Vec::<String>::new());
+    let refused = format!(
+        "Warning: ping of docs refused: {} is writable by its group (mode 0664)",
+        env.shown("backup_schedules.txt")
+    );
+    assert!(
+        env.log_messages("backup_service.log").contains(&refused),
+        "{:#?}",
+        env.log_messages("backup_service.log")
+    );
+}

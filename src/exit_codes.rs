@@ -11,6 +11,30 @@
 //! | 4    | `run` wrote the archive and kept it locally, but could not copy it to the schedule's remote (`copy-to`); the next run uploads what is missing |
 //! | 130, 143 | `run` was stopped by SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number, as shells report it); its partial archive was removed |
 
+/// The table above, for the man page's EXIT STATUS.
+pub const TABLE: &[(&str, &str)] = &[
+    (
+        "0",
+        "success (for run: everything archived, or the tree was unchanged under if-changed; for status: the service is running)",
+    ),
+    (
+        "1",
+        "the operation failed: a backup failed, the service is not running (stop) or already running (start), verify found a bad archive, check found a problem, an I/O error",
+    ),
+    (
+        "2",
+        "the input was refused: a malformed schedule, a bad index or name, a usage error, no home where the command ran; nothing was changed",
+    ),
+    (
+        "3",
+        "run wrote a valid but partial archive: some files could not be read and were skipped (listed on stderr and in the manifest); status: the service is not running (LSB)",
+    ),
+    (
+        "130, 143",
+        "run was stopped by SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number); its partial archive was removed",
+    ),
+];
+
 /// How the process ends (see the table above).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {

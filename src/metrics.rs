@@ -83,7 +83,12 @@ where
         zone,
         hooks_trusted: &hooks_trusted,
     };
-    let entries = store.load().unwrap_or_default();
+    // An unreadable schedule file gives a file without schedules (the
+    // written time still shows it is current); the reason goes to the log.
+    let entries = store.load().unwrap_or_else(|error| {
+        log::warn!("metrics: {}", primitives::error_chain(&error));
+        Vec::new()
+    });
     entries
         .iter()
         .filter_map(|entry| entry.parsed.as_ref().ok())
@@ -137,7 +142,7 @@ struct Family {
 const FAMILIES: &[Family] = &[
     Family {
         name: "backupctl_last_success_timestamp_seconds",
-        help: "When the schedule's last successful backup (ok or partial) started, in seconds since the Unix epoch.",
+        help: "When the schedule's last successful backup (ok or partial) was taken, as check judges it, in seconds since the Unix epoch.",
         value: |m| m.last_success.map(seconds),
     },
     Family {

@@ -3,13 +3,12 @@
 //! three exit states and `--dry-run`.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{BIN, Service, TestEnv, eventually, same_tree};
+use crate::support::{Service, TestEnv, eventually, same_tree};
 
 /// A small tree with a nested directory, a symlink and an executable.
 fn make_tree(env: &TestEnv, dir: &str) {
@@ -302,32 +301,6 @@ fn sockets_are_left_out_without_making_the_run_partial() {
     );
 }
 
-/// `backupctl ARGS` as the unprivileged user `nobody` when the tests run as
-/// root (root reads a mode-000 file), else as the current user.
-fn unprivileged(env: &TestEnv) -> crate::support::Test {
-    // The home was created by this process, so it is owned by our user.
-    let root = fs::metadata(env.home()).unwrap().uid() == 0;
-    if root {
-        chown_tree(env.home(), 65534);
-        env.program("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
-    } else {
-        env.test("backupctl")
-    }
-}
-
-fn chown_tree(dir: &Path, uid: u32) {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(uid)).unwrap();
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.symlink_metadata().unwrap().is_dir() {
-            chown_tree(&path, uid);
-        } else {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).unwrap();
-        }
-    }
-}
-
 #[test]
 fn unreadable_files_make_a_partial_run_that_exits_3() {
     let env = TestEnv::new();
@@ -337,7 +310,7 @@ fn unreadable_files_make_a_partial_run_that_exits_3() {
     // The binary is reached through the temporary home by `nobody`.
     env.chmod("", 0o755);
     env.chmod("src/secret", 0o000);
-    unprivileged(&env)
+    env.unprivileged()
         .args(["run", "p"])
         .status(3)
         .stdout_pattern("backups/p.tar.gz: [..]\n")

@@ -1,5 +1,5 @@
-//! `run` at a terminal and under Ctrl-C: the progress bar's percentage, ETA
-//! and units (read through a pseudo-terminal made by `script`), and a SIGINT
+//! `run` at a terminal and under Ctrl-C: the progress bar's percentage, ETA,
+//! units and last phase (read through a pseudo-terminal made by `script`), and a SIGINT
 //! that stops a zstd -19 run within a second, removes its partial archive
 //! and leaves the earlier one intact.
 
@@ -49,6 +49,14 @@ fn the_progress_bar_shows_a_percentage_an_eta_and_iec_units() {
     }
     // The total came from the walk: the first run has no earlier one to go by.
     assert!(frames.iter().any(|f| f.contains("% [")), "{frames:?}");
+    // Everything is read long before zstd -19 is done with it: the bar says
+    // so instead of sitting at 100% with an ETA of 0 s.
+    assert!(
+        out.stdout
+            .contains("all 2.0 MiB read; finishing the archive ("),
+        "{:?}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -274,7 +274,10 @@ mod tests {
             log_plan(&home, Some(&daemon), style, true),
             LogPlan::Service(service(Echo::Journal))
         );
-        let man = Command::Man(super::super::man::Args {});
+        let man = Command::Man(super::super::man::Args {
+            command: None,
+            dir: None,
+        });
         assert_eq!(plan(Some(&man)), LogPlan::Nowhere);
         assert_eq!(
             plan(None),

@@ -130,7 +130,7 @@ pub enum Command {
     Daemon(daemon::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::Args),
-    /// Print the man page (roff), e.g. `backupctl man > backupctl.1`
+    /// Print the man page (roff), or a command's, or write them all with --dir
     Man(man::Args),
 }
 

@@ -225,7 +225,7 @@ fn with_progress_bar<T>(
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
-            let mut has_total = false;
+            let (mut has_total, mut finishing) = (false, false);
             while !done.load(Ordering::Relaxed) {
                 let read = progress.load(Ordering::Relaxed);
                 let total = match walked.load(Ordering::Relaxed) {
@@ -239,6 +239,13 @@ fn with_progress_bar<T>(
                     }
                     // The tree may have grown since it was measured.
                     bar.set_length(total.max(read));
+                    // Everything is read, but a compressor (zstd -19 holds
+                    // several MiB) and the sync still work: say so rather
+                    // than sit at 100% with an ETA of 0 s.
+                    if read >= total && !finishing && walked.load(Ordering::Relaxed) != UNKNOWN {
+                        bar.set_style(finishing_style());
+                        finishing = true;
+                    }
                 }
                 bar.set_position(read);
                 bar.tick();
@@ -264,6 +271,14 @@ fn bar_style() -> ProgressStyle {
             let _ = write!(w, "{}", human_bytes(s.len().unwrap_or(0)));
         })
         .with_key("rate", rate)
+}
+
+fn finishing_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} all {read} read; finishing the archive ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key("read", |s: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{}", human_bytes(s.pos()));
+        })
 }
 
 fn spinner_style() -> ProgressStyle {

@@ -138,6 +138,21 @@ impl TestEnv {
         self.test("backup_service").args(args)
     }
 
+    /// `backupctl ARGS` as the unprivileged user `nobody` when the tests run
+    /// as root (root reads a mode-000 file), with the whole home handed to
+    /// it (so its schedule file stays trusted); else as the current user.
+    pub fn unprivileged(&self) -> Test {
+        use std::os::unix::fs::MetadataExt;
+        // The home was created by this process, so it is owned by our user.
+        if fs::metadata(self.home()).unwrap().uid() == 0 {
+            chown_tree(self.home(), 65534);
+            self.program("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        } else {
+            self.test("backupctl")
+        }
+    }
+
     /// `bash -c SCRIPT`, run from the home like the other commands.
     pub fn bash(&self, script: &str) -> Test {
         let mut cmd = self.prepare(Command::new("bash"));
@@ -426,6 +441,18 @@ impl TestEnv {
             "GNU tar {flags:?} could not extract {archive}"
         );
         dest
+    }
+}
+
+fn chown_tree(dir: &Path, uid: u32) {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(uid)).unwrap();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.symlink_metadata().unwrap().is_dir() {
+            chown_tree(&path, uid);
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).unwrap();
+        }
     }
 }
 

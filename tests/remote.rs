@@ -350,3 +350,29 @@ fn copy_to_without_rclone_is_refused_at_create() {
         )
         .run();
 }
+
+#[test]
+fn ctrl_c_ends_the_retries_of_a_copy_at_once() {
+    let mut server = RemoteServer::webdav();
+    let env = env_with_tree();
+    let target = server.target("bk");
+    env.create(&format!("src;10:00;bk;copy-to={target}"));
+    server.stop();
+    let run = through(env.manager(["run", "bk"]), &server)
+        .env("BACKUPCTL_COPY_RETRY_FOR", "600")
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr_pattern(format!(
+            "backup_manager: copy to {target} failed ([..] attempts); the archive stays in backups/ and the next run uploads what is missing: [..]\n"
+        ))
+        .spawn();
+    env.wait_for_log(
+        "backup_service.log",
+        "copy of bk to dav:bk failed, retrying in",
+    );
+    // Within the ten seconds `wait` allows, far less than the retry bound.
+    run.signal_and_wait(nix::sys::signal::Signal::SIGINT);
+    env.ctl(["verify", "bk"])
+        .stdout("OK backups/bk.tar\n")
+        .run();
+}

@@ -240,6 +240,7 @@ fn run_locked(
             schedule.options.remote_keep,
             &pruned,
             request.now,
+            request.watch.abort,
         )
     });
     if matches!(copy, Some(Err(_))) {

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{Context, print_lines};
 use crate::archive::Watch;
+use crate::backup::copy::{CopyError, CopyReport};
 use crate::backup::{self, History, RunOutcome, WhenBusy};
 use crate::daemon::signals::{FirstSignal, Shutdown};
 use crate::error::Error;
@@ -58,14 +59,21 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             watch,
         )
     })?;
+    let copy_failed = report_copy_failure(ctx, outcome.copy());
     let finished = match outcome {
-        RunOutcome::Unchanged { since } => {
-            print_lines([format!(
+        RunOutcome::Unchanged { since, copy } => {
+            let mut lines = vec![format!(
                 "{}: unchanged since {}; no archive written",
                 schedule.source,
                 ctx.home.display_path(&since.path)
-            )])?;
-            return Ok(ExitCode::Success);
+            )];
+            lines.extend(copy_lines(copy.as_ref()));
+            print_lines(lines)?;
+            return Ok(if copy_failed {
+                ExitCode::CopyFailed
+            } else {
+                ExitCode::Success
+            });
         }
         RunOutcome::Finished(finished) => finished,
     };
@@ -88,20 +96,32 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             .iter()
             .map(|p| format!("pruned {}", ctx.home.display_path(p))),
     );
-    match &finished.copy {
-        Some(Ok(copy)) => {
-            lines.extend(copy.uploaded.iter().map(|l| format!("copied to {l}")));
-            lines.extend(copy.deleted.iter().map(|l| format!("pruned {l}")));
-        }
-        Some(Err(error)) => eprintln!("{}: {}", ctx.program, crate::primitives::error_chain(error)),
-        None => {}
-    }
+    lines.extend(copy_lines(finished.copy.as_ref()));
     print_lines(lines)?;
     Ok(match finished.state {
         RunState::Partial => ExitCode::Partial,
         RunState::CopyFailed => ExitCode::CopyFailed,
         RunState::Ok | RunState::Failed => ExitCode::Success,
     })
+}
+
+/// `copied to LOCATION` and `pruned LOCATION` lines of a copy that worked.
+fn copy_lines(copy: Option<&Result<CopyReport, CopyError>>) -> Vec<String> {
+    let Some(Ok(copy)) = copy else {
+        return Vec::new();
+    };
+    let uploaded = copy.uploaded.iter().map(|l| format!("copied to {l}"));
+    let deleted = copy.deleted.iter().map(|l| format!("pruned {l}"));
+    uploaded.chain(deleted).collect()
+}
+
+/// Says on stderr why the copy failed, if it did.
+fn report_copy_failure(ctx: &Context, copy: Option<&Result<CopyReport, CopyError>>) -> bool {
+    let Some(Err(error)) = copy else {
+        return false;
+    };
+    eprintln!("{}: {}", ctx.program, crate::primitives::error_chain(error));
+    true
 }
 
 /// `run --dry-run`: the archive it would write and retention's verdicts.

@@ -275,7 +275,7 @@ fn ctrl_c_abandons_a_run_and_removes_the_partial_archive() {
         .manager(["run", "big"])
         .status(130)
         .stderr(format!(
-            "backup_manager: interrupted: stopping the backup and removing its partial archive\n\
+            "backup_manager: interrupted: stopping the backup of big\n\
              backup_manager: interrupted by SIGINT: backup failed for big (schedule big): stopped before {} was complete; the partial file was removed\n",
             env.shown("backups/big.tar")
         ))

@@ -350,3 +350,62 @@ fn copy_to_without_rclone_is_refused_at_create() {
         )
         .run();
 }
+
+#[test]
+fn ctrl_c_ends_the_retries_of_a_copy_at_once() {
+    let mut server = RemoteServer::webdav();
+    let env = env_with_tree();
+    let target = server.target("bk");
+    env.create(&format!("src;10:00;bk;copy-to={target}"));
+    server.stop();
+    let run = through(env.manager(["run", "bk"]), &server)
+        .env("BACKUPCTL_COPY_RETRY_FOR", "600")
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr_pattern(format!(
+            "backup_manager: interrupted: stopping the backup of bk\n\
+             backup_manager: copy to {target} failed ([..] attempts); the archive stays in backups/ and the next run uploads what is missing: [..]\n"
+        ))
+        .spawn();
+    env.wait_for_log(
+        "backup_service.log",
+        "copy of bk to dav:bk failed, retrying in",
+    );
+    // Within the ten seconds `wait` allows, far less than the retry bound.
+    run.signal_and_wait(nix::sys::signal::Signal::SIGINT);
+    env.ctl(["verify", "bk"])
+        .stdout("OK backups/bk.tar\n")
+        .run();
+}
+
+#[test]
+fn an_unchanged_tree_still_lets_the_remote_catch_up() {
+    let mut server = RemoteServer::webdav();
+    let env = env_with_tree();
+    let target = server.target("bk");
+    env.create(&format!("src;10:00;bk;if-changed,copy-to={target}"));
+    server.stop();
+    through(env.manager(["run", "bk"]), &server)
+        .env("BACKUPCTL_COPY_RETRY_FOR", "1")
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr_pattern("backup_manager: copy to dav:bk failed [..]\n")
+        .run();
+    server.start();
+    through(env.manager(["run", "bk"]), &server)
+        .stdout(format!(
+            "src: unchanged since backups/bk.tar; no archive written\ncopied to {target}/bk.tar\n"
+        ))
+        .run();
+    assert_eq!(server.listing("bk"), ["bk.tar", "bk.tar.json"]);
+    let state = json(&env.read(".backupctl-state.json"));
+    assert_eq!(state["schedules"]["bk"]["last_run"]["state"], "ok");
+    assert_eq!(
+        state["schedules"]["bk"]["last_run"]["remote_copy"]["location"],
+        format!("{target}/bk.tar").as_str()
+    );
+    // Unchanged and copied: nothing to do, nothing printed but the skip.
+    through(env.manager(["run", "bk"]), &server)
+        .stdout("src: unchanged since backups/bk.tar; no archive written\n")
+        .run();
+}

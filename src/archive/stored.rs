@@ -36,7 +36,7 @@ impl<'a> Input<'a> {
     /// The stored bytes of `archive`, from the start.
     pub fn open(&self, archive: &Path) -> io::Result<Box<dyn Read + Send + 'a>> {
         match self.stream {
-            Some(stream) => (stream.open)(),
+            Some(stream) => Ok(Box::new(BufReader::new((stream.open)()?))),
             None => Ok(Box::new(BufReader::new(File::open(archive)?))),
         }
     }

@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -34,6 +35,7 @@ pub const RETRY_FOR_VAR: &str = "BACKUPCTL_COPY_RETRY_FOR";
 const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(300);
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(60);
+const ABORT_POLL: Duration = Duration::from_millis(50);
 
 /// A copy that did not complete within the retry bound.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,7 @@ pub fn sync(
     remote_keep: Option<u32>,
     pruned: &[PathBuf],
     now: DateTime<Utc>,
+    abort: &AtomicBool,
 ) -> Result<CopyReport, CopyError> {
     let deadline = Instant::now() + retry_for();
     let mut delay = FIRST_DELAY;
@@ -99,14 +102,19 @@ pub fn sync(
             Err(error @ CopyStepError::Remote(RemoteError::NotInstalled)) => {
                 return Err(copy_error(target, attempts, error));
             }
-            Err(error) if Instant::now() + delay < deadline => {
+            Err(error) if Instant::now() + delay < deadline && !abort.load(Ordering::SeqCst) => {
                 log::warn!(
                     "copy of {} to {target} failed, retrying in {:.1} s: {}",
                     history.name(),
                     delay.as_secs_f64(),
                     crate::primitives::error_chain(&error)
                 );
-                std::thread::sleep(delay);
+                // In short steps, so that a request to stop (the service's
+                // second signal, Ctrl-C) ends the wait at once.
+                let until = Instant::now() + delay;
+                while Instant::now() < until && !abort.load(Ordering::SeqCst) {
+                    std::thread::sleep(ABORT_POLL);
+                }
                 delay = (delay * 2).min(MAX_DELAY);
             }
             Err(error) => return Err(copy_error(target, attempts, error)),

@@ -13,6 +13,7 @@ use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
 
+use super::copy::{CopyError, CopyReport};
 use super::history::History;
 use super::hooks::{self, HookEnv, HookError, HookKind};
 use super::lock::{self, LockError, ScheduleLock, WhenBusy};
@@ -216,7 +217,7 @@ fn after_hooks(
         ..base_env(home, schedule)
     };
     let kind = match outcome {
-        Ok(RunOutcome::Finished(finished)) if finished.state == RunState::CopyFailed => {
+        Ok(_) if record.state == RunState::CopyFailed => {
             env.error = record.error.clone().unwrap_or_default();
             HookKind::OnFailure
         }
@@ -272,15 +273,13 @@ fn record_of(
                 Some(run.report.archive_size),
                 run.report.skipped.len() as u64,
             );
-            match &run.copy {
-                Some(Ok(copy)) => record.remote_copy = copy.newest.clone(),
-                Some(Err(error)) => record.error = Some(error_chain(error)),
-                None => {}
-            }
+            record_copy(&mut record, run.copy.as_ref());
             record
         }
-        Ok(RunOutcome::Unchanged { since }) => {
-            success(RunState::Ok, &since.path, Some(since.size), 0)
+        Ok(RunOutcome::Unchanged { since, copy }) => {
+            let mut record = success(RunState::Ok, &since.path, Some(since.size), 0);
+            record_copy(&mut record, copy.as_ref());
+            record
         }
         Err(error) => RunRecord {
             started,
@@ -292,6 +291,19 @@ fn record_of(
             skipped: None,
             remote_copy: None,
         },
+    }
+}
+
+/// Notes the copy to the remote in `record`: where the newest copy is, or
+/// why the copy failed (the run is then `copy-failed`).
+fn record_copy(record: &mut RunRecord, copy: Option<&Result<CopyReport, CopyError>>) {
+    match copy {
+        Some(Ok(copy)) => record.remote_copy = copy.newest.clone(),
+        Some(Err(error)) => {
+            record.state = RunState::CopyFailed;
+            record.error = Some(error_chain(error));
+        }
+        None => {}
     }
 }
 

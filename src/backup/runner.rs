@@ -109,9 +109,21 @@ pub struct Finished {
 pub enum RunOutcome {
     Finished(Finished),
     /// `if-changed`, and the tree matches the fingerprint of this archive.
+    /// The copy still runs: the remote catches up with what it missed.
     Unchanged {
         since: ArchiveFile,
+        copy: Option<Result<CopyReport, CopyError>>,
     },
+}
+
+impl RunOutcome {
+    /// The copy to the schedule's remote, when it has one.
+    pub fn copy(&self) -> Option<&Result<CopyReport, CopyError>> {
+        match self {
+            RunOutcome::Finished(finished) => finished.copy.as_ref(),
+            RunOutcome::Unchanged { copy, .. } => copy.as_ref(),
+        }
+    }
 }
 
 /// What `run --dry-run` reports, without changing anything.
@@ -172,7 +184,8 @@ fn run_locked(
     if schedule.options.if_changed
         && let Some(since) = unchanged_since(&history, schedule, &source, &exclude)
     {
-        return Ok(RunOutcome::Unchanged { since });
+        let copy = copy_to_remote(&history, schedule, request, &[]);
+        return Ok(RunOutcome::Unchanged { since, copy });
     }
     let recipients = recipients(home, schedule)?;
     let NextArchive { path: archive, .. } = next_archive(&history, schedule, request.now)?;
@@ -246,15 +259,7 @@ fn run_locked(
     };
     // The copy follows the archive, its manifest and the local pruning: a
     // failed copy never undoes the local archive.
-    let copy = schedule.options.copy_to.as_ref().map(|target| {
-        copy::sync(
-            &history,
-            target,
-            schedule.options.remote_keep,
-            &pruned,
-            request.now,
-        )
-    });
+    let copy = copy_to_remote(&history, schedule, request, &pruned);
     if matches!(copy, Some(Err(_))) {
         state = RunState::CopyFailed;
     }
@@ -353,6 +358,25 @@ fn recipients(home: &Home, schedule: &Schedule) -> Result<Vec<Recipient>, RunErr
         all.extend(listed);
     }
     Ok(all)
+}
+
+/// Brings the schedule's remote (`copy-to`) up to date, if it has one.
+fn copy_to_remote(
+    history: &History,
+    schedule: &Schedule,
+    request: &RunRequest<'_>,
+    pruned: &[PathBuf],
+) -> Option<Result<CopyReport, CopyError>> {
+    schedule.options.copy_to.as_ref().map(|target| {
+        copy::sync(
+            history,
+            target,
+            schedule.options.remote_keep,
+            pruned,
+            request.now,
+            request.watch.abort,
+        )
+    })
 }
 
 /// Removes the temporary archive when dropped, unless it was published.
@@ -572,8 +596,16 @@ fn schedule_note(schedule: &Schedule, archive: &Path) -> String {
 }
 
 fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
+    if let Some(Err(error)) = outcome.copy() {
+        log::error!(
+            "Backup copy failed for {} (schedule {}): its archives are kept locally: {}",
+            schedule.source,
+            schedule.name,
+            error_chain(error)
+        );
+    }
     let finished = match outcome {
-        RunOutcome::Unchanged { since } => {
+        RunOutcome::Unchanged { since, .. } => {
             log::info!(
                 "Backup skipped for {}{}: unchanged since {}",
                 schedule.source,
@@ -611,13 +643,6 @@ fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
     }
     for pruned in &finished.pruned {
         log::info!("Pruned {} (retention)", home.display_path(pruned));
-    }
-    if let Some(Err(error)) = &finished.copy {
-        log::error!(
-            "Backup copy failed for {}{note}: {archive} is kept locally: {}",
-            schedule.source,
-            error_chain(error)
-        );
     }
 }
 

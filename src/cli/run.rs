@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 use super::{Context, print_lines};
 use crate::archive::Watch;
+use crate::backup::copy::{CopyError, CopyReport};
 use crate::backup::{self, History, RunOutcome, WhenBusy};
 use crate::daemon::pidfile::StopPhase;
 use crate::daemon::signals::{FirstSignal, Shutdown};
@@ -88,14 +89,21 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         },
         _ => Error::Job(source),
     })?;
+    let copy_failed = report_copy_failure(ctx, outcome.copy());
     let finished = match outcome {
-        RunOutcome::Unchanged { since } => {
-            print_lines([format!(
+        RunOutcome::Unchanged { since, copy } => {
+            let mut lines = vec![format!(
                 "{}: unchanged since {}; no archive written",
                 schedule.source,
                 ctx.home.display_path(&since.path)
-            )])?;
-            return Ok(ExitCode::Success);
+            )];
+            lines.extend(copy_lines(copy.as_ref()));
+            print_lines(lines)?;
+            return Ok(if copy_failed {
+                ExitCode::CopyFailed
+            } else {
+                ExitCode::Success
+            });
         }
         RunOutcome::Finished(finished) => finished,
     };
@@ -118,14 +126,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             .iter()
             .map(|p| format!("pruned {}", ctx.home.display_path(p))),
     );
-    match &finished.copy {
-        Some(Ok(copy)) => {
-            lines.extend(copy.uploaded.iter().map(|l| format!("copied to {l}")));
-            lines.extend(copy.deleted.iter().map(|l| format!("pruned {l}")));
-        }
-        Some(Err(error)) => eprintln!("{}: {}", ctx.program, crate::primitives::error_chain(error)),
-        None => {}
-    }
+    lines.extend(copy_lines(finished.copy.as_ref()));
     print_lines(lines)?;
     Ok(match finished.state {
         RunState::Partial => ExitCode::Partial,
@@ -135,7 +136,9 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
 }
 
 /// Says at once, on stderr and in the log, that a stop signal (Ctrl-C) is
-/// stopping the run; the run then removes its partial archive and returns.
+/// stopping the run. What it left is said when it returns: a partial
+/// archive removed, or, when the signal came while a finished archive was
+/// being copied (`copy-to`), the archive kept and the copy failed.
 fn say_when_stopping(shutdown: &Shutdown, program: &'static str, schedule: &str) {
     let schedule = schedule.to_string();
     let mut said = false;
@@ -144,11 +147,28 @@ fn say_when_stopping(shutdown: &Shutdown, program: &'static str, schedule: &str)
             return;
         }
         said = true;
-        eprintln!("{program}: interrupted: stopping the backup and removing its partial archive");
-        log::info!(
-            "Interrupted: stopping the backup of {schedule} and removing its partial archive"
-        );
+        eprintln!("{program}: interrupted: stopping the backup of {schedule}");
+        log::info!("Interrupted: stopping the backup of {schedule}");
     }));
+}
+
+/// `copied to LOCATION` and `pruned LOCATION` lines of a copy that worked.
+fn copy_lines(copy: Option<&Result<CopyReport, CopyError>>) -> Vec<String> {
+    let Some(Ok(copy)) = copy else {
+        return Vec::new();
+    };
+    let uploaded = copy.uploaded.iter().map(|l| format!("copied to {l}"));
+    let deleted = copy.deleted.iter().map(|l| format!("pruned {l}"));
+    uploaded.chain(deleted).collect()
+}
+
+/// Says on stderr why the copy failed, if it did.
+fn report_copy_failure(ctx: &Context, copy: Option<&Result<CopyReport, CopyError>>) -> bool {
+    let Some(Err(error)) = copy else {
+        return false;
+    };
+    eprintln!("{}: {}", ctx.program, crate::primitives::error_chain(error));
+    true
 }
 
 /// `run --dry-run`: the archive it would write and retention's verdicts.

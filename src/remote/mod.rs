@@ -144,10 +144,7 @@ impl Rclone {
         let output = self
             .command(args)
             .output()
-            .map_err(|source| RemoteError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         if output.status.success() {
             Ok(output)
         } else {
@@ -185,25 +182,34 @@ impl Rclone {
     /// there, as opposed to the remote being unreachable: its directory
     /// lists fine, or is itself not found.
     fn not_found(&self, location: &str) -> Result<bool, RemoteError> {
-        let dir = parent_of(location);
+        self.list_dir(&parent_of(location)).map(|_| true)
+    }
+
+    /// `rclone lsjson` of the directory `dir`; `None` when it does not exist.
+    fn list_dir(&self, dir: &str) -> Result<Option<Output>, RemoteError> {
+        let args = [
+            "lsjson",
+            "--files-only",
+            "--no-mimetype",
+            "--max-depth",
+            "1",
+        ];
         let output = self
-            .command([
-                "lsjson",
-                "--files-only",
-                "--no-mimetype",
-                "--max-depth",
-                "1",
-            ])
-            .arg(&dir)
+            .command(args)
+            .arg(dir)
             .output()
-            .map_err(|source| RemoteError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         match output.status.code() {
-            Some(0) => Ok(true),
-            Some(code) if NOT_FOUND.contains(&code) => Ok(true),
-            _ => Err(failure("lsjson", &dir, &output)),
+            Some(0) => Ok(Some(output)),
+            Some(code) if NOT_FOUND.contains(&code) => Ok(None),
+            _ => Err(failure("lsjson", dir, &output)),
+        }
+    }
+
+    fn spawn_error(&self, source: io::Error) -> RemoteError {
+        RemoteError::Spawn {
+            program: self.program.clone(),
+            source,
         }
     }
 
@@ -211,25 +217,9 @@ impl Rclone {
     /// exist yet).
     pub fn list(&self, target: &RemoteTarget) -> Result<Vec<RemoteFile>, RemoteError> {
         let location = target.as_str();
-        let output = self
-            .command([
-                "lsjson",
-                "--files-only",
-                "--no-mimetype",
-                "--max-depth",
-                "1",
-            ])
-            .arg(location)
-            .output()
-            .map_err(|source| RemoteError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
-        match output.status.code() {
-            Some(0) => {}
-            Some(code) if NOT_FOUND.contains(&code) => return Ok(Vec::new()),
-            _ => return Err(failure("lsjson", location, &output)),
-        }
+        let Some(output) = self.list_dir(location)? else {
+            return Ok(Vec::new());
+        };
         let entries: Vec<LsJson> =
             serde_json::from_slice(&output.stdout).map_err(|source| RemoteError::Unreadable {
                 action: "lsjson",
@@ -291,10 +281,7 @@ impl Rclone {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| RemoteError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take().map(|mut stderr| {
             std::thread::spawn(move || {

@@ -6,6 +6,7 @@ mod support;
 mod archive;
 mod cli_args;
 mod daemon;
+mod fidelity_restore;
 mod fidelity_write;
 mod history;
 mod manager;

@@ -17,27 +17,28 @@
 //! 2. **Extraction.** The same checks run again entry by entry (the archive
 //!    could have changed in between), parents are checked with `lstat` before
 //!    use, files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is
-//!    ever written through a symlink. Modes (permission bits, without
-//!    set-uid/set-gid/sticky) and mtimes are restored; directories get theirs
-//!    last, so a read-only directory can still be filled; symlinks and FIFOs
-//!    get their mtime without being followed or opened. Devices are reported
-//!    and skipped. Ownership is not restored.
+//!    ever written through a symlink. Owners, modes, nanosecond mtimes,
+//!    xattrs and ACLs are restored as GNU tar `-xp` does (`restore_meta`);
+//!    directories get theirs last, so a read-only directory can still be
+//!    filled; symlinks, FIFOs and devices get theirs without being followed
+//!    or opened. Devices are made by root only, reported and skipped
+//!    otherwise.
 //!
 //! Passes 1 and 2 assume nobody else is changing the destination meanwhile.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
-use nix::sys::stat::{Mode, lutimes};
-use nix::sys::time::TimeVal;
+use nix::sys::stat::{Mode, SFlag};
 use tar::EntryType;
 
 use super::manifest;
 use super::manifest::Match;
+use super::pax_tap::{PaxTap, Records, entry_records};
+use super::restore_meta::{EntryMetadata, MetadataWriter, Node, Unrestored};
 use super::sparse_restore;
 use super::verify::{HashingReader, decompressed, format_of};
 use crate::model::Format;
@@ -101,6 +102,9 @@ pub struct RestoreJob<'a> {
     pub destination: &'a Path,
     /// Replace existing files and symlinks (never directories).
     pub force: bool,
+    /// As root, give files the archive's numeric ids rather than looking
+    /// its user and group names up.
+    pub numeric_owner: bool,
 }
 
 /// What the manifest said about the archive.
@@ -119,8 +123,10 @@ pub enum ManifestCheck {
 pub struct RestoreReport {
     pub manifest: ManifestCheck,
     pub restored: u64,
-    /// Entries not restored (FIFOs, devices), with why.
+    /// Entries not restored (devices), with why.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Owners and attributes that could not be put back.
+    pub unrestored: Unrestored,
 }
 
 /// Restores `job.archive` into `job.destination`, calling `on_restored` with
@@ -170,12 +176,16 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
     let mut hashing = HashingReader::new(io::BufReader::new(file));
     {
         let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, e))?;
+        let reader = PaxTap::new(reader);
+        let seen = reader.seen();
         let mut archive = tar::Archive::new(reader);
         let mut checker = Checker::new(job);
         let mut needed: u64 = 0;
         for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
             let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-            let checked = checker.check(&mut entry)?;
+            let records =
+                entry_records(&mut entry, &seen).map_err(|e| read_error(job.archive, e))?;
+            let checked = checker.check(&mut entry, &records)?;
             if let Some(Checked { relative, item }) = &checked {
                 let size = entry.size();
                 if let Item::Sparse { realsize } = item {
@@ -272,7 +282,7 @@ enum Item {
     /// A hard link to this earlier entry (relative path).
     HardLink(PathBuf),
     Fifo,
-    /// A device: reported, not restored.
+    /// A character or block device: made by root, reported otherwise.
     Device(&'static str),
 }
 
@@ -315,6 +325,7 @@ impl<'a> Checker<'a> {
     fn check<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        records: &Records,
     ) -> Result<Option<Checked>, RestoreError> {
         if entry.header().entry_type() == EntryType::XGlobalHeader {
             return Ok(None); // pax defaults for the entries after it; nothing to write
@@ -323,9 +334,7 @@ impl<'a> Checker<'a> {
             .path()
             .map_err(|e| read_error(self.job.archive, e))?
             .into_owned();
-        let sparse = match sparse_restore::sparse_entry(entry)
-            .map_err(|e| read_error(self.job.archive, e))?
-        {
+        let sparse = match sparse_restore::sparse_entry(records) {
             None => None,
             Some(Ok(sparse)) => Some(sparse),
             Some(Err(why)) => return Err(self.hostile(&raw, why)),
@@ -338,6 +347,10 @@ impl<'a> Checker<'a> {
             return Ok(None);
         }
         let item = match &sparse {
+            // No filesystem holds a file past the largest file offset.
+            Some(sparse) if sparse.realsize > i64::MAX as u64 => {
+                return Err(self.hostile(&raw, "is a sparse file of an impossible size"));
+            }
             Some(sparse) if entry.header().entry_type().is_file() => Item::Sparse {
                 realsize: sparse.realsize,
             },
@@ -386,8 +399,8 @@ impl<'a> Checker<'a> {
                 Item::HardLink(target)
             }
             EntryType::Fifo => Item::Fifo,
-            EntryType::Char => Item::Device("character device"),
-            EntryType::Block => Item::Device("block device"),
+            EntryType::Char => Item::Device(CHAR_DEVICE),
+            EntryType::Block => Item::Device(BLOCK_DEVICE),
             other => {
                 return Err(self.hostile(raw, format!("has an unsupported type ({other:?})")));
             }
@@ -499,61 +512,115 @@ fn extract(
     let file = open_archive(job.archive)?;
     let reader =
         decompressed(format, io::BufReader::new(file)).map_err(|e| read_error(job.archive, e))?;
+    let reader = PaxTap::new(reader);
+    let seen = reader.seen();
     let mut archive = tar::Archive::new(reader);
     let mut checker = Checker::new(job);
+    let mut metadata = MetadataWriter::new(job.numeric_owner);
     let mut report = RestoreReport {
         manifest: ManifestCheck::Missing,
         restored: 0,
         skipped: Vec::new(),
+        unrestored: Unrestored::default(),
     };
-    // Directories get their mode and mtime once their content is in place.
-    let mut finished_dirs: Vec<(PathBuf, u32, SystemTime)> = Vec::new();
+    // Directories get their owner, mode and mtime once their content is in
+    // place.
+    let mut finished_dirs: Vec<(PathBuf, EntryMetadata)> = Vec::new();
     for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
         let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-        let Some(checked) = checker.check(&mut entry)? else {
+        let records = entry_records(&mut entry, &seen).map_err(|e| read_error(job.archive, e))?;
+        let Some(checked) = checker.check(&mut entry, &records)? else {
             continue;
         };
         let path = job.destination.join(&checked.relative);
-        let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o777;
-        let seconds = header.mtime().unwrap_or(0);
-        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+        let meta = EntryMetadata::read(entry.header(), &records);
         let written = Writer {
             root: job.destination,
             path: &path,
             relative: &checked.relative,
         };
-        match &checked.item {
+        let applied = match &checked.item {
             Item::Dir => {
                 written.dir()?;
-                finished_dirs.push((path.clone(), mode, mtime));
+                finished_dirs.push((path.clone(), meta));
+                Ok(())
             }
-            Item::File => written.file(&mut entry, mode, mtime, job.archive)?,
+            Item::File => {
+                let file = written.file(&mut entry, job.archive)?;
+                metadata.apply_to_file(&file, &path, &meta)
+            }
             Item::Sparse { realsize } => {
                 let size = entry.size();
                 let segments = sparse_restore::read_map(&mut entry, *realsize, size)
                     .map_err(|e| read_error(job.archive, e))?
                     .map_err(|why| checker.hostile(&checked.relative, why))?;
-                written.sparse(&mut entry, &segments, *realsize, mode, mtime, job.archive)?
+                let file = written.sparse(&mut entry, &segments, *realsize, job.archive)?;
+                metadata.apply_to_file(&file, &path, &meta)
             }
-            Item::Symlink(target) => written.symlink(target, seconds)?,
-            Item::HardLink(target) => written.hard_link(&job.destination.join(target))?,
-            Item::Fifo => written.fifo(mode, seconds)?,
+            Item::Symlink(target) => {
+                written.symlink(target)?;
+                metadata.apply_no_follow(&path, &meta, Node::Symlink)
+            }
+            // One inode: its metadata came with the file it links to.
+            Item::HardLink(target) => {
+                written.hard_link(&job.destination.join(target))?;
+                Ok(())
+            }
+            Item::Fifo => {
+                written.fifo()?;
+                metadata.apply_no_follow(&path, &meta, Node::Special)
+            }
             Item::Device(kind) => {
-                report
-                    .skipped
-                    .push((path, format!("{kind}s are not restored")));
-                continue;
+                if !metadata.is_root() {
+                    report
+                        .skipped
+                        .push((path, format!("{kind}s are restored only by root")));
+                    continue;
+                }
+                let (major, minor) = device_numbers(entry.header());
+                let flag = if *kind == CHAR_DEVICE {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                match written.device(flag, major, minor) {
+                    Ok(()) => metadata.apply_no_follow(&path, &meta, Node::Special),
+                    // A container's root may lack CAP_MKNOD.
+                    Err(RestoreError::Write { source, .. })
+                        if source.raw_os_error() == Some(nix::libc::EPERM) =>
+                    {
+                        report
+                            .skipped
+                            .push((path, format!("cannot create a {kind}: {source}")));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-        }
+        };
+        applied.map_err(|source| RestoreError::Write {
+            path: path.clone(),
+            source,
+        })?;
         report.restored += 1;
         on_restored(&path);
     }
-    for (path, mode, mtime) in finished_dirs.into_iter().rev() {
-        set_dir_metadata(&path, mode, mtime)
+    for (path, meta) in finished_dirs.into_iter().rev() {
+        open_dir_no_follow(&path)
+            .and_then(|dir| metadata.apply_to_file(&dir, &path, &meta))
             .map_err(|source| RestoreError::Write { path, source })?;
     }
+    report.unrestored = metadata.unrestored;
     Ok(report)
+}
+
+const CHAR_DEVICE: &str = "character device";
+const BLOCK_DEVICE: &str = "block device";
+
+/// A device entry's major and minor numbers (0 when unreadable).
+fn device_numbers(header: &tar::Header) -> (u64, u64) {
+    let number = |n: io::Result<Option<u32>>| u64::from(n.ok().flatten().unwrap_or(0));
+    (number(header.device_major()), number(header.device_minor()))
 }
 
 /// Writes one entry at `path` (`root` joined with `relative`).
@@ -624,18 +691,11 @@ impl Writer<'_> {
         fs::create_dir(self.path).map_err(|e| self.error(e))
     }
 
-    fn file<R: Read>(
-        &self,
-        content: &mut R,
-        mode: u32,
-        mtime: SystemTime,
-        archive: &Path,
-    ) -> Result<(), RestoreError> {
+    /// A file with its content, for its metadata to be set through.
+    fn file<R: Read>(&self, content: &mut R, archive: &Path) -> Result<File, RestoreError> {
         let mut file = self.new_file()?;
         io::copy(content, &mut file).map_err(|e| read_error(archive, e))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .and_then(|()| file.set_modified(mtime))
-            .map_err(|e| self.error(e))
+        Ok(file)
     }
 
     /// Creates the file at `path` (its parents first, a replaced entry
@@ -660,10 +720,8 @@ impl Writer<'_> {
         content: &mut R,
         segments: &[(u64, u64)],
         realsize: u64,
-        mode: u32,
-        mtime: SystemTime,
         archive: &Path,
-    ) -> Result<(), RestoreError> {
+    ) -> Result<File, RestoreError> {
         use std::io::{Seek, SeekFrom};
         let mut file = self.new_file()?;
         for &(offset, length) in segments {
@@ -678,34 +736,31 @@ impl Writer<'_> {
                 ));
             }
         }
-        file.set_len(realsize)
-            .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
-            .and_then(|()| file.set_modified(mtime))
-            .map_err(|e| self.error(e))
+        file.set_len(realsize).map_err(|e| self.error(e))?;
+        Ok(file)
     }
 
-    fn symlink(&self, target: &Path, mtime: u64) -> Result<(), RestoreError> {
+    fn symlink(&self, target: &Path) -> Result<(), RestoreError> {
         self.parents()?;
         self.clear()?;
-        std::os::unix::fs::symlink(target, self.path).map_err(|e| self.error(e))?;
-        self.set_mtime_no_follow(mtime)
+        std::os::unix::fs::symlink(target, self.path).map_err(|e| self.error(e))
     }
 
-    fn fifo(&self, mode: u32, mtime: u64) -> Result<(), RestoreError> {
+    /// A FIFO, mode 0600 until its metadata is set (without opening it).
+    fn fifo(&self) -> Result<(), RestoreError> {
         self.parents()?;
         self.clear()?;
-        nix::unistd::mkfifo(self.path, Mode::from_bits_truncate(mode))
-            .map_err(|e| self.error(e.into()))?;
-        // mkfifo applies the umask; the mode is set again without following
-        // anything (the path was just created as a FIFO, never opened).
-        fs::set_permissions(self.path, fs::Permissions::from_mode(mode))
-            .map_err(|e| self.error(e))?;
-        self.set_mtime_no_follow(mtime)
+        nix::unistd::mkfifo(self.path, Mode::from_bits_truncate(0o600))
+            .map_err(|e| self.error(e.into()))
     }
 
-    fn set_mtime_no_follow(&self, seconds: u64) -> Result<(), RestoreError> {
-        let time = TimeVal::new(i64::try_from(seconds).unwrap_or(0), 0);
-        lutimes(self.path, &time, &time).map_err(|e| self.error(e.into()))
+    /// A device node, mode 0600 until its metadata is set.
+    fn device(&self, kind: SFlag, major: u64, minor: u64) -> Result<(), RestoreError> {
+        self.parents()?;
+        self.clear()?;
+        let number = nix::sys::stat::makedev(major, minor);
+        nix::sys::stat::mknod(self.path, kind, Mode::from_bits_truncate(0o600), number)
+            .map_err(|e| self.error(e.into()))
     }
 
     fn hard_link(&self, target: &Path) -> Result<(), RestoreError> {
@@ -715,13 +770,11 @@ impl Writer<'_> {
     }
 }
 
-fn set_dir_metadata(path: &Path, mode: u32, mtime: SystemTime) -> io::Result<()> {
-    let dir = OpenOptions::new()
+fn open_dir_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
-        .open(path)?;
-    dir.set_modified(mtime)?;
-    dir.set_permissions(fs::Permissions::from_mode(mode))
+        .open(path)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `restore ARCHIVE --to DIR [--force]`: extracts an archive into DIR safely
 //! (see `archive::restore`): a hostile archive is refused before anything is
-//! written, existing files are kept unless `--force`. Prints each restored path.
+//! written, existing files are kept unless `--force`. Prints each restored path;
+//! one warning line for each kind of thing that could not be put back.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,10 @@ pub struct Args {
     /// Replace existing files and symlinks (never directories)
     #[arg(long)]
     pub force: bool,
+    /// As root, give files the user and group ids stored in the archive
+    /// instead of looking up its user and group names on this machine
+    #[arg(long)]
+    pub numeric_owner: bool,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
@@ -30,6 +35,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         archive: &archive,
         destination: to,
         force,
+        numeric_owner: args.numeric_owner,
     };
     let mut printed = Ok(());
     let report = restore::restore(&job, &mut |path| {
@@ -55,6 +61,24 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             ctx.program,
             path.display()
         );
+    }
+    let unrestored = &report.unrestored;
+    if unrestored.owners > 0 {
+        let line = format!(
+            "not running as root: owners and set-uid/set-gid/sticky bits of {} entries were not restored",
+            unrestored.owners
+        );
+        eprintln!("{}: warning: {line}", ctx.program);
+        log::warn!("Restore of {shown}: {line}");
+    }
+    if let Some((path, why)) = &unrestored.first_attribute {
+        let line = format!(
+            "extended attributes or ACLs of {} entries could not be restored (first: {}: {why})",
+            unrestored.attributes,
+            path.display()
+        );
+        eprintln!("{}: warning: {line}", ctx.program);
+        log::warn!("Restore of {shown}: {line}");
     }
     log::info!(
         "Restored {} entries from {shown} into {}{}",

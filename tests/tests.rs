@@ -5,6 +5,7 @@ mod support;
 
 mod archive;
 mod cli_args;
+mod contents;
 mod daemon;
 mod fidelity_restore;
 mod fidelity_write;

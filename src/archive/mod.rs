@@ -3,6 +3,7 @@
 //! appears under its final name only once it is complete and synced.
 
 mod fingerprint;
+pub mod listing;
 pub mod manifest;
 mod owners;
 mod pax;

@@ -1,20 +1,28 @@
-//! `restore ARCHIVE --to DIR [--force]`: extracts an archive into DIR safely
+//! `restore ARCHIVE|NAME [--at TIME] --to DIR [--force]`: extracts an archive
+//! (a schedule's newest, or its newest as of TIME) into DIR safely
 //! (see `archive::restore`): a hostile archive is refused before anything is
 //! written, existing files are kept unless `--force`. Prints each restored path;
 //! one warning line for each kind of thing that could not be put back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{Context, print_lines};
+use chrono::NaiveDateTime;
+
+use super::{Context, archive_arg, print_lines};
 use crate::archive::restore::{self, ManifestCheck, RestoreJob};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// An archive file name in backups/, or a path to an archive
+    /// An archive file name in backups/, a path to an archive, or a
+    /// schedule's name (its newest archive)
     #[arg(allow_hyphen_values = true)]
     pub archive: String,
+    /// With a schedule's name: its newest archive taken at or before this
+    /// local time ("2026-11-20 18:00")
+    #[arg(long, value_name = "TIME", value_parser = archive_arg::parse_at)]
+    pub at: Option<NaiveDateTime>,
     /// The directory to restore into (created if missing)
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
@@ -29,7 +37,7 @@ pub struct Args {
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let (to, force) = (args.to.as_path(), args.force);
-    let archive = resolve(ctx, &args.archive)?;
+    let archive = archive_arg::resolve(ctx, &args.archive, args.at)?;
     let shown = ctx.home.display_path(&archive);
     let job = RestoreJob {
         archive: &archive,
@@ -87,19 +95,4 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         if force { " (--force)" } else { "" }
     );
     Ok(ExitCode::Success)
-}
-
-/// An archive file name in `backups/`, or a path.
-fn resolve(ctx: &Context, archive: &str) -> Result<PathBuf, Error> {
-    let in_backups = ctx.home.backups_dir().join(archive);
-    if !archive.contains('/') && !archive.starts_with('.') && in_backups.is_file() {
-        return Ok(in_backups);
-    }
-    let path = Path::new(archive);
-    if path.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    Err(Error::NoSuchArchive {
-        archive: archive.to_string(),
-    })
 }

@@ -150,3 +150,81 @@ fn restore_at_takes_the_newest_archive_not_after_the_time() {
         .run();
     assert_eq!(env.read("still-newest/src/version"), "wednesday\n");
 }
+
+#[test]
+fn restore_of_chosen_paths_and_patterns_writes_only_them() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::with_tree(
+        &["src/etc/nginx", "src/www/a"],
+        &[
+            ("src/etc/nginx/site.conf", "server {}\n"),
+            ("src/etc/passwd", "root:x:0:0\n"),
+            ("src/hard", "<?php\n"),
+            ("src/www/a/style.css", "body {}\n"),
+        ],
+    );
+    sh(&env, "ln src/hard src/www/a/index.php");
+    env.create("src;04:00;site");
+    env.manager(["run", "site"])
+        .stdout_pattern("backups/site.tar: [..] MB/s\n")
+        .run();
+    let cases: [(&[&str], &str); 4] = [
+        (&["src/etc/passwd"], "src/etc/passwd\n"),
+        (&["--include", "*.conf"], "src/etc/nginx/site.conf\n"),
+        // The hard link needs the file it links to: restored too.
+        (
+            &["./src/www/"],
+            "src/hard\nsrc/www\nsrc/www/a\nsrc/www/a/index.php\nsrc/www/a/style.css\n",
+        ),
+        (
+            &["--include", "src/www/**/*.php"],
+            "src/hard\nsrc/www/a/index.php\n",
+        ),
+    ];
+    for (i, (chosen, restored)) in cases.iter().enumerate() {
+        let out = format!("out{i}");
+        let printed: String = restored.lines().map(|l| format!("{out}/{l}\n")).collect();
+        env.manager(["restore", "site"])
+            .args(*chosen)
+            .args(["--to", &out])
+            .stdout(printed)
+            .run();
+        // Every file on disk is one of those chosen (directories above them
+        // are made as needed).
+        let is_dir = |p: &str| env.path(p).is_dir();
+        let on_disk: Vec<String> = env
+            .paths_below(&out)
+            .into_iter()
+            .filter(|p| !is_dir(p))
+            .map(|p| p[out.len() + 1..].to_string())
+            .collect();
+        let expected: Vec<&str> = restored.lines().filter(|l| !is_dir(l)).collect();
+        assert_eq!(on_disk, expected, "{chosen:?}: only the chosen entries");
+    }
+    let inode = |p: &str| fs::metadata(env.path(p)).unwrap().ino();
+    assert_eq!(inode("out2/src/hard"), inode("out2/src/www/a/index.php"));
+    // What is already there matters only for the chosen entries.
+    env.manager(["restore", "site", "src/etc/nginx", "--to", "out0"])
+        .stdout("out0/src/etc/nginx\nout0/src/etc/nginx/site.conf\n")
+        .run();
+    env.manager([
+        "restore",
+        "site",
+        "src/nope",
+        "--include",
+        "*.x",
+        "--to",
+        "none",
+    ])
+    .status(2)
+    .stderr(format!(
+        "backup_manager: not in archive {}: \"src/nope\", \"*.x\"\n",
+        env.shown("backups/site.tar")
+    ))
+    .run();
+    assert!(!env.path("none").exists());
+    env.manager(["restore", "site", "--include", "a[", "--to", "none"])
+        .status(2)
+        .stderr_pattern("backup_manager: invalid value 'a[' for '--include <PATTERN>': [..]\n")
+        .run();
+}

@@ -12,6 +12,7 @@ mod pgzip;
 mod reader;
 pub mod restore;
 mod restore_meta;
+pub mod selection;
 mod sparse;
 mod sparse_restore;
 mod tree;

@@ -26,7 +26,7 @@
 //!
 //! Passes 1 and 2 assume nobody else is changing the destination meanwhile.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -39,6 +39,7 @@ use super::manifest;
 use super::manifest::Match;
 use super::pax_tap::{PaxTap, Records, entry_records};
 use super::restore_meta::{EntryMetadata, MetadataWriter, Node, Unrestored};
+use super::selection::Selection;
 use super::sparse_restore;
 use super::verify::{HashingReader, decompressed, format_of};
 use crate::model::Format;
@@ -73,6 +74,11 @@ pub enum RestoreError {
         needed: u64,
         free: u64,
     },
+    #[error("not in archive {}: {}", archive.display(), quote_all(missing))]
+    NotInArchive {
+        archive: PathBuf,
+        missing: Vec<String>,
+    },
     #[error("refusing to restore over {}: it already exists (use --force to replace it)", path.display())]
     Exists { path: PathBuf },
     #[error("refusing to restore into {}: {why}", path.display())]
@@ -90,9 +96,20 @@ impl RestoreError {
     pub fn is_input_error(&self) -> bool {
         matches!(
             self,
-            RestoreError::ArchiveMissing { .. } | RestoreError::UnknownFormat { .. }
+            RestoreError::ArchiveMissing { .. }
+                | RestoreError::UnknownFormat { .. }
+                | RestoreError::NotInArchive { .. }
         )
     }
+}
+
+/// `"a", "b*"`: the PATHs and patterns a restore found nothing for.
+fn quote_all(missing: &[String]) -> String {
+    let quoted: Vec<String> = missing
+        .iter()
+        .map(|m| format!("\"{}\"", crate::primitives::quote(m)))
+        .collect();
+    quoted.join(", ")
 }
 
 /// What to restore, where.
@@ -105,6 +122,9 @@ pub struct RestoreJob<'a> {
     /// As root, give files the archive's numeric ids rather than looking
     /// its user and group names up.
     pub numeric_owner: bool,
+    /// The entries to write (with what is under them); the whole archive is
+    /// checked all the same.
+    pub selection: &'a Selection,
 }
 
 /// What the manifest said about the archive.
@@ -139,14 +159,14 @@ pub fn restore(
         path: job.archive.to_path_buf(),
     })?;
     let exists = destination_exists(job.destination)?;
-    let manifest = validate(job, format)?;
+    let (manifest, link_targets) = validate(job, format)?;
     if !exists {
         fs::create_dir_all(job.destination).map_err(|source| RestoreError::Write {
             path: job.destination.to_path_buf(),
             source,
         })?;
     }
-    let mut report = extract(job, format, on_restored)?;
+    let mut report = extract(job, format, &link_targets, on_restored)?;
     report.manifest = manifest;
     Ok(report)
 }
@@ -171,7 +191,18 @@ fn read_error(path: &Path, error: io::Error) -> RestoreError {
 }
 
 /// Pass 1: checks every entry and the archive's manifest; writes nothing.
-fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, RestoreError> {
+/// Also returns the files outside the selection that hard links inside it
+/// need (they are restored too, at their own paths).
+fn validate(
+    job: &RestoreJob<'_>,
+    format: Format,
+) -> Result<(ManifestCheck, HashSet<PathBuf>), RestoreError> {
+    let mut link_targets = HashSet::new();
+    // Entries outside the selection: sizes of files (a link may need one),
+    // and every path with whether it is a directory (for PATHs and
+    // patterns that match nothing).
+    let mut unchosen_sizes: HashMap<PathBuf, u64> = HashMap::new();
+    let mut entries_seen: Vec<(PathBuf, bool)> = Vec::new();
     let file = open_archive(job.archive)?;
     let mut hashing = HashingReader::new(io::BufReader::new(file));
     {
@@ -193,18 +224,44 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
                         .map_err(|e| read_error(job.archive, e))?
                         .map_err(|why| checker.hostile(relative, why))?;
                 }
-                if matches!(item, Item::File | Item::Sparse { .. }) {
-                    needed = needed.saturating_add(size);
+                let is_dir = matches!(item, Item::Dir);
+                let is_file = matches!(item, Item::File | Item::Sparse { .. });
+                if !job.selection.is_everything() {
+                    entries_seen.push((relative.clone(), is_dir));
+                }
+                if job.selection.selects(relative, is_dir) {
+                    checker.check_destination(relative, item)?;
+                    if is_file {
+                        needed = needed.saturating_add(size);
+                    }
+                    if let Item::HardLink(target) = item
+                        && let Some(size) = unchosen_sizes.remove(target)
+                    {
+                        checker.check_destination(target, &Item::File)?;
+                        needed = needed.saturating_add(size);
+                        link_targets.insert(target.clone());
+                    }
+                } else if is_file {
+                    unchosen_sizes.insert(relative.clone(), size);
                 }
             }
             io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, e))?;
+        }
+        let missing = job
+            .selection
+            .unmatched(entries_seen.iter().map(|(p, d)| (p.as_path(), *d)));
+        if !missing.is_empty() {
+            return Err(RestoreError::NotInArchive {
+                archive: job.archive.to_path_buf(),
+                missing,
+            });
         }
         check_free_space(job.destination, needed)?;
         io::copy(&mut archive.into_inner(), &mut io::sink())
             .map_err(|e| read_error(job.archive, e))?;
     }
     let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, e))?;
-    Ok(match manifest::read_manifest(job.archive) {
+    let manifest = match manifest::read_manifest(job.archive) {
         Ok(m) => match m.describes(size, &sha256) {
             Match::Current | Match::Previous => ManifestCheck::Matched,
             Match::WrongSize { expected } => {
@@ -222,7 +279,8 @@ fn validate(job: &RestoreJob<'_>, format: Format) -> Result<ManifestCheck, Resto
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
         Err(e) => ManifestCheck::Unreadable(e),
-    })
+    };
+    Ok((manifest, link_targets))
 }
 
 /// Refuses a restore whose files need more bytes than the filesystem of
@@ -358,7 +416,6 @@ impl<'a> Checker<'a> {
             None => self.item(entry, &raw)?,
         };
         self.check_archive_paths(&raw, &relative, &item)?;
-        self.check_destination(&relative, &item)?;
         let set = match item {
             Item::Dir => &mut self.dirs,
             Item::File | Item::Sparse { .. } => &mut self.files,
@@ -507,6 +564,7 @@ fn safe_relative(path: &Path) -> Result<PathBuf, &'static str> {
 fn extract(
     job: &RestoreJob<'_>,
     format: Format,
+    link_targets: &HashSet<PathBuf>,
     on_restored: &mut dyn FnMut(&Path),
 ) -> Result<RestoreReport, RestoreError> {
     let file = open_archive(job.archive)?;
@@ -532,6 +590,14 @@ fn extract(
         let Some(checked) = checker.check(&mut entry, &records)? else {
             continue;
         };
+        let chosen = job
+            .selection
+            .selects(&checked.relative, matches!(checked.item, Item::Dir))
+            || link_targets.contains(&checked.relative);
+        if !chosen {
+            continue;
+        }
+        checker.check_destination(&checked.relative, &checked.item)?;
         let path = job.destination.join(&checked.relative);
         let meta = EntryMetadata::read(entry.header(), &records);
         let written = Writer {

@@ -1,5 +1,6 @@
-//! `restore ARCHIVE|NAME [--at TIME] --to DIR [--force]`: extracts an archive
-//! (a schedule's newest, or its newest as of TIME) into DIR safely
+//! `restore ARCHIVE|NAME [PATH…] [--include PATTERN] [--at TIME] --to DIR
+//! [--force]`: extracts an archive (a schedule's newest, or its newest as of
+//! TIME), or only the chosen paths, into DIR safely
 //! (see `archive::restore`): a hostile archive is refused before anything is
 //! written, existing files are kept unless `--force`. Prints each restored path;
 //! one warning line for each kind of thing that could not be put back.
@@ -10,8 +11,10 @@ use chrono::NaiveDateTime;
 
 use super::{Context, archive_arg, print_lines};
 use crate::archive::restore::{self, ManifestCheck, RestoreJob};
+use crate::archive::selection::Selection;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::model::ExcludePattern;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +22,14 @@ pub struct Args {
     /// schedule's name (its newest archive)
     #[arg(allow_hyphen_values = true)]
     pub archive: String,
+    /// Restore only these paths of the archive (as `contents` prints them)
+    /// and what is under them
+    pub paths: Vec<PathBuf>,
+    /// Restore only entries matching PATTERN (and what is under them), read
+    /// as exclude= patterns are: without '/' it matches a name at any
+    /// depth, with one it is anchored at the archive's root; repeatable
+    #[arg(long, value_name = "PATTERN", value_parser = ExcludePattern::parse)]
+    pub include: Vec<ExcludePattern>,
     /// With a schedule's name: its newest archive taken at or before this
     /// local time ("2026-11-20 18:00")
     #[arg(long, value_name = "TIME", value_parser = archive_arg::parse_at)]
@@ -39,11 +50,13 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let (to, force) = (args.to.as_path(), args.force);
     let archive = archive_arg::resolve(ctx, &args.archive, args.at)?;
     let shown = ctx.home.display_path(&archive);
+    let selection = Selection::new(&args.paths, args.include.clone());
     let job = RestoreJob {
         archive: &archive,
         destination: to,
         force,
         numeric_owner: args.numeric_owner,
+        selection: &selection,
     };
     let mut printed = Ok(());
     let report = restore::restore(&job, &mut |path| {

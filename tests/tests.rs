@@ -14,6 +14,7 @@ mod manager;
 mod operations;
 mod ops;
 mod scheduling;
+mod several_sources;
 mod sources;
 mod sparse_restore;
 mod spec;

@@ -77,6 +77,10 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
         "store no extended attributes or ACLs (kept by default)",
     ),
     (
+        "also=PATH",
+        "back up PATH too, under its own top-level name (repeatable; relative to the home)",
+    ),
+    (
         "exclude=PATTERN",
         "leave out what matches (repeatable): no '/' matches a name at any depth, a '/' anchors at the source, '**' crosses directories",
     ),
@@ -165,10 +169,13 @@ pub struct Options {
     pub hooks: Hooks,
     /// What the archive leaves out.
     pub excludes: ExcludeRules,
+    /// More sources, as typed (`also=PATH`, repeatable): each is stored
+    /// under its own top-level name beside the main one.
+    pub also: Vec<String>,
 }
 
 /// Options that may be given more than once; each adds to a list.
-const REPEATABLE: [&str; 3] = ["exclude", "exclude-from", "exclude-if-present"];
+const REPEATABLE: [&str; 4] = ["exclude", "exclude-from", "exclude-if-present", "also"];
 
 impl Options {
     /// Keeps one timestamped archive per run instead of replacing `<name>.tar`.
@@ -282,6 +289,7 @@ impl Options {
                 })?;
                 self.excludes.larger_than = Some(size);
             }
+            "also" => self.also.push(need(item, value)?.to_string()),
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
@@ -547,7 +555,7 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
             .map(|(key, _)| key)
             .collect();
-        assert_eq!(keys.len(), 21, "{keys:?}");
+        assert_eq!(keys.len(), 22, "{keys:?}");
         let mut listed: Vec<&str> = OPTION_HELP
             .iter()
             .map(|(syntax, _)| syntax.split('=').next().unwrap())

@@ -9,6 +9,7 @@ mod owners;
 mod pax;
 mod pax_tap;
 mod pgzip;
+mod read_ahead;
 mod reader;
 pub mod restore;
 mod restore_meta;

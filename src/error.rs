@@ -8,6 +8,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::archive::listing::{self, ListingError};
 use crate::archive::restore::RestoreError;
 use crate::backup::{JobError, LockError, RunError};
 use crate::daemon::DaemonError;
@@ -31,6 +32,8 @@ pub enum Error {
     Run(#[from] RunError),
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Listing(#[from] ListingError),
     #[error(transparent)]
     Job(#[from] JobError),
     /// `run` stopped by a signal (Ctrl-C): the job says what it abandoned.
@@ -85,7 +88,10 @@ pub enum Error {
         quote(schedule)
     )]
     NoArchivesToVerify { schedule: String },
-    #[error("no archive \"{}\" in backups/ or at that path", quote(archive))]
+    #[error(
+        "no archive or schedule \"{}\" in backups/ or at that path",
+        quote(archive)
+    )]
     NoSuchArchive { archive: String },
     /// `--remote` for a name that is no schedule with `copy-to`.
     #[error("no schedule named \"{}\" with copy-to=REMOTE:PATH", quote(name))]
@@ -95,6 +101,12 @@ pub enum Error {
         quote(location)
     )]
     RemoteManifest { location: String, why: String },
+    /// `--at` for a schedule without an archive taken by then.
+    #[error(
+        "schedule \"{}\" has no archive taken at or before {at}",
+        quote(schedule)
+    )]
+    NoArchiveAt { schedule: String, at: String },
     /// `backups NAME` for a name that is no schedule and owns no archive.
     #[error(
         "no schedule named \"{}\", nor archives of one in backups/",
@@ -140,6 +152,7 @@ impl Error {
             Error::Store(e) if e.is_input_error() => ExitCode::InvalidInput,
             Error::Restore(e) if e.is_input_error() => ExitCode::InvalidInput,
             Error::Remote(crate::remote::RemoteError::NotInstalled) => ExitCode::InvalidInput,
+            Error::Listing(listing::ListingError::UnknownFormat { .. }) => ExitCode::InvalidInput,
             Error::Usage { .. }
             | Error::BadFakeNow(_)
             | Error::BadTime(_)
@@ -148,6 +161,7 @@ impl Error {
             | Error::NoArchivesToVerify { .. }
             | Error::NoSuchArchive { .. }
             | Error::NoRemote { .. }
+            | Error::NoArchiveAt { .. }
             | Error::NoArchivesOwner { .. }
             | Error::NoRetention { .. }
             | Error::Key(_)
@@ -157,6 +171,7 @@ impl Error {
             | Error::Service(_)
             | Error::Run(_)
             | Error::Restore(_)
+            | Error::Listing(_)
             | Error::Job(_)
             | Error::Lock(_)
             | Error::Io(_)
@@ -205,7 +220,7 @@ mod tests {
         };
         assert_eq!(
             error.to_string(),
-            "no archive \"a\\nb\" in backups/ or at that path"
+            "no archive or schedule \"a\\nb\" in backups/ or at that path"
         );
     }
 }

@@ -11,9 +11,9 @@ use std::process::Command;
 use crate::support::TestEnv;
 
 /// A uid and gid no user or group of the test machine has.
-const NAMELESS_ID: u32 = 4_000_000;
+pub const NAMELESS_ID: u32 = 4_000_000;
 
-fn sh(env: &TestEnv, script: &str) {
+pub fn sh(env: &TestEnv, script: &str) {
     let status = Command::new("sh")
         .arg("-ec")
         .arg(script)
@@ -23,7 +23,7 @@ fn sh(env: &TestEnv, script: &str) {
     assert!(status.success(), "{script}");
 }
 
-fn output(env: &TestEnv, program: &str, args: &[&str]) -> String {
+pub fn output(env: &TestEnv, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(env.home())
@@ -34,7 +34,7 @@ fn output(env: &TestEnv, program: &str, args: &[&str]) -> String {
 }
 
 /// Everything about one entry a faithful copy keeps (not its inode).
-fn described(path: &Path) -> String {
+pub fn described(path: &Path) -> String {
     let m = fs::symlink_metadata(path).unwrap();
     let kind = m.file_type();
     let what = if kind.is_file() && m.len() > 1 << 20 {

@@ -276,6 +276,10 @@ fn incremental_options_are_checked_when_the_schedule_is_created() {
             "src;03:00;docs;incremental,full-every=0,keep-last=2",
             "option \"full-every=0\" must be a whole number of at least 1",
         ),
+        (
+            "src;03:00;docs;incremental,keep-last=2,also=src",
+            "option \"incremental\" cannot be combined with also=PATH yet",
+        ),
     ];
     for (line, message) in cases {
         env.ctl(["create", line])
@@ -526,4 +530,40 @@ fn backups_long_shows_each_archive_s_place_in_its_chain() {
         "{json}"
     );
     assert!(json[0].get("parent").is_none(), "{json}");
+}
+
+#[test]
+fn chosen_paths_are_restored_across_a_chain() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(
+        &["src/keep", "src/gone"],
+        &[("src/keep/a", "a\n"), ("src/gone/old", "old\n")],
+    );
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    run(&env);
+    // The next archive holds only the new file; a/ is unchanged, in the
+    // full archive alone; gone/old is deleted.
+    env.write("src/keep/new", "new\n");
+    fs::remove_file(env.path("src/gone/old")).unwrap();
+    let newest = run(&env);
+    let name = newest.trim_start_matches("backups/");
+    env.ctl(["restore", name, "src/keep", "--to", "out"])
+        // Each archive of the chain prints what it writes: keep/ is in both.
+        .stdout("out/src/keep\nout/src/keep/a\nout/src/keep\nout/src/keep/new\n")
+        .run();
+    assert_eq!(
+        env.paths_below("out"),
+        [
+            "out/src",
+            "out/src/keep",
+            "out/src/keep/a",
+            "out/src/keep/new"
+        ]
+    );
+    // What the source no longer held at that time does not come back.
+    // (The full archive writes gone/old; the next one's dumpdir deletes it.)
+    env.ctl(["restore", name, "src/gone", "--to", "out2"])
+        .stdout("out2/src/gone\nout2/src/gone/old\nout2/src/gone\n")
+        .run();
+    assert_eq!(env.paths_below("out2"), ["out2/src", "out2/src/gone"]);
 }

@@ -464,7 +464,7 @@ fn restore_keeps_existing_files_unless_forced() {
     env.manager(["restore", "missing.tar", "--to", "out"])
         .status(2)
         .stderr_pattern(
-            "backup_manager: [..]no archive \"missing.tar\" in backups/ or at that path[..]\n",
+            "backup_manager: [..]no archive or schedule \"missing.tar\" in backups/ or at that path[..]\n",
         )
         .run();
 }

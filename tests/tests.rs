@@ -5,8 +5,10 @@ mod support;
 
 mod archive;
 mod cli_args;
+mod contents;
 mod daemon;
 mod encryption;
+mod fidelity_restore;
 mod fidelity_write;
 mod history;
 mod incremental;
@@ -19,6 +21,7 @@ mod ping;
 mod remote;
 mod run_control;
 mod scheduling;
+mod several_sources;
 mod sources;
 mod sparse_restore;
 mod spec;

@@ -115,9 +115,15 @@ pub fn restore_chain(
         _ => return restore::restore(job, on_restored),
     };
     // Everything checked first: each archive as restore checks it, each
-    // incremental's dumpdirs.
+    // incremental's dumpdirs. A chosen path may be in any archive of the
+    // chain, or (deleted, or never there) in none.
+    let selection = job.selection.lenient();
     for archive in &chain {
-        restore::check(&RestoreJob { archive, ..*job })?;
+        restore::check(&RestoreJob {
+            archive,
+            selection: &selection,
+            ..*job
+        })?;
         dumpdirs(archive, &job.input, |_, _| Ok(()))?;
     }
     let mut total: Option<RestoreReport> = None;
@@ -125,6 +131,10 @@ pub fn restore_chain(
         if i > 0 {
             let mut failed = None;
             dumpdirs(archive, &job.input, |relative, dumpdir| {
+                if !selection.selects(&relative, true) {
+                    // Only what is restored is made to match the source.
+                    return Ok(());
+                }
                 dumpdir::prune_extra(job.destination, &relative, &dumpdir)
                     .map(drop)
                     .inspect_err(|_| failed = Some(job.destination.join(&relative)))
@@ -142,6 +152,8 @@ pub fn restore_chain(
             destination: job.destination,
             force: job.force || i > 0,
             input: job.input,
+            numeric_owner: job.numeric_owner,
+            selection: &selection,
         };
         let report = restore::restore(&step, on_restored)?;
         total = Some(match total {
@@ -149,6 +161,11 @@ pub fn restore_chain(
             Some(mut sum) => {
                 sum.restored += report.restored;
                 sum.skipped.extend(report.skipped);
+                sum.unrestored.owners += report.unrestored.owners;
+                sum.unrestored.attributes += report.unrestored.attributes;
+                if sum.unrestored.first_attribute.is_none() {
+                    sum.unrestored.first_attribute = report.unrestored.first_attribute;
+                }
                 sum
             }
         });

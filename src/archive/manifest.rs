@@ -52,6 +52,10 @@ pub struct Manifest {
     /// directory counts once). Absent from manifests older than the rules.
     #[serde(default)]
     pub excluded: u64,
+    /// The schedule's other sources (`also=`), as typed, each stored under
+    /// its own top-level name. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
     /// Set only while an archive replaces an older one under the same name:
     /// the size and SHA-256 of the archive being replaced. The manifest is
     /// written before the rename and rewritten without this after it, so
@@ -166,6 +170,7 @@ impl Manifest {
             backupctl_version: "0.1.0".into(),
             fingerprint: String::new(),
             excluded: 0,
+            also: Vec::new(),
             previous: None,
             chain: None,
             plaintext_sha256: None,
@@ -220,6 +225,7 @@ mod tests {
             backupctl_version: "0.1.0".into(),
             fingerprint: "ab".into(),
             excluded: 2,
+            also: vec!["/etc".into()],
             previous: None,
             chain: None,
             plaintext_sha256: None,

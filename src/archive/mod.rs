@@ -7,12 +7,17 @@ mod dumpdir;
 pub mod encrypt;
 mod fingerprint;
 pub mod incremental;
+pub mod listing;
 pub mod manifest;
 mod owners;
 mod pax;
+mod pax_tap;
 mod pgzip;
+mod read_ahead;
 mod reader;
 pub mod restore;
+mod restore_meta;
+pub mod selection;
 mod sparse;
 mod sparse_restore;
 pub mod stored;
@@ -30,7 +35,8 @@ use crate::model::{Format, Recipient};
 
 pub use reader::AbortRequested;
 pub use tree::{
-    ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded, tree_bytes,
+    ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_sources, fingerprint_tree,
+    list_excluded, tree_bytes,
 };
 
 /// Why an archive could not be written. A skipped file inside the tree is not
@@ -51,6 +57,12 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+    #[error("sources {} and {} would both be stored as {}/ in the archive", first.display(), second.display(), name.display())]
+    SourcesCollide {
+        name: PathBuf,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("stopped before {} was complete; the partial file was removed", path.display())]
     Aborted { path: PathBuf },
 }
@@ -66,6 +78,9 @@ pub struct ArchiveJob<'a> {
     pub level: Option<i32>,
     /// What the walk leaves out: the home's own files, pseudo-filesystems.
     pub exclude: &'a Exclusions,
+    /// More sources, each with its own exclusions, stored after the main
+    /// one under their own top-level names (`also=`).
+    pub also: &'a [(PathBuf, Exclusions)],
     /// Record extended attributes and POSIX ACLs (on unless a schedule
     /// says `no-xattrs`).
     pub xattrs: bool,
@@ -135,6 +150,19 @@ fn write_with<'j>(
 ) -> Result<ArchiveReport, ArchiveError> {
     let started = Instant::now();
     check_source(job.source)?;
+    let mut names = vec![(tree::base_name(job.source), job.source)];
+    for (source, _) in job.also {
+        check_source(source)?;
+        let name = tree::base_name(source);
+        if let Some((_, first)) = names.iter().find(|(n, _)| *n == name) {
+            return Err(ArchiveError::SourcesCollide {
+                name,
+                first: first.to_path_buf(),
+                second: source.clone(),
+            });
+        }
+        names.push((name, source));
+    }
     let write_error = |source: io::Error| ArchiveError::Write {
         path: job.destination.to_path_buf(),
         source,

@@ -5,7 +5,10 @@
 //! entry they describe.
 //!
 //! The tar crate reads these but (in 0.4.46) writes only GNU long-name
-//! entries, so the few lines that write them live here.
+//! entries, so the few lines that write them live here. Its reader also
+//! splits records at every newline, so a value holding one (GNU tar's ACL
+//! text, an xattr) comes back broken: [`parse_records`] reads them by their
+//! lengths, as the standard says.
 
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -83,6 +86,24 @@ impl PaxRecords {
     }
 }
 
+/// The `(key, value)` records of a PAX header's data, read by their
+/// length prefixes; `None` when the data is not a sequence of records.
+pub fn parse_records(mut data: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let mut records = Vec::new();
+    while !data.is_empty() {
+        let space = data.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
+        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return None;
+        }
+        let record = &data[space + 1..len - 1];
+        let equals = record.iter().position(|&b| b == b'=')?;
+        records.push((&record[..equals], &record[equals + 1..]));
+        data = &data[len..];
+    }
+    Some(records)
+}
+
 /// `DIR/PaxHeaders/NAME`, as GNU tar's default `%d/PaxHeaders/%f`.
 fn pax_header_name(entry_name: &Path) -> Vec<u8> {
     let mut name = Vec::new();
@@ -138,6 +159,25 @@ mod tests {
             String::from_utf8(records.bytes).unwrap(),
             "6 a=5\n17 b=5.000000007\n18 c=-1.250000000\n"
         );
+    }
+
+    #[test]
+    fn records_are_read_back_by_length_newlines_included() {
+        let mut records = PaxRecords::default();
+        records.add_str("SCHILY.acl.access", "user::rw-\ngroup::r--\n");
+        records.add("SCHILY.xattr.user.bin", b"a=\n\0b");
+        records.add_str("path", "");
+        assert_eq!(
+            parse_records(&records.bytes).unwrap(),
+            [
+                (&b"SCHILY.acl.access"[..], &b"user::rw-\ngroup::r--\n"[..]),
+                (b"SCHILY.xattr.user.bin", b"a=\n\0b"),
+                (b"path", b""),
+            ]
+        );
+        for bad in [&b"9 a=b\n"[..], b"x a=b\n", b"6 ab\n", b"5 a=b"] {
+            assert_eq!(parse_records(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

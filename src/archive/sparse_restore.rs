@@ -22,48 +22,39 @@ pub struct SparseEntry {
     pub realsize: u64,
 }
 
-/// The PAX records of `entry` if it is a GNU sparse 1.0 file; `Err` with a
+/// The PAX records of an entry if it is a GNU sparse 1.0 file; `Err` with a
 /// reason when it claims to be one but its records do not add up.
-pub fn sparse_entry<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-) -> io::Result<Option<Result<SparseEntry, String>>> {
-    let Some(records) = entry.pax_extensions()? else {
-        return Ok(None);
-    };
+pub fn sparse_entry(records: &[(Vec<u8>, Vec<u8>)]) -> Option<Result<SparseEntry, String>> {
     let (mut major, mut minor, mut name, mut realsize) = (None, None, None, None);
-    for record in records {
-        let record = record?;
-        let value = record.value_bytes();
-        match record.key_bytes() {
-            b"GNU.sparse.major" => major = Some(value.to_vec()),
-            b"GNU.sparse.minor" => minor = Some(value.to_vec()),
-            b"GNU.sparse.name" => name = Some(value.to_vec()),
-            b"GNU.sparse.realsize" => realsize = Some(value.to_vec()),
+    for (key, value) in records {
+        match key.as_slice() {
+            b"GNU.sparse.major" => major = Some(value.clone()),
+            b"GNU.sparse.minor" => minor = Some(value.clone()),
+            b"GNU.sparse.name" => name = Some(value.clone()),
+            b"GNU.sparse.realsize" => realsize = Some(value.clone()),
             _ => {}
         }
     }
     if major.is_none() && name.is_none() && realsize.is_none() {
-        return Ok(None);
+        return None;
     }
     if major.as_deref() != Some(b"1") || minor.as_deref() != Some(b"0") {
-        return Ok(Some(Err(
+        return Some(Err(
             "is a sparse file in a format other than GNU sparse 1.0".into(),
-        )));
+        ));
     }
     let (Some(name), Some(realsize)) = (name, realsize) else {
-        return Ok(Some(
-            Err("is a sparse file without its name or size".into()),
-        ));
+        return Some(Err("is a sparse file without its name or size".into()));
     };
     let Some(realsize) = std::str::from_utf8(&realsize)
         .ok()
         .and_then(|text| text.parse::<u64>().ok())
     else {
-        return Ok(Some(Err("is a sparse file with an unreadable size".into())));
+        return Some(Err("is a sparse file with an unreadable size".into()));
     };
     use std::os::unix::ffi::OsStringExt;
     let name = PathBuf::from(std::ffi::OsString::from_vec(name));
-    Ok(Some(Ok(SparseEntry { name, realsize })))
+    Some(Ok(SparseEntry { name, realsize }))
 }
 
 /// The data segments of a sparse entry, read from the start of its data:

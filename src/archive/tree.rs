@@ -564,8 +564,16 @@ pub(super) fn link_target(path: &Path, metadata: &Metadata) -> Option<io::Result
 }
 
 /// Adds what the fingerprint keeps of one step; the archive and the
-/// `if-changed` check both go through here, so they always agree.
-fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
+/// `if-changed` check both go through here, so they always agree. Paths of
+/// an extra source (`also=`) are counted under its top-level name `under`,
+/// so that the main source's fingerprint is what it was without them.
+fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step, under: Option<&Path>) {
+    fn named<'a>(relative: &'a Path, under: Option<&Path>) -> std::borrow::Cow<'a, Path> {
+        match under {
+            Some(base) => std::borrow::Cow::Owned(base.join(relative)),
+            None => std::borrow::Cow::Borrowed(relative),
+        }
+    }
     match step {
         Step::Entry {
             relative,
@@ -574,10 +582,28 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
             ..
         } => {
             let target = target.as_ref().and_then(|t| t.as_ref().ok());
-            fingerprint.add_entry(relative, metadata, target.map(PathBuf::as_path));
+            fingerprint.add_entry(
+                &named(relative, under),
+                metadata,
+                target.map(PathBuf::as_path),
+            );
         }
-        Step::Unreadable { relative, .. } => fingerprint.add_unreadable(relative),
+        Step::Unreadable { relative, .. } => fingerprint.add_unreadable(&named(relative, under)),
     }
+}
+
+/// The fingerprint of several sources, as [`append_tree`] records it for an
+/// archive of them all (the first is the main source).
+pub fn fingerprint_sources(sources: &[(&Path, &Exclusions)]) -> String {
+    let mut fingerprint = Fingerprint::new();
+    let left_out = std::cell::RefCell::new(LeftOut::default());
+    for (i, (source, exclude)) in sources.iter().enumerate() {
+        let base = base_name(source);
+        for step in walk(source, exclude, &left_out) {
+            add_to_fingerprint(&mut fingerprint, &step, (i > 0).then_some(base.as_path()));
+        }
+    }
+    fingerprint.finish()
 }
 
 /// The fingerprint of the tree under `source`, from metadata alone. What
@@ -618,7 +644,7 @@ fn fingerprint_walk(source: &Path, exclude: &Exclusions, left_out: LeftOut) -> (
     let mut fingerprint = Fingerprint::new();
     let left_out = std::cell::RefCell::new(left_out);
     for step in walk(source, exclude, &left_out) {
-        add_to_fingerprint(&mut fingerprint, &step);
+        add_to_fingerprint(&mut fingerprint, &step, None);
     }
     (fingerprint.finish(), left_out.into_inner())
 }
@@ -630,39 +656,48 @@ pub fn append_tree<W: Write>(
     job: &super::ArchiveJob<'_>,
     report: &mut ArchiveReport,
 ) -> io::Result<()> {
-    let (source, watch) = (job.source, job.watch);
-    let base = base_name(source);
+    let watch = job.watch;
     let mut fingerprint = Fingerprint::new();
     let left_out = Default::default();
     let mut writer = EntryWriter::new(builder, job);
-    for step in walk(source, job.exclude, &left_out) {
-        if watch.abort.load(Ordering::Relaxed) {
-            return Err(AbortRequested::error());
-        }
-        add_to_fingerprint(&mut fingerprint, &step);
-        match step {
-            Step::Entry {
-                path,
-                relative,
-                metadata,
-                target,
-            } => {
-                let name = if relative.as_os_str().is_empty() {
-                    base.clone()
-                } else {
-                    base.join(&relative)
-                };
-                let entry = Entry {
-                    path: &path,
-                    name: &name,
-                    metadata: &metadata,
-                    target,
-                    dumpdir: None,
-                };
-                writer.append_entry(entry, report)?;
+    let extra = job
+        .also
+        .iter()
+        .map(|(path, exclude)| (path.as_path(), exclude));
+    for (i, (source, exclude)) in std::iter::once((job.source, job.exclude))
+        .chain(extra)
+        .enumerate()
+    {
+        let base = base_name(source);
+        for step in walk(source, exclude, &left_out) {
+            if watch.abort.load(Ordering::Relaxed) {
+                return Err(AbortRequested::error());
             }
-            Step::Unreadable { path, reason, .. } => {
-                report.skipped.push(Skipped { path, reason });
+            add_to_fingerprint(&mut fingerprint, &step, (i > 0).then_some(base.as_path()));
+            match step {
+                Step::Entry {
+                    path,
+                    relative,
+                    metadata,
+                    target,
+                } => {
+                    let name = if relative.as_os_str().is_empty() {
+                        base.clone()
+                    } else {
+                        base.join(&relative)
+                    };
+                    let entry = Entry {
+                        path: &path,
+                        name: &name,
+                        metadata: &metadata,
+                        target,
+                        dumpdir: None,
+                    };
+                    writer.append_entry(entry, report)?;
+                }
+                Step::Unreadable { path, reason, .. } => {
+                    report.skipped.push(Skipped { path, reason });
+                }
             }
         }
     }
@@ -1049,7 +1084,7 @@ pub(super) fn reason_for(error: &io::Error) -> String {
 
 /// The name the tree is stored under: the source's own last component, or the
 /// real directory's name for paths such as `.` that have none.
-pub(super) fn base_name(source: &Path) -> PathBuf {
+pub fn base_name(source: &Path) -> PathBuf {
     let named = source
         .file_name()
         .filter(|n| *n != "." && *n != "..")

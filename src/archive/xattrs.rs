@@ -5,16 +5,17 @@
 //! has one), which is what GNU tar restores ACLs from.
 //!
 //! The `xattr` crate (already built as the tar crate's dependency) makes the
-//! `llistxattr`/`lgetxattr` calls; symlinks are never followed.
+//! `llistxattr`/`lgetxattr` calls; symlinks are never followed. Restore turns
+//! the text back into the kernel's form with [`acl_value`].
 
 use std::io;
 use std::path::Path;
 
-use super::owners::OwnerNames;
+use super::owners::{OwnerIds, OwnerNames};
 use super::pax::PaxRecords;
 
-const ACL_ACCESS: &str = "system.posix_acl_access";
-const ACL_DEFAULT: &str = "system.posix_acl_default";
+pub const ACL_ACCESS: &str = "system.posix_acl_access";
+pub const ACL_DEFAULT: &str = "system.posix_acl_default";
 
 /// Adds the attributes of `path` to `records`. A file system without
 /// extended attributes has none; another failure is returned, for the
@@ -98,6 +99,65 @@ fn acl_text(value: &[u8], names: &mut OwnerNames) -> Option<String> {
     Some(text)
 }
 
+/// The kernel value of an ACL in the text form [`acl_text`] and GNU tar
+/// write (`user:alice:r--`, one entry a line or comma-separated, `#`
+/// comments such as `#effective:r--` ignored, a name or a numeric id,
+/// `u`/`g`/`m`/`o` for short). Names are looked up on this machine, as GNU
+/// tar does. `Err` says why the text cannot be restored.
+pub fn acl_value(text: &str, ids: &mut OwnerIds) -> Result<Vec<u8>, String> {
+    let mut entries: Vec<(u16, u32, u16)> = Vec::new();
+    for line in text.split(['\n', ',']) {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(':').collect();
+        let (kind, qualifier, perms) = match fields.as_slice() {
+            [kind, qualifier, perms] | [kind, qualifier, perms, _] => (*kind, *qualifier, *perms),
+            _ => return Err(format!("unreadable ACL entry {line:?}")),
+        };
+        let mut perm = 0u16;
+        for (i, c) in perms.chars().enumerate() {
+            perm |= match (i, c) {
+                (0, 'r') => 4,
+                (1, 'w') => 2,
+                (2, 'x') => 1,
+                (0..=2, '-') => 0,
+                _ => return Err(format!("unreadable ACL permissions {perms:?}")),
+            };
+        }
+        let id = |group: bool, ids: &mut OwnerIds| -> Result<u32, String> {
+            let found = if group {
+                ids.group(qualifier)
+            } else {
+                ids.user(qualifier)
+            };
+            found
+                .or_else(|| qualifier.parse().ok())
+                .ok_or_else(|| format!("no user or group {qualifier:?} on this machine"))
+        };
+        const NO_ID: u32 = u32::MAX;
+        entries.push(match (kind, qualifier.is_empty()) {
+            ("user" | "u", true) => (0x01, NO_ID, perm),
+            ("user" | "u", false) => (0x02, id(false, ids)?, perm),
+            ("group" | "g", true) => (0x04, NO_ID, perm),
+            ("group" | "g", false) => (0x08, id(true, ids)?, perm),
+            ("mask" | "m", _) => (0x10, NO_ID, perm),
+            ("other" | "o", _) => (0x20, NO_ID, perm),
+            _ => return Err(format!("unreadable ACL entry {line:?}")),
+        });
+    }
+    // The kernel wants them by tag, then by id.
+    entries.sort_unstable();
+    let mut value = 2u32.to_le_bytes().to_vec();
+    for (tag, id, perm) in entries {
+        value.extend(tag.to_le_bytes());
+        value.extend(perm.to_le_bytes());
+        value.extend(id.to_le_bytes());
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +183,21 @@ mod tests {
             "user::rw-\nuser:root:rw-\nuser:3999999999:r--\ngroup::r--\nmask::rw-\nother::r--\n"
         );
         assert_eq!(acl_text(&value[..7], &mut OwnerNames::default()), None);
+        // And back: the same value, from our text or from GNU tar's.
+        let mut ids = OwnerIds::default();
+        assert_eq!(acl_value(&text, &mut ids).unwrap(), value);
+        let gnu = "user::rw-\nuser:root:rw-\t#effective:rw-\ngroup::r--\nmask::rw-\nother::r--\nuser:3999999999:r--";
+        assert_eq!(acl_value(gnu, &mut ids).unwrap(), value);
+        assert_eq!(
+            acl_value(
+                "u::rw-,u:root:rw-,g::r--,m::rw-,o::r--,u:3999999999:r--",
+                &mut ids
+            )
+            .unwrap(),
+            value
+        );
+        assert!(acl_value("user:nobody-here-at-all:r--", &mut ids).is_err());
+        assert!(acl_value("user::rwz", &mut ids).is_err());
+        assert!(acl_value("bogus", &mut ids).is_err());
     }
 }

@@ -258,6 +258,14 @@ impl History {
         Ok(self.owned()?.pop())
     }
 
+    /// The newest of the schedule's own archives taken at or before `at`
+    /// (local time): what `restore NAME --at` restores.
+    pub fn newest_not_after(&self, at: NaiveDateTime) -> io::Result<Option<ArchiveFile>> {
+        let mut owned = self.owned()?;
+        owned.retain(|archive| archive.taken() <= at);
+        Ok(owned.pop())
+    }
+
     /// The schedule's own archives stamped after `now` (beyond the
     /// tolerance of `retention::FUTURE_TOLERANCE`): written while the clock
     /// was wrong. Retention keeps them and

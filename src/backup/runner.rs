@@ -181,8 +181,9 @@ fn run_locked(
     }
     let source = home.resolve_source(&schedule.source);
     let exclude = exclusions(home, schedule, &source)?;
+    let also = extra_sources(home, schedule)?;
     if schedule.options.if_changed
-        && let Some(since) = unchanged_since(&history, schedule, &source, &exclude)
+        && let Some(since) = unchanged_since(&history, schedule, (&source, &exclude), &also)
     {
         let copy = copy_to_remote(&history, schedule, request, &[]);
         return Ok(RunOutcome::Unchanged { since, copy });
@@ -208,6 +209,7 @@ fn run_locked(
         format: schedule.options.format,
         level: schedule.options.effective_level(),
         exclude: &exclude,
+        also: &also,
         xattrs: !schedule.options.no_xattrs,
         watch: request.watch,
         encrypt_to: &recipients,
@@ -379,6 +381,17 @@ fn copy_to_remote(
     })
 }
 
+/// The schedule's `also=` sources, resolved, each with its exclusions.
+fn extra_sources(home: &Home, schedule: &Schedule) -> Result<Vec<(PathBuf, Exclusions)>, RunError> {
+    let mut also = Vec::new();
+    for typed in &schedule.options.also {
+        let source = home.resolve_source(typed);
+        let exclude = exclusions(home, schedule, &source)?;
+        also.push((source, exclude));
+    }
+    Ok(also)
+}
+
 /// Removes the temporary archive when dropped, unless it was published.
 struct TempFile(Option<PathBuf>);
 
@@ -428,8 +441,9 @@ fn plan_unlogged(home: &Home, schedule: &Schedule, now: DateTime<Utc>) -> Result
     let history = History::of(home, schedule);
     let source = home.resolve_source(&schedule.source);
     let exclude = exclusions(home, schedule, &source)?;
+    let also = extra_sources(home, schedule)?;
     let unchanged_since = if schedule.options.if_changed {
-        unchanged_since(&history, schedule, &source, &exclude).map(|a| a.path)
+        unchanged_since(&history, schedule, (&source, &exclude), &also).map(|a| a.path)
     } else {
         None
     };
@@ -519,15 +533,23 @@ fn prune(
 fn unchanged_since(
     history: &History,
     schedule: &Schedule,
-    source: &Path,
-    exclude: &Exclusions,
+    main: (&Path, &Exclusions),
+    also: &[(PathBuf, Exclusions)],
 ) -> Option<ArchiveFile> {
     let (archive, manifest) = history.newest_current()?;
-    let comparable = manifest.state == RunState::Ok && manifest.source == schedule.source;
-    if !comparable || archive::check_source(source).is_err() {
+    let comparable = manifest.state == RunState::Ok
+        && manifest.source == schedule.source
+        && manifest.also == schedule.options.also;
+    let mut sources = vec![main];
+    sources.extend(also.iter().map(|(path, exclude)| (path.as_path(), exclude)));
+    if !comparable
+        || sources
+            .iter()
+            .any(|(s, _)| archive::check_source(s).is_err())
+    {
         return None;
     }
-    let current = archive::fingerprint_tree(source, exclude);
+    let current = archive::fingerprint_sources(&sources);
     (current == manifest.fingerprint).then_some(archive)
 }
 
@@ -541,6 +563,7 @@ fn manifest_for(
     Manifest {
         schedule: schedule.name.clone(),
         source: schedule.source.clone(),
+        also: schedule.options.also.clone(),
         archive: archive
             .file_name()
             .unwrap_or_default()

@@ -160,6 +160,7 @@ pub fn reads_only(command: &Command) -> bool {
             | Command::Check(_)
             | Command::Verify(_)
             | Command::Restore(_)
+            | Command::Contents(_)
             | Command::Next(_)
     )
 }

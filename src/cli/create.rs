@@ -28,14 +28,16 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     }
     let schedule = ctx.store.add(line)?;
     log::info!("New schedule added: {}", printable(line));
-    let source = ctx.home.resolve_source(&schedule.source);
-    if !source.exists() {
-        let warning = format!(
-            "source {} does not exist yet; its backups will fail until it does",
-            source.display()
-        );
-        log::warn!("{warning}");
-        eprintln!("{}: warning: {warning}", ctx.program);
+    let typed = std::iter::once(&schedule.source).chain(&schedule.options.also);
+    for source in typed.map(|s| ctx.home.resolve_source(s)) {
+        if !source.exists() {
+            let warning = format!(
+                "source {} does not exist yet; its backups will fail until it does",
+                source.display()
+            );
+            log::warn!("{warning}");
+            eprintln!("{}: warning: {warning}", ctx.program);
+        }
     }
     Ok(ExitCode::Success)
 }

@@ -5,9 +5,11 @@
 //! time zone, log, terminals). [`run`] dispatches with one `match`, logs a
 //! failure once and hands it back for [`report_error`] to print.
 
+mod archive_arg;
 mod backups;
 mod check;
 mod completions;
+mod contents;
 mod context;
 mod create;
 mod daemon;
@@ -117,6 +119,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Extract an archive into a directory, safely
     Restore(restore::Args),
+    /// List what an archive holds, as `tar tv` does
+    Contents(contents::Args),
     /// Back up one schedule now, in the foreground (exit 0: done, 3: partial, 1: failed)
     Run(run::Args),
     /// Show whether the service runs, and each schedule's last and next run
@@ -246,6 +250,7 @@ fn dispatch(command: &Command, ctx: &Context) -> Result<ExitCode, Error> {
         Command::Prune(args) => prune::run(args, ctx),
         Command::Verify(args) => verify::run(args, ctx),
         Command::Restore(args) => restore::run(args, ctx),
+        Command::Contents(args) => contents::run(args, ctx),
         Command::Run(args) => run::run(args, ctx),
         Command::Status(args) => status::run(args, ctx),
         Command::Next(args) => next::run(args, ctx),

@@ -1,24 +1,44 @@
-//! `restore ARCHIVE --to DIR [--force]`: extracts an archive into DIR safely
+//! `restore ARCHIVE|NAME [PATH…] [--include PATTERN] [--at TIME] --to DIR
+//! [--force]`: extracts an archive (a schedule's newest, or its newest as of
+//! TIME), or only the chosen paths, into DIR safely
 //! (see `archive::restore`): a hostile archive is refused before anything is
 //! written, existing files are kept unless `--force`. An incremental is
 //! restored with its chain (see `archive::chain_restore`). Prints each
-//! restored path.
+//! restored path; one warning line for each kind of thing that could not be
+//! put back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{Context, print_lines};
+use chrono::NaiveDateTime;
+
+use super::{Context, archive_arg, print_lines};
 use crate::archive::chain_restore;
 use crate::archive::encrypt::Identities;
 use crate::archive::restore::{ManifestCheck, RestoreJob};
+use crate::archive::selection::Selection;
 use crate::archive::stored::{Input, StreamSource};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::model::ExcludePattern;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// An archive file name in backups/, or a path to an archive
+    /// An archive file name in backups/, a path to an archive, or a
+    /// schedule's name (its newest archive)
     #[arg(allow_hyphen_values = true)]
     pub archive: String,
+    /// Restore only these paths of the archive (as `contents` prints them)
+    /// and what is under them
+    pub paths: Vec<PathBuf>,
+    /// Restore only entries matching PATTERN (and what is under them), read
+    /// as exclude= patterns are: without '/' it matches a name at any
+    /// depth, with one it is anchored at the archive's root; repeatable
+    #[arg(long, value_name = "PATTERN", value_parser = ExcludePattern::parse)]
+    pub include: Vec<ExcludePattern>,
+    /// With a schedule's name: its newest archive taken at or before this
+    /// local time ("2026-11-20 18:00")
+    #[arg(long, value_name = "TIME", value_parser = archive_arg::parse_at)]
+    pub at: Option<NaiveDateTime>,
     /// The directory to restore into (created if missing)
     #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
@@ -32,8 +52,12 @@ pub struct Args {
     /// Restore from the copy on the schedule's remote (copy-to), streamed,
     /// even when the archive is still in backups/ (without it, the remote
     /// copy is used only when the local archive is gone)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "at")]
     pub remote: bool,
+    /// As root, give files the user and group ids stored in the archive
+    /// instead of looking up its user and group names on this machine
+    #[arg(long)]
+    pub numeric_owner: bool,
 }
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
@@ -44,12 +68,13 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             archive: args.archive.clone(),
         })
     } else {
-        resolve(ctx, &args.archive)
+        archive_arg::resolve(ctx, &args.archive, args.at)
     };
-    // The remote copy, when the local archive is gone (or --remote).
+    // The remote copy, when the local archive is gone (or --remote); the
+    // remote knows no --at, so then the local answer stands.
     let remote = match &local {
-        Ok(_) => None,
-        Err(_) => super::remote::restore_source(ctx, &args.archive)?,
+        Err(_) if args.at.is_none() => super::remote::restore_source(ctx, &args.archive)?,
+        _ => None,
     };
     let opener = remote
         .as_ref()
@@ -69,6 +94,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             (archive, shown)
         }
     };
+    let selection = Selection::new(&args.paths, args.include.clone());
     let job = RestoreJob {
         archive: &archive,
         destination: to,
@@ -77,6 +103,8 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             stream: stream.as_ref(),
             identities: identities.as_ref(),
         },
+        numeric_owner: args.numeric_owner,
+        selection: &selection,
     };
     let mut printed = Ok(());
     let report = chain_restore::restore_chain(&job, &mut |path| {
@@ -103,6 +131,24 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
             path.display()
         );
     }
+    let unrestored = &report.unrestored;
+    if unrestored.owners > 0 {
+        let line = format!(
+            "not running as root: owners and set-uid/set-gid/sticky bits of {} entries were not restored",
+            unrestored.owners
+        );
+        eprintln!("{}: warning: {line}", ctx.program);
+        log::warn!("Restore of {shown}: {line}");
+    }
+    if let Some((path, why)) = &unrestored.first_attribute {
+        let line = format!(
+            "extended attributes or ACLs of {} entries could not be restored (first: {}: {why})",
+            unrestored.attributes,
+            path.display()
+        );
+        eprintln!("{}: warning: {line}", ctx.program);
+        log::warn!("Restore of {shown}: {line}");
+    }
     log::info!(
         "Restored {} entries from {shown} into {}{}",
         report.restored,
@@ -110,19 +156,4 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         if force { " (--force)" } else { "" }
     );
     Ok(ExitCode::Success)
-}
-
-/// An archive file name in `backups/`, or a path.
-fn resolve(ctx: &Context, archive: &str) -> Result<PathBuf, Error> {
-    let in_backups = ctx.home.backups_dir().join(archive);
-    if !archive.contains('/') && !archive.starts_with('.') && in_backups.is_file() {
-        return Ok(in_backups);
-    }
-    let path = Path::new(archive);
-    if path.is_file() {
-        return Ok(path.to_path_buf());
-    }
-    Err(Error::NoSuchArchive {
-        archive: archive.to_string(),
-    })
 }

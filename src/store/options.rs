@@ -89,6 +89,10 @@ pub const OPTION_HELP: &[(&str, &str)] = &[
         "store no extended attributes or ACLs (kept by default)",
     ),
     (
+        "also=PATH",
+        "back up PATH too, under its own top-level name (repeatable; relative to the home)",
+    ),
+    (
         "exclude=PATTERN",
         "leave out what matches (repeatable): no '/' matches a name at any depth, a '/' anchors at the source, '**' crosses directories",
     ),
@@ -209,15 +213,19 @@ pub struct Options {
     /// How many of the newest copies the remote keeps beyond what is kept
     /// locally (`remote-keep`).
     pub remote_keep: Option<u32>,
+    /// More sources, as typed (`also=PATH`, repeatable): each is stored
+    /// under its own top-level name beside the main one.
+    pub also: Vec<String>,
 }
 
 /// Options that may be given more than once; each adds to a list.
-const REPEATABLE: [&str; 5] = [
+const REPEATABLE: [&str; 6] = [
     "exclude",
     "exclude-from",
     "exclude-if-present",
     "encrypt-to",
     "encrypt-to-file",
+    "also",
 ];
 
 impl Options {
@@ -361,6 +369,7 @@ impl Options {
                 self.copy_to = Some(target);
             }
             "remote-keep" => self.remote_keep = Some(count(item, value)?),
+            "also" => self.also.push(need(item, value)?.to_string()),
             "before" => self.hooks.before = Some(command(item, value)?),
             "after" => self.hooks.after = Some(command(item, value)?),
             "on-failure" => self.hooks.on_failure = Some(command(item, value)?),
@@ -382,6 +391,14 @@ impl Options {
             return Err(refuse(
                 "incremental",
                 "needs a keep-* or min-keep option: a chain needs the archives it builds on",
+            ));
+        }
+        if self.incremental && !self.also.is_empty() {
+            // The incremental walk follows one source; an also= source
+            // would silently be left out of every incremental.
+            return Err(refuse(
+                "incremental",
+                "cannot be combined with also=PATH yet: give each source its own schedule",
             ));
         }
         Ok(())
@@ -664,7 +681,7 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" =>"))
             .map(|(key, _)| key)
             .collect();
-        assert_eq!(keys.len(), 28, "{keys:?}");
+        assert_eq!(keys.len(), 29, "{keys:?}");
         let mut listed: Vec<&str> = OPTION_HELP
             .iter()
             .map(|(syntax, _)| syntax.split('=').next().unwrap())

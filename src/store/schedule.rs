@@ -58,6 +58,17 @@ pub enum ScheduleError {
     BadName { name: String, why: &'static str },
     #[error(transparent)]
     BadOption(#[from] OptionError),
+    /// Two sources whose archive entries would start with the same name.
+    #[error(
+        "sources \"{}\" and \"{}\" would both be stored as {name}/ in the archive; back up a parent directory instead",
+        quote_field(first),
+        quote_field(second)
+    )]
+    SourcesCollide {
+        name: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// The fields of a schedule line, as messages name them.
@@ -257,12 +268,14 @@ impl Schedule {
         let source = validate_source(source)?.to_string();
         check_characters(Field::Time, time)?;
         check_edges(Field::Time, time)?;
-        Ok(Self {
+        let schedule = Self {
             source,
             timing: parse_time(time)?,
             name: check_name(name)?.to_string(),
             options: options.map(Options::parse).transpose()?.unwrap_or_default(),
-        })
+        };
+        check_top_level_names(&schedule.source, &schedule.options.also)?;
+        Ok(schedule)
     }
 }
 
@@ -284,6 +297,31 @@ fn split_fields(line: &str) -> Vec<&str> {
         fields.push(&options[start..]);
     }
     fields
+}
+
+/// Refuses sources whose archive entries would start with the same name
+/// (`/srv/www` and `/var/www`). A path ending in `.` or `..` is named at
+/// run time, from where it leads; the run refuses a collision then.
+fn check_top_level_names(source: &str, also: &[String]) -> Result<(), ScheduleError> {
+    let named = |typed: &str| {
+        std::path::Path::new(typed)
+            .file_name()
+            .filter(|n| *n != "." && *n != "..")
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for typed in std::iter::once(source).chain(also.iter().map(String::as_str)) {
+        let Some(name) = named(typed) else { continue };
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            return Err(ScheduleError::SourcesCollide {
+                name,
+                first: first.to_string(),
+                second: typed.to_string(),
+            });
+        }
+        seen.push((name, typed));
+    }
+    Ok(())
 }
 
 fn validate_source(source: &str) -> Result<&str, ScheduleError> {

@@ -367,6 +367,7 @@ impl TestEnv {
             backupctl_version: "0.1.0".into(),
             fingerprint: "0".into(),
             excluded: 0,
+            also: Vec::new(),
             previous: None,
             chain: None,
             plaintext_sha256: None,

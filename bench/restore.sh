@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Benchmark (not a test). Times `backupctl restore` against GNU tar
+# extracting the very same archive, paired in one run: for each tree, one
+# .tar and one .tar.zst are written once by `backupctl run`, then the two
+# extractors run $REPEAT times each, alternating, every run into a fresh
+# directory on the same filesystem. Prints best and median wall time of
+# each and the ratios (restore / tar). Run as root, both restore owners.
+#
+#   bench/restore.sh [TREE...]
+#
+# TREEs default to /tmp/bench/small (~4k files) and /tmp/bench/many (~46k
+# files), built by corpus.sh. The binary is $BACKUPCTL, by default
+# $CARGO_TARGET_DIR/release/backupctl (`cargo build --release`). Needs
+# free space for 2 x $REPEAT copies of the largest tree. Numbers depend on
+# the machine and its load.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${BACKUPCTL:-${CARGO_TARGET_DIR:-$here/target}/release/backupctl}
+repeat=${REPEAT:-5}
+[[ -x $bin ]] || { echo "no binary at $bin: run cargo build --release" >&2; exit 1; }
+trees=("$@")
+[[ ${#trees[@]} -gt 0 ]] || trees=(/tmp/bench/small /tmp/bench/many)
+
+home=$(mktemp -d "${TMPDIR:-/tmp}/backupctl-restore-bench.XXXXXX")
+work=$home/work
+trap 'rm -rf "$home"' EXIT
+touch "$home/backup_schedules.txt"
+
+timed() { # COMMAND... -> wall seconds of one run
+    local start
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>"$home/stderr" ||
+        { echo "failed: $*" >&2; cat "$home/stderr" >&2; exit 1; }
+    echo "$(date +%s.%N) - $start" | bc -l
+}
+best() { sort -g | head -1; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Deleting a big tree slows the next creations on some filesystems: runs
+# go into fresh directories, all deleted after each pair of extractors.
+cleanup() { rm -rf "$work"; sync; }
+
+printf '%-6s %6s %-7s %8s %8s %8s %8s %7s %7s\n' \
+    tree files format tar_best ours_best tar_med ours_med r_best r_med
+for tree in "${trees[@]}"; do
+    name=$(basename "$tree")
+    files=$(find "$tree" | wc -l)
+    for ext in tar tar.zst; do
+        schedule=$name-${ext/./-}
+        "$bin" --home "$home" create "$tree;04:00;$schedule;format=$ext" 2>/dev/null
+        "$bin" --home "$home" run "$schedule" >/dev/null
+        archive=$home/backups/$schedule.$ext
+        cat "$archive" >/dev/null # warm the page cache
+        if [[ $ext == tar ]]; then flags=(-xf); else flags=(--zstd -xf); fi
+        cleanup
+        t_tar=() t_ours=()
+        for i in $(seq "$repeat"); do # alternating: both meet the same load
+            mkdir -p "$work/tar$i"
+            t_tar+=("$(timed tar "${flags[@]}" "$archive" -C "$work/tar$i")")
+            t_ours+=("$(timed "$bin" --home "$home" restore "$schedule.$ext" --to "$work/ours$i")")
+        done
+        cleanup
+        tb=$(printf '%s\n' "${t_tar[@]}" | best) ob=$(printf '%s\n' "${t_ours[@]}" | best)
+        tm=$(printf '%s\n' "${t_tar[@]}" | median) om=$(printf '%s\n' "${t_ours[@]}" | median)
+        printf '%-6s %6s %-7s %8.3f %8.3f %8.3f %8.3f %7.2f %7.2f\n' "$name" "$files" "$ext" \
+            "$tb" "$ob" "$tm" "$om" "$(echo "$ob / $tb" | bc -l)" "$(echo "$om / $tm" | bc -l)"
+    done
+done

@@ -101,9 +101,10 @@ pub fn restore_chain(
         }
         _ => return restore::restore(job, on_restored),
     };
-    // Everything checked first: each archive as restore checks it, each
-    // incremental's dumpdirs.
-    for archive in &chain {
+    // The incrementals checked first, as restore checks an archive, and
+    // their dumpdirs; the full archive is checked by its own restore, which
+    // comes first and writes nothing unless it passes.
+    for archive in &chain[1..] {
         restore::check(&RestoreJob { archive, ..*job })?;
         dumpdirs(archive, |_, _| Ok(()))?;
     }

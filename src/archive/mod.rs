@@ -6,6 +6,7 @@ pub mod chain_restore;
 mod dumpdir;
 mod fingerprint;
 pub mod incremental;
+mod listing;
 pub mod manifest;
 mod owners;
 mod pax;

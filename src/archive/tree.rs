@@ -583,6 +583,13 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step) {
 /// The fingerprint of the tree under `source`, from metadata alone. What
 /// cannot be read is part of it, so this never fails.
 pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
+    // A directory is listed on a second thread (`listing`), in the same
+    // order with the same records; anything else takes the one-thread walk.
+    if std::fs::metadata(source).is_ok_and(|m| m.is_dir())
+        && let Ok(fingerprint) = super::listing::fingerprint(source, exclude)
+    {
+        return fingerprint;
+    }
     fingerprint_walk(source, exclude, LeftOut::default()).0
 }
 
@@ -599,7 +606,11 @@ pub fn list_excluded(source: &Path, exclude: &Exclusions) -> Vec<(PathBuf, Exclu
         .unwrap_or_default()
 }
 
-fn fingerprint_walk(source: &Path, exclude: &Exclusions, left_out: LeftOut) -> (String, LeftOut) {
+pub(super) fn fingerprint_walk(
+    source: &Path,
+    exclude: &Exclusions,
+    left_out: LeftOut,
+) -> (String, LeftOut) {
     let mut fingerprint = Fingerprint::new();
     let left_out = std::cell::RefCell::new(left_out);
     for step in walk(source, exclude, &left_out) {

@@ -1,10 +1,11 @@
-//! The walk one directory at a time, on a thread of its own: for each
+//! The walk one directory at a time, over two threads: for each
 //! directory, depth first with names sorted (the order of the full walk),
 //! its entries the walk keeps, each with its own metadata and link target.
-//! The thread lists (getdents, lstat, readlink, the exclusion rules) while
-//! the caller compares, hashes and writes what it already has, so the two
-//! use two cores; a bounded channel keeps it at most a few directories
-//! ahead.
+//! The listing thread opens, reads, sorts and filters directories (the
+//! exclusion rules); the caller's thread reads each entry's metadata
+//! relative to its open directory (`fstatat`), then compares, hashes and
+//! writes. A bounded channel of batches keeps the lister a few batches
+//! ahead, and bounds the directories held open.
 //!
 //! The consumer descends into the directories of each listing in order,
 //! as the lister did: listings arrive exactly in the order asked for.
@@ -13,6 +14,7 @@ use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -24,8 +26,15 @@ use super::fingerprint::Fingerprint;
 use super::reader::AbortRequested;
 use super::tree::{self, Exclusions, LeftOut};
 
-/// Directory listings waiting for the consumer.
-const AHEAD: usize = 64;
+/// Batches of listings waiting for the consumer.
+const AHEAD: usize = 8;
+
+/// Entries, and directories, per batch: listings travel in batches, so
+/// that the two threads do not wake each other for every directory (one
+/// wake-up per directory cost more than the second core saved); each
+/// directory of a batch stays open until its entries' metadata is read.
+const BATCH: usize = 2048;
+const BATCH_DIRS: usize = 64;
 
 /// One entry of a directory, as the walk found it.
 pub struct Child {
@@ -33,11 +42,24 @@ pub struct Child {
     /// Its own metadata, or why it could not be read.
     pub metadata: Result<Metadata, String>,
     pub target: Option<io::Result<PathBuf>>,
+    /// The lister lists it as a directory: the walk descends into it.
+    listed_dir: bool,
+    /// The entry whose metadata the caller's thread is still to read.
+    unread: Option<std::fs::DirEntry>,
 }
 
 impl Child {
-    pub fn is_dir(&self) -> bool {
-        self.metadata.as_ref().is_ok_and(Metadata::is_dir)
+    /// Reads the metadata (relative to the entry's open directory) and, for
+    /// a symlink, the target, of an entry of the directory `dir`.
+    fn read(&mut self, dir: &Path) {
+        if let Some(entry) = self.unread.take() {
+            self.metadata = entry.metadata().map_err(|e| tree::reason_for(&e));
+            self.target = self
+                .metadata
+                .as_ref()
+                .ok()
+                .and_then(|m| tree::link_target(&dir.join(&self.name), m));
+        }
     }
 }
 
@@ -49,7 +71,10 @@ struct Listing {
 
 /// The listing thread of one walk of `source`.
 struct Lister {
-    receiver: Option<Receiver<Listing>>,
+    source: PathBuf,
+    receiver: Option<Receiver<Vec<Listing>>>,
+    /// The rest of the batch last received.
+    received: std::vec::IntoIter<Listing>,
     thread: Option<JoinHandle<LeftOut>>,
 }
 
@@ -58,26 +83,35 @@ impl Lister {
     /// with `exclude`'s rules.
     fn spawn(source: &Path, exclude: &Exclusions) -> Self {
         let (sender, receiver) = sync_channel(AHEAD);
+        let source_path = source.to_path_buf();
         let source = source.to_path_buf();
         let exclude = exclude.clone();
         let thread = std::thread::spawn(move || {
             exclude.start_walk();
             let left_out = RefCell::new(LeftOut::default());
             let mut pending = vec![PathBuf::new()];
+            let (mut batch, mut entries) = (Vec::new(), 0);
             while let Some(relative) = pending.pop() {
                 let children = list(&source, &relative, &exclude, &left_out);
                 if let Ok(children) = &children {
-                    let below = children.iter().rev().filter(|c| c.is_dir());
+                    let below = children.iter().rev().filter(|c| c.listed_dir);
                     pending.extend(below.map(|c| relative.join(&c.name)));
+                    entries += children.len();
                 }
-                if sender.send(Listing { relative, children }).is_err() {
+                batch.push(Listing { relative, children });
+                if (entries >= BATCH || batch.len() >= BATCH_DIRS || pending.is_empty())
+                    && sender.send(std::mem::take(&mut batch)).is_err()
+                {
                     break; // the consumer stopped
                 }
+                entries = if batch.is_empty() { 0 } else { entries };
             }
             left_out.into_inner()
         });
         Self {
+            source: source_path,
             receiver: Some(receiver),
+            received: Vec::new().into_iter(),
             thread: Some(thread),
         }
     }
@@ -85,10 +119,13 @@ impl Lister {
     /// The listing of the directory at `relative`: the next one, which the
     /// consumer's own descent must have asked for.
     fn next_listing(&mut self, relative: &Path) -> io::Result<Listing> {
+        if self.received.len() == 0 {
+            let batch = self.receiver.as_ref().and_then(|r| r.recv().ok());
+            self.received = batch.unwrap_or_default().into_iter();
+        }
         let listing = self
-            .receiver
-            .as_ref()
-            .and_then(|r| r.recv().ok())
+            .received
+            .next()
             .ok_or_else(|| io::Error::other("the directory listing thread stopped"))?;
         if listing.relative != relative {
             return Err(io::Error::other(format!(
@@ -96,6 +133,13 @@ impl Lister {
                 listing.relative.display(),
                 relative.display()
             )));
+        }
+        let mut listing = listing;
+        if let Ok(children) = &mut listing.children {
+            let dir = self.source.join(relative);
+            for child in children {
+                child.read(&dir);
+            }
         }
         Ok(listing)
     }
@@ -172,8 +216,9 @@ impl Visitor for TreeFingerprint {
     }
 }
 
-/// The fingerprint of the directory `source`, listing on a second thread:
-/// what `if-changed` compares, at the cost of about one `find`.
+/// The fingerprint of the directory `source` walked in order: the full
+/// walk's (see the test).
+#[cfg(test)]
 pub fn fingerprint(source: &Path, exclude: &Exclusions) -> io::Result<String> {
     let mut fingerprint = TreeFingerprint::default();
     walk_in_order(source, exclude, &AtomicBool::new(false), &mut fingerprint)?;
@@ -201,8 +246,10 @@ pub fn walk_in_order(
         PathBuf::new(),
         Child {
             name: OsString::new(),
+            listed_dir: root.is_dir(),
             metadata: Ok(root),
             target: None,
+            unread: None,
         },
     ));
     loop {
@@ -211,17 +258,24 @@ pub fn walk_in_order(
         }
         if let Some((relative, child)) = next.take() {
             visitor.entry(&relative, &child)?;
-            if let Some(metadata) = child.metadata.as_ref().ok().filter(|m| m.is_dir()) {
+            // The lister's verdict decides the descent, so the two stay in
+            // step; an entry that stopped being a directory since it was
+            // listed is not visited as one.
+            if child.listed_dir {
                 let listing = lister.next_listing(&relative)?;
-                match listing.children {
-                    Ok(children) => {
+                let metadata = child.metadata.as_ref().ok().filter(|m| m.is_dir());
+                match (metadata, listing.children) {
+                    (None, _) => {}
+                    (Some(metadata), Ok(children)) => {
                         visitor.directory(&relative, metadata, Ok(&children))?;
                         stack.push(Frame {
                             relative,
                             children: children.into_iter(),
                         });
                     }
-                    Err(why) => visitor.directory(&relative, metadata, Err(&why))?,
+                    (Some(metadata), Err(why)) => {
+                        visitor.directory(&relative, metadata, Err(&why))?;
+                    }
                 }
             }
         }
@@ -240,21 +294,118 @@ pub fn walk_in_order(
 
 /// The entries of the directory `source/relative` the walk keeps, sorted
 /// by name, each with its own metadata; or why it cannot be read.
+///
+/// The directory is opened without following a symlink (but for the root,
+/// which the full walk follows too), so one swapped in since its parent was
+/// listed is never entered, and read through `/proc/self/fd`, which names
+/// exactly the directory opened; each entry's metadata is then read
+/// relative to it (`fstatat`), without resolving the whole path again,
+/// which cost the walk more than anything else. Without `/proc`, `walkdir`
+/// lists it.
 fn list(
     source: &Path,
     relative: &Path,
     exclude: &Exclusions,
     left_out: &RefCell<LeftOut>,
 ) -> Result<Vec<Child>, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = source.join(relative);
+    let is_root = relative.as_os_str().is_empty();
+    let mut flags = nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK;
+    if !is_root {
+        flags |= nix::libc::O_NOFOLLOW;
+    }
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(&path)
+        .map_err(|e| tree::reason_for(&e))?;
+    let entries = match std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return list_with_walkdir(source, &path, is_root, exclude, left_out);
+        }
+        Err(e) => return Err(tree::reason_for(&e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| tree::reason_for(&e))?;
+        found.push((entry.file_name(), entry));
+    }
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut children = Vec::with_capacity(found.len());
+    for (name, entry) in found {
+        let kind = entry.file_type().ok();
+        let candidate = Listed {
+            path: path.join(&name),
+            name: &name,
+            is_dir: kind.is_some_and(|t| t.is_dir()),
+            is_file: kind.is_some_and(|t| t.is_file()),
+            entry: &entry,
+        };
+        if !tree::keeps_entry(exclude, &candidate, source, left_out) {
+            continue;
+        }
+        children.push(Child {
+            listed_dir: candidate.is_dir,
+            metadata: Err(String::new()),
+            target: None,
+            unread: Some(entry),
+            name,
+        });
+    }
+    Ok(children)
+}
+
+/// An entry of a listed directory, for the exclusion rules: its type from
+/// the directory itself; its metadata read only for a rule that needs it.
+struct Listed<'a> {
+    path: PathBuf,
+    name: &'a std::ffi::OsStr,
+    is_dir: bool,
+    is_file: bool,
+    entry: &'a std::fs::DirEntry,
+}
+
+impl tree::Candidate for Listed<'_> {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn file_name(&self) -> &std::ffi::OsStr {
+        self.name
+    }
+    fn depth(&self) -> usize {
+        1
+    }
+    fn ino(&self) -> u64 {
+        std::os::unix::fs::DirEntryExt::ino(self.entry)
+    }
+    fn is_dir(&self) -> bool {
+        self.is_dir
+    }
+    fn is_file(&self) -> bool {
+        self.is_file
+    }
+    fn size_and_device(&self) -> Option<(u64, u64)> {
+        self.entry.metadata().ok().map(|m| (m.len(), m.dev()))
+    }
+}
+
+/// [`list`] without `/proc`: the directory read by path through `walkdir`.
+fn list_with_walkdir(
+    source: &Path,
+    path: &Path,
+    is_root: bool,
+    exclude: &Exclusions,
+    left_out: &RefCell<LeftOut>,
+) -> Result<Vec<Child>, String> {
     let mut children = Vec::new();
-    // A directory swapped for a symlink since it was looked at is not
-    // followed (the root is, as the full walk follows it).
-    let entries = WalkDir::new(&path)
+    let entries = WalkDir::new(path)
         .min_depth(1)
         .max_depth(1)
         .follow_links(false)
-        .follow_root_links(relative.as_os_str().is_empty())
+        .follow_root_links(is_root)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|entry| tree::keeps_entry(exclude, entry, source, left_out));
@@ -268,8 +419,10 @@ fn list(
             .and_then(|m| tree::link_target(entry.path(), m));
         children.push(Child {
             name: entry.file_name().to_os_string(),
+            listed_dir: metadata.as_ref().is_ok_and(Metadata::is_dir),
             metadata: metadata.map_err(|e| tree::reason_for(&e)),
             target,
+            unread: None,
         });
     }
     Ok(children)
@@ -330,6 +483,14 @@ mod tests {
             fingerprint(&root, &plain).unwrap(),
             fingerprint(&root, &ruled).unwrap()
         );
+        // A directory swapped for a symlink since its parent was listed is
+        // not entered.
+        let none = RefCell::new(LeftOut::default());
+        std::os::unix::fs::symlink("/etc", root.join("swapped")).unwrap();
+        assert!(list(&root, Path::new("swapped"), &plain, &none).is_err());
+        let listed = list(&root, Path::new("d1"), &plain, &none).unwrap();
+        let names: Vec<_> = listed.iter().map(|c| c.name.to_str().unwrap()).collect();
+        assert_eq!(names, ["dangling", "f", "sock", "sub"]);
         // What the rules left out is counted as the full walk counts it.
         let mut none = TreeFingerprint::default();
         let left_out = walk_in_order(&root, &ruled, &AtomicBool::new(false), &mut none).unwrap();

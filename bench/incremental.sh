@@ -81,10 +81,19 @@ for round in $(seq 1 "$rounds"); do
     done
     level6=$run_archive
     sync
-    timed_restore "$home" "$level0" "$scratch/restore-full"
-    a=$restore_seconds
-    timed_restore "$home" "$level6" "$scratch/restore-chain"
-    b=$restore_seconds
+    # Which restore goes first alternates: the filesystem makes the first
+    # one after the previous round's deletions pay for them.
+    if ((round % 2)); then
+        timed_restore "$home" "$level0" "$scratch/restore-full"
+        a=$restore_seconds
+        timed_restore "$home" "$level6" "$scratch/restore-chain"
+        b=$restore_seconds
+    else
+        timed_restore "$home" "$level6" "$scratch/restore-chain"
+        b=$restore_seconds
+        timed_restore "$home" "$level0" "$scratch/restore-full"
+        a=$restore_seconds
+    fi
     restore_full+=("$a") restore_chain+=("$b")
     restore_ratio+=("$(echo "$b / $a" | bc -l)")
     diff -r "$scratch/src" "$scratch/restore-chain/src" >/dev/null || { echo "round $round: the chain did not restore the tree" >&2; exit 1; }

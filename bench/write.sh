@@ -4,7 +4,7 @@
 # before it is renamed into place) and `tar --format=posix cf` followed by
 # `sync FILE` (the same guarantee: the archive is on disk), one after the
 # other, so both see the same cache and load. The archives go to the same
-# filesystem.
+# filesystem, and each replaces the one of the round before.
 #
 #   bench/write.sh [TREE…]
 #
@@ -43,7 +43,8 @@ for tree in "${trees[@]}"; do
     ours=() theirs=() ratio=() ours_user=() theirs_user=() peak=()
     for _ in $(seq 1 "$rounds"); do
         /usr/bin/time -f '%e %U %M' -o "$scratch/ours" "$bin" --home "$home" run w >/dev/null
-        rm -f "$scratch/gnu.tar"
+        # tar truncates the archive of the round before, as backupctl
+        # replaces its own: both free the old one's blocks inside the timing.
         /usr/bin/time -f '%e %U %M' -o "$scratch/theirs" sh -c \
             'tar --format=posix -cf "$1" -C "$2" "$3" && sync "$1"' sh \
             "$scratch/gnu.tar" "$(dirname "$tree")" "$(basename "$tree")"

@@ -209,12 +209,6 @@ impl<W: Write> IncrementalWalk<'_, '_, '_, '_, '_, W> {
         let mut records = Vec::with_capacity(children.len());
         let mut before = before.unwrap_or_default().into_iter().peekable();
         for child in children {
-            let Ok(metadata) = &child.metadata else {
-                continue;
-            };
-            let Some(mut record) = Record::of(&child.name, metadata) else {
-                continue; // a socket: never archived
-            };
             while before
                 .peek()
                 .is_some_and(|old| old.name.as_bytes() < child.name.as_bytes())
@@ -222,6 +216,20 @@ impl<W: Write> IncrementalWalk<'_, '_, '_, '_, '_, W> {
                 before.next();
             }
             let old = before.next_if(|old| old.name == child.name);
+            let Ok(metadata) = &child.metadata else {
+                // Unreadable now (and reported skipped): what an earlier
+                // archive holds of it stays, named unchanged, so a restore
+                // keeps it; the run's skipped list stores it next time.
+                if let Some(mut old) = old {
+                    old.flag = if old.kind == b'd' { b'D' } else { b'N' };
+                    add_to_dumpdir(&mut dumpdir, &old);
+                    records.push(old);
+                }
+                continue;
+            };
+            let Some(mut record) = Record::of(&child.name, metadata) else {
+                continue; // a socket: never archived
+            };
             record.flag = if record.kind == b'd' {
                 b'D'
             } else if old.is_some_and(|old| old.same_as(&record))
@@ -231,15 +239,20 @@ impl<W: Write> IncrementalWalk<'_, '_, '_, '_, '_, W> {
             } else {
                 b'Y'
             };
-            dumpdir.push(record.flag);
-            dumpdir.extend_from_slice(child.name.as_bytes());
-            dumpdir.push(0);
+            add_to_dumpdir(&mut dumpdir, &record);
             records.push(record);
         }
         dumpdir.push(0);
         self.state.block(relative, &records)?;
         Ok(dumpdir)
     }
+}
+
+/// `FLAG NAME NUL`, one item of a dumpdir.
+fn add_to_dumpdir(dumpdir: &mut Vec<u8>, record: &Record) {
+    dumpdir.push(record.flag);
+    dumpdir.extend_from_slice(record.name.as_bytes());
+    dumpdir.push(0);
 }
 
 /// The second pass: each entry the file state flags `Y`, directory by

@@ -111,10 +111,11 @@ fn append_incremental<W: Write>(
 ) -> io::Result<StateWritten> {
     let base = tree::base_name(job.source);
     let mut writer = EntryWriter::new(builder, job);
-    let parent = match chain.parent_state {
-        Some(path) => Some(StateReader::open(path)?),
-        None => None,
-    };
+    // A parent state that cannot be read is as good as none: every entry
+    // is then stored again, which the chain's restore handles the same.
+    let parent = chain
+        .parent_state
+        .and_then(|path| StateReader::open(path).ok());
     let state = StateWriter::new(chain.state)?;
     let mut walk = IncrementalWalk {
         job,

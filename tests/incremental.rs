@@ -567,3 +567,25 @@ fn chosen_paths_are_restored_across_a_chain() {
         .run();
     assert_eq!(env.paths_below("out2"), ["out2/src", "out2/src/gone"]);
 }
+
+#[test]
+fn a_damaged_file_state_makes_the_next_run_a_full_archive() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src"], &[("src/a", "a\n")]);
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    let full = run(&env);
+    fs::write(env.path(&format!("{full}.files")), b"damaged").unwrap();
+    env.write("src/b", "b\n");
+    let next = run(&env);
+    assert_eq!(manifest(&env, &next)["chain"]["level"], 0);
+    let warned = format!(
+        "docs: the file state of {} is missing or does not match its manifest; this run writes a full archive",
+        full.trim_start_matches("backups/")
+    );
+    assert!(
+        env.log_has("backup_service.log", &warned),
+        "{:?}",
+        env.log_messages("backup_service.log")
+    );
+    gnu_tar_restores(&env, &[next], "restored");
+}

@@ -114,11 +114,12 @@ pub fn restore_chain(
         }
         _ => return restore::restore(job, on_restored),
     };
-    // Everything checked first: each archive as restore checks it, each
-    // incremental's dumpdirs. A chosen path may be in any archive of the
-    // chain, or (deleted, or never there) in none.
+    // The incrementals checked first, as restore checks an archive, and
+    // their dumpdirs; the full archive is checked by its own restore, which
+    // comes first and writes nothing unless it passes. A chosen path may be
+    // in any archive of the chain, or (deleted, or never there) in none.
     let selection = job.selection.lenient();
-    for archive in &chain {
+    for archive in &chain[1..] {
         restore::check(&RestoreJob {
             archive,
             selection: &selection,

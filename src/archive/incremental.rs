@@ -23,7 +23,6 @@
 //! time (and the unvisited siblings of the directories above), whatever the
 //! tree's size.
 
-use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -34,14 +33,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering as AtomicOrdering;
 
-use tar::Builder;
-use walkdir::WalkDir;
-
-use super::fingerprint::Fingerprint;
+use super::dir_walk::{Child, TreeFingerprint, Visitor, walk_in_order};
 use super::reader::AbortRequested;
-use super::tree::{self, Entry, EntryWriter, LeftOut};
+use super::tree::{self, Entry, EntryWriter};
 use super::writer::HashingWriter;
 use super::{ArchiveError, ArchiveJob, ArchiveReport, Skipped};
+use tar::Builder;
 
 /// The first bytes of a file state.
 const MAGIC: &[u8] = b"backupctl file state 1\n";
@@ -106,21 +103,6 @@ pub fn hash_file(path: &Path) -> io::Result<StateWritten> {
     Ok(StateWritten { sha256, size })
 }
 
-/// One entry of a directory, as the walk found it.
-struct Child {
-    name: OsString,
-    /// Its own metadata, or why it could not be read.
-    metadata: Result<Metadata, String>,
-    target: Option<io::Result<PathBuf>>,
-}
-
-/// A directory being walked: its path from the source, and the entries
-/// not yet visited.
-struct Frame {
-    relative: PathBuf,
-    children: std::vec::IntoIter<Child>,
-}
-
 fn append_incremental<W: Write>(
     builder: &mut Builder<W>,
     job: &ArchiveJob<'_>,
@@ -129,10 +111,11 @@ fn append_incremental<W: Write>(
 ) -> io::Result<StateWritten> {
     let base = tree::base_name(job.source);
     let mut writer = EntryWriter::new(builder, job);
-    let parent = match chain.parent_state {
-        Some(path) => Some(StateReader::open(path)?),
-        None => None,
-    };
+    // A parent state that cannot be read is as good as none: every entry
+    // is then stored again, which the chain's restore handles the same.
+    let parent = chain
+        .parent_state
+        .and_then(|path| StateReader::open(path).ok());
     let state = StateWriter::new(chain.state)?;
     let mut walk = IncrementalWalk {
         job,
@@ -140,21 +123,18 @@ fn append_incremental<W: Write>(
         parent,
         forced: chain.forced,
         state,
-        fingerprint: Fingerprint::new(),
-        left_out: RefCell::new(LeftOut::default()),
+        fingerprint: TreeFingerprint::default(),
+        writer: &mut writer,
+        report,
     };
-    walk.directories(&mut writer, report)?;
+    let left_out = walk_in_order(job.source, job.exclude, job.watch.abort, &mut walk)?;
     let IncrementalWalk {
-        state,
-        fingerprint,
-        left_out,
-        ..
+        state, fingerprint, ..
     } = walk;
     let written = state.finish()?;
     let state = File::open(chain.state_path)?;
     append_stored_files(&mut writer, job, &base, state, report)?;
     report.fingerprint = fingerprint.finish();
-    let left_out = left_out.into_inner();
     report.left_out = left_out.builtin;
     report.excluded = left_out.excluded;
     Ok(written)
@@ -162,95 +142,66 @@ fn append_incremental<W: Write>(
 
 /// The first pass: every directory, with its dumpdir, into the archive;
 /// every entry, with its flag, into the new file state.
-struct IncrementalWalk<'j, 'a> {
+struct IncrementalWalk<'j, 'a, 'b, 'w, 'x, W: Write> {
     job: &'j ArchiveJob<'a>,
     base: &'j Path,
     parent: Option<StateReader>,
     forced: &'j HashSet<PathBuf>,
     state: StateWriter,
-    fingerprint: Fingerprint,
-    left_out: RefCell<LeftOut>,
+    fingerprint: TreeFingerprint,
+    writer: &'j mut EntryWriter<'b, 'w, W>,
+    report: &'x mut ArchiveReport,
 }
 
-impl IncrementalWalk<'_, '_> {
-    fn directories<W: Write>(
-        &mut self,
-        writer: &mut EntryWriter<'_, '_, W>,
-        report: &mut ArchiveReport,
-    ) -> io::Result<()> {
-        let source = self.job.source;
-        self.job.exclude.start_walk();
-        // The root is followed if it is a symlink, as the full walk does.
-        let root = std::fs::metadata(source)?;
-        self.fingerprint.add_entry(Path::new(""), &root, None);
-        let mut stack = Vec::new();
-        if let Some(frame) = self.directory(writer, Path::new(""), &root, report)? {
-            stack.push(frame);
+impl<W: Write> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
+    fn entry(&mut self, relative: &Path, child: &Child) -> io::Result<()> {
+        if let Err(reason) = &child.metadata {
+            self.report.skipped.push(Skipped {
+                path: self.job.source.join(relative),
+                reason: reason.clone(),
+            });
         }
-        while let Some(frame) = stack.last_mut() {
-            if self.job.watch.abort.load(AtomicOrdering::Relaxed) {
-                return Err(AbortRequested::error());
-            }
-            let Some(child) = frame.children.next() else {
-                stack.pop();
-                continue;
-            };
-            let relative = frame.relative.join(&child.name);
-            let metadata = match &child.metadata {
-                Ok(metadata) => metadata,
-                Err(reason) => {
-                    self.fingerprint.add_unreadable(&relative);
-                    report.skipped.push(Skipped {
-                        path: source.join(&relative),
-                        reason: reason.clone(),
-                    });
-                    continue;
-                }
-            };
-            let target = child.target.as_ref().and_then(|t| t.as_ref().ok());
-            self.fingerprint
-                .add_entry(&relative, metadata, target.map(PathBuf::as_path));
-            if metadata.is_dir()
-                && let Some(frame) = self.directory(writer, &relative, metadata, report)?
-            {
-                stack.push(frame);
-            }
-        }
-        Ok(())
+        self.fingerprint.entry(relative, child)
     }
 
-    /// Lists the directory at `relative`, stores its header and dumpdir,
-    /// records its block of the file state, and returns its entries to
-    /// visit; `None` when it cannot be read (then it is stored without a
-    /// dumpdir, so that restoring deletes nothing from it).
-    fn directory<W: Write>(
+    /// Stores the directory's header and dumpdir and records its block of
+    /// the file state; a directory that cannot be read is stored without a
+    /// dumpdir, so that restoring deletes nothing from it.
+    fn directory(
         &mut self,
-        writer: &mut EntryWriter<'_, '_, W>,
         relative: &Path,
         metadata: &Metadata,
-        report: &mut ArchiveReport,
-    ) -> io::Result<Option<Frame>> {
+        children: Result<&[Child], &str>,
+    ) -> io::Result<()> {
         let path = self.job.source.join(relative);
         let name = self.base.join(relative);
-        let children = match self.list(&path, relative.as_os_str().is_empty()) {
-            Ok(children) => children,
+        let dumpdir = match children {
+            Ok(children) => Some(self.compare(relative, &path, children)?),
             Err(reason) => {
-                self.fingerprint.add_unreadable(relative);
-                report.skipped.push(Skipped {
+                self.fingerprint
+                    .directory(relative, metadata, Err(reason))?;
+                self.report.skipped.push(Skipped {
                     path: path.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 });
-                let entry = Entry {
-                    path: &path,
-                    name: &name,
-                    metadata,
-                    target: None,
-                    dumpdir: None,
-                };
-                writer.append_entry(entry, report)?;
-                return Ok(None);
+                None
             }
         };
+        let entry = Entry {
+            path: &path,
+            name: &name,
+            metadata,
+            target: None,
+            dumpdir: dumpdir.as_deref(),
+        };
+        self.writer.append_entry(entry, self.report)
+    }
+}
+
+impl<W: Write> IncrementalWalk<'_, '_, '_, '_, '_, W> {
+    /// Flags each entry of the directory against the parent's file state,
+    /// records them, and returns the dumpdir.
+    fn compare(&mut self, relative: &Path, path: &Path, children: &[Child]) -> io::Result<Vec<u8>> {
         let before = self
             .parent
             .as_mut()
@@ -258,13 +209,7 @@ impl IncrementalWalk<'_, '_> {
         let mut dumpdir = Vec::new();
         let mut records = Vec::with_capacity(children.len());
         let mut before = before.unwrap_or_default().into_iter().peekable();
-        for child in &children {
-            let Ok(metadata) = &child.metadata else {
-                continue;
-            };
-            let Some(mut record) = Record::of(&child.name, metadata) else {
-                continue; // a socket: never archived
-            };
+        for child in children {
             while before
                 .peek()
                 .is_some_and(|old| old.name.as_bytes() < child.name.as_bytes())
@@ -272,6 +217,20 @@ impl IncrementalWalk<'_, '_> {
                 before.next();
             }
             let old = before.next_if(|old| old.name == child.name);
+            let Ok(metadata) = &child.metadata else {
+                // Unreadable now (and reported skipped): what an earlier
+                // archive holds of it stays, named unchanged, so a restore
+                // keeps it; the run's skipped list stores it next time.
+                if let Some(mut old) = old {
+                    old.flag = if old.kind == b'd' { b'D' } else { b'N' };
+                    add_to_dumpdir(&mut dumpdir, &old);
+                    records.push(old);
+                }
+                continue;
+            };
+            let Some(mut record) = Record::of(&child.name, metadata) else {
+                continue; // a socket: never archived
+            };
             record.flag = if record.kind == b'd' {
                 b'D'
             } else if old.is_some_and(|old| old.same_as(&record))
@@ -281,60 +240,20 @@ impl IncrementalWalk<'_, '_> {
             } else {
                 b'Y'
             };
-            dumpdir.push(record.flag);
-            dumpdir.extend_from_slice(child.name.as_bytes());
-            dumpdir.push(0);
+            add_to_dumpdir(&mut dumpdir, &record);
             records.push(record);
         }
         dumpdir.push(0);
         self.state.block(relative, &records)?;
-        let entry = Entry {
-            path: &path,
-            name: &name,
-            metadata,
-            target: None,
-            dumpdir: Some(&dumpdir),
-        };
-        writer.append_entry(entry, report)?;
-        Ok(Some(Frame {
-            relative: relative.to_path_buf(),
-            children: children.into_iter(),
-        }))
+        Ok(dumpdir)
     }
+}
 
-    /// The entries of the directory `path` the walk keeps, sorted by name,
-    /// each with its own metadata; or why the directory cannot be read.
-    fn list(&self, path: &Path, is_root: bool) -> Result<Vec<Child>, String> {
-        let source = self.job.source;
-        let mut children = Vec::new();
-        // A directory swapped for a symlink since it was looked at is not
-        // followed (the root is, as the full walk follows it).
-        let entries = WalkDir::new(path)
-            .min_depth(1)
-            .max_depth(1)
-            .follow_links(false)
-            .follow_root_links(is_root)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|entry| {
-                tree::keeps_entry(self.job.exclude, entry, source, &self.left_out)
-            });
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| e.io_error().map_or_else(|| e.to_string(), tree::reason_for))?;
-            let metadata = entry.path().symlink_metadata();
-            let target = metadata
-                .as_ref()
-                .ok()
-                .and_then(|m| tree::link_target(entry.path(), m));
-            children.push(Child {
-                name: entry.file_name().to_os_string(),
-                metadata: metadata.map_err(|e| tree::reason_for(&e)),
-                target,
-            });
-        }
-        Ok(children)
-    }
+/// `FLAG NAME NUL`, one item of a dumpdir.
+fn add_to_dumpdir(dumpdir: &mut Vec<u8>, record: &Record) {
+    dumpdir.push(record.flag);
+    dumpdir.extend_from_slice(record.name.as_bytes());
+    dumpdir.push(0);
 }
 
 /// The second pass: each entry the file state flags `Y`, directory by

@@ -3,6 +3,7 @@
 //! appears under its final name only once it is complete and synced.
 
 pub mod chain_restore;
+mod dir_walk;
 mod dumpdir;
 pub mod encrypt;
 mod fingerprint;

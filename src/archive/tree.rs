@@ -47,6 +47,45 @@ enum Step {
     },
 }
 
+/// What the exclusion rules look at in an entry of a walk: a `walkdir`
+/// entry (the full walk), or an entry the listing walk read with its
+/// metadata already (`listing`).
+pub(super) trait Candidate {
+    fn path(&self) -> &Path;
+    fn file_name(&self) -> &std::ffi::OsStr;
+    /// 0 for the walk's root.
+    fn depth(&self) -> usize;
+    fn ino(&self) -> u64;
+    fn is_dir(&self) -> bool;
+    fn is_file(&self) -> bool;
+    /// Its own (not followed) size and device, when they can be read.
+    fn size_and_device(&self) -> Option<(u64, u64)>;
+}
+
+impl Candidate for walkdir::DirEntry {
+    fn path(&self) -> &Path {
+        self.path()
+    }
+    fn file_name(&self) -> &std::ffi::OsStr {
+        self.file_name()
+    }
+    fn depth(&self) -> usize {
+        self.depth()
+    }
+    fn ino(&self) -> u64 {
+        DirEntryExt::ino(self)
+    }
+    fn is_dir(&self) -> bool {
+        self.file_type().is_dir()
+    }
+    fn is_file(&self) -> bool {
+        self.file_type().is_file()
+    }
+    fn size_and_device(&self) -> Option<(u64, u64)> {
+        self.metadata().ok().map(|m| (m.len(), m.dev()))
+    }
+}
+
 /// What a walk leaves out: backupctl's own files (a source that contains the
 /// home must not archive its archives, which would double at every run), and
 /// the mount points of pseudo-filesystems (`/proc`, `/sys`, `/dev`, …), which
@@ -206,7 +245,7 @@ impl UserRules {
         })
     }
 
-    fn leaves_out(&self, entry: &walkdir::DirEntry, relative: &Path) -> Option<ExcludedBy> {
+    fn leaves_out(&self, entry: &impl Candidate, relative: &Path) -> Option<ExcludedBy> {
         let emptied = self.emptied.borrow();
         if !emptied.is_empty()
             && let Some(by) = entry.path().parent().and_then(|p| emptied.get(p))
@@ -215,7 +254,7 @@ impl UserRules {
             return Some(by.clone());
         }
         drop(emptied);
-        let is_dir = entry.file_type().is_dir();
+        let is_dir = entry.is_dir();
         let by = self
             .names
             .matching(Path::new(entry.file_name()), is_dir)
@@ -232,8 +271,10 @@ impl UserRules {
             return Some(ExcludedBy::IfPresent(name.clone()));
         }
         if let Some(limit) = self.larger_than
-            && entry.file_type().is_file()
-            && entry.metadata().is_ok_and(|m| m.len() > limit)
+            && entry.is_file()
+            && entry
+                .size_and_device()
+                .is_some_and(|(size, _)| size > limit)
         {
             return Some(ExcludedBy::LargerThan);
         }
@@ -244,13 +285,15 @@ impl UserRules {
     /// mount point of another filesystem (kept empty, as GNU tar's
     /// `--one-file-system` keeps it) or a tagged cache directory (kept with
     /// its tag, as GNU tar's `--exclude-caches` keeps it).
-    fn note_directory(&self, entry: &walkdir::DirEntry) {
-        if !entry.file_type().is_dir() {
+    fn note_directory(&self, entry: &impl Candidate) {
+        if !entry.is_dir() {
             return;
         }
         let by = if let Some(root) = self.root_device
             && entry.depth() > 0
-            && entry.metadata().is_ok_and(|m| m.dev() != root)
+            && entry
+                .size_and_device()
+                .is_some_and(|(_, device)| device != root)
         {
             ExcludedBy::OneFileSystem
         } else if self.caches && is_tagged_cache(entry.path()) {
@@ -391,7 +434,7 @@ impl Exclusions {
 
     /// `None` to keep the entry; else whether a built-in exclusion (`None`
     /// inside) or one of the schedule's rules leaves it out.
-    fn leaves_out(&self, entry: &walkdir::DirEntry, source: &Path) -> Option<Option<ExcludedBy>> {
+    fn leaves_out(&self, entry: &impl Candidate, source: &Path) -> Option<Option<ExcludedBy>> {
         if entry.depth() == 0 {
             return None;
         }
@@ -403,10 +446,7 @@ impl Exclusions {
         }
         let relative = entry.path().strip_prefix(source).unwrap_or(entry.path());
         // Cheap tests first: this runs for every entry of the walk.
-        if !self.pseudo.is_empty()
-            && entry.file_type().is_dir()
-            && self.pseudo.iter().any(|p| p == relative)
-        {
+        if !self.pseudo.is_empty() && entry.is_dir() && self.pseudo.iter().any(|p| p == relative) {
             return Some(None);
         }
         let user = self.user.as_ref()?;
@@ -529,7 +569,7 @@ fn walk<'a>(
 /// time (the incremental walk).
 pub(super) fn keeps_entry(
     exclude: &Exclusions,
-    entry: &walkdir::DirEntry,
+    entry: &impl Candidate,
     source: &Path,
     left_out: &std::cell::RefCell<LeftOut>,
 ) -> bool {
@@ -608,6 +648,11 @@ pub fn fingerprint_sources(sources: &[(&Path, &Exclusions)]) -> String {
 
 /// The fingerprint of the tree under `source`, from metadata alone. What
 /// cannot be read is part of it, so this never fails.
+///
+/// One thread: the two-thread listing walk (`listing`) gives the same
+/// fingerprint, but on the loaded 2-core bench machine it cost 10 % more
+/// CPU and was no faster (`bench/walk.sh`); the incremental walk, which
+/// needs its directory-at-a-time order, uses it.
 pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
     fingerprint_walk(source, exclude, LeftOut::default()).0
 }
@@ -640,7 +685,11 @@ pub fn tree_bytes(source: &Path, exclude: &Exclusions) -> u64 {
         .sum()
 }
 
-fn fingerprint_walk(source: &Path, exclude: &Exclusions, left_out: LeftOut) -> (String, LeftOut) {
+pub(super) fn fingerprint_walk(
+    source: &Path,
+    exclude: &Exclusions,
+    left_out: LeftOut,
+) -> (String, LeftOut) {
     let mut fingerprint = Fingerprint::new();
     let left_out = std::cell::RefCell::new(left_out);
     for step in walk(source, exclude, &left_out) {

@@ -1,6 +1,6 @@
 //! The byte stream under the tar builder: compression, then a writer that
-//! hashes (SHA-256) and counts what reaches the file, then a buffer, then the
-//! temporary file. The checksum is thus computed while writing, never by
+//! hashes (SHA-256, on a thread of its own) and counts what reaches the
+//! file, then a buffer, then the temporary file. The checksum is thus computed while writing, never by
 //! reading the archive back.
 //!
 //! Compression and hashing run on other threads than the tree walk, fed
@@ -159,18 +159,78 @@ fn zstd_workers() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4) as u32)
 }
 
-/// Hashes and counts the bytes passing through to `inner`.
+/// Hashes and counts the bytes passing through to `inner`. The SHA-256
+/// runs on a thread of its own, fed copies of the bytes in blocks through a
+/// bounded channel: on the writing thread it took as long as the write's
+/// own copy into the page cache (17 % and 26 % of a plain tar run's CPU
+/// samples), serially; now the two overlap.
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    /// Bytes written and not yet handed to the hashing thread.
+    pending: Vec<u8>,
+    hasher: HashThread,
     written: u64,
+}
+
+/// The thread that hashes the blocks it is sent, and returns the hasher
+/// when the channel closes.
+struct HashThread {
+    sender: Option<SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<Sha256>>,
+}
+
+impl HashThread {
+    fn spawn() -> Self {
+        let (sender, receiver) = sync_channel::<Vec<u8>>(QUEUE);
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Sha256::new();
+            for block in receiver {
+                hasher.update(&block);
+            }
+            hasher
+        });
+        Self {
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&mut self, block: Vec<u8>) -> io::Result<()> {
+        match self.sender.as_ref().map(|s| s.send(block)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(hash_thread_gone()),
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<String> {
+        self.sender = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(hasher)) => Ok(hex(&hasher.finalize())),
+            _ => Err(hash_thread_gone()),
+        }
+    }
+}
+
+impl Drop for HashThread {
+    fn drop(&mut self) {
+        // Abandoned: close the channel and wait, so no thread outlives it.
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn hash_thread_gone() -> io::Error {
+    io::Error::other("the archive's hashing thread stopped unexpectedly")
 }
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            hasher: Sha256::new(),
+            pending: Vec::with_capacity(BLOCK),
+            hasher: HashThread::spawn(),
             written: 0,
         }
     }
@@ -178,7 +238,10 @@ impl<W: Write> HashingWriter<W> {
     /// Flushes `inner` and returns it with the hex digest and the byte count.
     pub fn finish(mut self) -> io::Result<(W, String, u64)> {
         self.inner.flush()?;
-        Ok((self.inner, hex(&self.hasher.finalize()), self.written))
+        let last = std::mem::take(&mut self.pending);
+        self.hasher.send(last)?;
+        let digest = self.hasher.finish()?;
+        Ok((self.inner, digest, self.written))
     }
 }
 
@@ -269,7 +332,11 @@ impl Write for EarlyWriteback {
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() >= BLOCK {
+            let block = std::mem::replace(&mut self.pending, Vec::with_capacity(BLOCK));
+            self.hasher.send(block)?;
+        }
         self.written += n as u64;
         Ok(n)
     }
@@ -468,6 +535,19 @@ impl ArchiveStream for Failed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_writer_matches_a_one_shot_digest_across_blocks() {
+        let mut writer = HashingWriter::new(Vec::new());
+        let data: Vec<u8> = (0..3 * BLOCK + 17).map(|i| (i % 251) as u8).collect();
+        for chunk in data.chunks(100_000) {
+            writer.write_all(chunk).unwrap();
+        }
+        let (inner, digest, size) = writer.finish().unwrap();
+        assert_eq!(inner, data);
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(digest, hex(&Sha256::digest(&data)));
+    }
 
     #[test]
     fn hashing_writer_matches_a_one_shot_digest() {

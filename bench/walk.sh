@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Benchmark (not a test). The walk that finds what changed, against
+# `find -printf '%s %T@ %m %l'` over the same tree, paired: each round runs
+# `backupctl run` of an `if-changed` schedule on the unchanged tree (the
+# metadata walk and its fingerprint, no archive) and the `find`, one after
+# the other.
+#
+#   bench/walk.sh [TREE]
+#
+# TREE defaults to /tmp/bench/many. The binary is $BACKUPCTL, by default
+# target/release/backupctl. $ROUNDS pairs (default 11). Prints the median
+# and best of each and the median of the per-round ratio. Not a test:
+# numbers depend on the machine and its load.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$here/target}
+bin=${BACKUPCTL:-$target_dir/release/backupctl}
+rounds=${ROUNDS:-11}
+tree=$(cd "${1:-/tmp/bench/many}" && pwd)
+[[ -x $bin ]] || { echo "no binary at $bin: run cargo build --release" >&2; exit 1; }
+
+home=$(mktemp -d "${TMPDIR:-/tmp}/backupctl-walk.XXXXXX")
+trap 'rm -rf "$home"' EXIT
+touch "$home/backup_schedules.txt"
+"$bin" --home "$home" create "$tree;04:00;w;if-changed,keep-last=2" 2>/dev/null
+"$bin" --home "$home" run w >/dev/null # the archive the next runs compare with
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+best() { sort -g | head -1; }
+
+ours=() theirs=() ratio=()
+for _ in $(seq 1 "$rounds"); do
+    start=$(now)
+    "$bin" --home "$home" run w | grep -q unchanged
+    a=$(echo "$(now) - $start" | bc -l)
+    start=$(now)
+    find "$tree" -printf '%s %T@ %m %l\n' >/dev/null
+    b=$(echo "$(now) - $start" | bc -l)
+    ours+=("$a") theirs+=("$b") ratio+=("$(echo "$a / $b" | bc -l)")
+done
+printf 'tree %s (%s entries), %s paired rounds, load %s\n' "$tree" "$(find "$tree" | wc -l)" \
+    "$rounds" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'backupctl run, if-changed, unchanged  median %.3f s  best %.3f s\n' \
+    "$(printf '%s\n' "${ours[@]}" | median)" "$(printf '%s\n' "${ours[@]}" | best)"
+printf "find -printf '%%s %%T@ %%m %%l'          median %.3f s  best %.3f s\n" \
+    "$(printf '%s\n' "${theirs[@]}" | median)" "$(printf '%s\n' "${theirs[@]}" | best)"
+printf 'ratio (backupctl / find)              median %.3f  best %.3f\n' \
+    "$(printf '%s\n' "${ratio[@]}" | median)" "$(printf '%s\n' "${ratio[@]}" | best)"

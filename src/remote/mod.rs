@@ -317,7 +317,7 @@ fn failure(action: &'static str, location: &str, output: &Output) -> RemoteError
         .lines()
         .rev()
         .find(|line| !line.trim().is_empty() && !line.contains("NOTICE: Config file"))
-        .map(strip_log_stamp)
+        .map(|line| primitives::redact_urls(&strip_log_stamp(line)))
         .unwrap_or_else(|| format!("exit status {}", output.status));
     RemoteError::Rclone {
         action,

@@ -34,6 +34,14 @@ pub enum KeyError {
         text: String,
         why: String,
     },
+    /// A line that does not even start like a public key: it is not
+    /// quoted, for the file may be a private key or another secret.
+    #[error("line {line} of {} {why}; its text is not shown", path.display())]
+    NotARecipient {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
     #[error("the recipients file {} holds no recipient", path.display())]
     NoRecipients { path: PathBuf },
     #[error("cannot read the identity file {}", path.display())]
@@ -46,24 +54,69 @@ pub enum KeyError {
     NoIdentity { path: PathBuf },
 }
 
+/// The most a recipients or identity file may hold: a key is a line; this
+/// is thousands of them.
+const KEY_FILE_LIMIT: u64 = 1 << 20;
+
+/// The bytes of a key file, with its mode: a regular file of at most
+/// [`KEY_FILE_LIMIT`] bytes, so that a path leading to a device or a pipe
+/// (`/dev/zero`) is refused rather than read without end.
+fn read_key_file(path: &Path) -> io::Result<(Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(KEY_FILE_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > KEY_FILE_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "larger than {}",
+                crate::primitives::human_bytes(KEY_FILE_LIMIT)
+            ),
+        ));
+    }
+    Ok((bytes, meta.permissions().mode() & 0o7777))
+}
+
 /// The recipients listed in `path`: one a line, blank lines and `#`
-/// comments ignored, as `age -R` reads them.
+/// comments ignored, as `age -R` reads them. A bad line is quoted only
+/// when it starts like a public key (`age1`, `ssh-`).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, KeyError> {
-    let text = fs::read_to_string(path).map_err(|source| KeyError::RecipientsFile {
+    let read_error = |source| KeyError::RecipientsFile {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let (bytes, _) = read_key_file(path).map_err(read_error)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| read_error(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error())))?;
     let mut recipients = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let recipient = Recipient::parse(line).map_err(|why| KeyError::BadRecipient {
-            path: path.to_path_buf(),
-            line: index + 1,
-            text: line.to_string(),
-            why,
+        let recipient = Recipient::parse(line).map_err(|why| {
+            if line.starts_with("age1") || line.starts_with("ssh-") {
+                KeyError::BadRecipient {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    text: line.to_string(),
+                    why,
+                }
+            } else {
+                KeyError::NotARecipient {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    why,
+                }
+            }
         })?;
         recipients.push(recipient);
     }
@@ -146,6 +199,8 @@ impl<W: Write> Write for Encrypting<W> {
 /// The private keys given with `--identity`.
 pub struct Identities {
     keys: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The file's mode, when users other than its owner may read it.
+    exposed: Option<u32>,
 }
 
 impl std::fmt::Debug for Identities {
@@ -162,7 +217,7 @@ impl Identities {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = fs::read(path).map_err(read_error)?;
+        let (bytes, mode) = read_key_file(path).map_err(read_error)?;
         let no_identity = || KeyError::NoIdentity {
             path: path.to_path_buf(),
         };
@@ -181,7 +236,16 @@ impl Identities {
         if keys.is_empty() {
             return Err(no_identity());
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            exposed: (mode & 0o044 != 0).then_some(mode),
+        })
+    }
+
+    /// The file's mode when its group or others may read it (ssh refuses
+    /// such a key; it is taken here, with the caller's warning).
+    pub fn exposed(&self) -> Option<u32> {
+        self.exposed
     }
 
     /// `reader` (an age file) decrypted. A key that matches none of the

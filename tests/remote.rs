@@ -409,3 +409,37 @@ fn an_unchanged_tree_still_lets_the_remote_catch_up() {
         .stdout("src: unchanged since backups/bk.tar; no archive written\n")
         .run();
 }
+
+#[test]
+fn a_wedged_server_holds_no_run_once_it_is_interrupted() {
+    // A server that takes the connection and never answers: rclone would
+    // wait for its own five-minute timeout. Ctrl-C (the service's second
+    // signal likewise) kills it at once, and the run ends.
+    let server = crate::support::http::HttpServer::silent();
+    let env = env_with_tree();
+    let url = server.url("");
+    let wedged = |test: Test| {
+        test.env("RCLONE_CONFIG_WEDGED_TYPE", "webdav")
+            .env("RCLONE_CONFIG_WEDGED_URL", &url)
+            .env("RCLONE_CONFIG_WEDGED_VENDOR", "other")
+            .env(
+                "RCLONE_CONFIG",
+                env.path("rclone.conf").display().to_string(),
+            )
+    };
+    env.create("src;10:00;bk;copy-to=wedged:bk");
+    let run = wedged(env.manager(["run", "bk"]))
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr_pattern(
+            "backup_manager: interrupted: stopping the backup of bk\n\
+             backup_manager: copy to wedged:bk failed (1 attempts); the archive stays in backups/ and the next run uploads what is missing: rclone lsjson \"wedged:bk\" stopped: the run is being stopped\n",
+        )
+        .spawn();
+    eventually("rclone's request", || !server.requests().is_empty());
+    // Within the ten seconds `wait` allows.
+    run.signal_and_wait(nix::sys::signal::Signal::SIGINT);
+    env.ctl(["verify", "bk"])
+        .stdout("OK backups/bk.tar\n")
+        .run();
+}

@@ -96,7 +96,15 @@ pub fn sync(
     let mut report = CopyReport::default();
     loop {
         attempts += 1;
-        match sync_once(history, target, remote_keep, pruned, now, &mut report) {
+        match sync_once(
+            history,
+            target,
+            remote_keep,
+            pruned,
+            now,
+            abort,
+            &mut report,
+        ) {
             Ok(()) => return Ok(report),
             // No rclone: retrying will not install it.
             Err(error @ CopyStepError::Remote(RemoteError::NotInstalled)) => {
@@ -143,9 +151,10 @@ fn sync_once(
     remote_keep: Option<u32>,
     pruned: &[PathBuf],
     now: DateTime<Utc>,
+    abort: &AtomicBool,
     report: &mut CopyReport,
 ) -> Result<(), CopyStepError> {
-    let rclone = Rclone::find()?;
+    let rclone = Rclone::find()?.stopped_by(abort);
     let mut remote = rclone.list(target)?;
     remove_partial_uploads(&rclone, history, target, &remote)?;
     let owned = history.owned().map_err(|source| CopyStepError::List {

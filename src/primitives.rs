@@ -15,7 +15,7 @@ use std::error::Error;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,34 @@ pub fn is_temporary_of(file_name: &str, target_name: &str, suffix: &str) -> bool
         .is_some_and(|random| {
             random.len() == TEMP_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
         })
+}
+
+/// The bytes of `path`, which must be a regular file of at most `limit`
+/// bytes, with its metadata: a name that leads to a pipe, a device
+/// (`/dev/zero`) or a huge file is refused rather than read without end
+/// (the open does not wait for a pipe's writer). For files a hostile user
+/// may have placed: manifests, key files.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<(Vec<u8>, std::fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {}", human_bytes(limit)),
+        ));
+    }
+    Ok((bytes, meta))
 }
 
 /// Creates `path`, which must not exist, with `mode` exactly (the umask is

@@ -11,7 +11,6 @@
 //! is on disk, checkable without a key), the plaintext's above it (what
 //! `age -d` prints: the `.tar`, `.tar.gz` or `.tar.zst` stream).
 
-use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -58,30 +57,11 @@ pub enum KeyError {
 /// is thousands of them.
 const KEY_FILE_LIMIT: u64 = 1 << 20;
 
-/// The bytes of a key file, with its mode: a regular file of at most
-/// [`KEY_FILE_LIMIT`] bytes, so that a path leading to a device or a pipe
-/// (`/dev/zero`) is refused rather than read without end.
+/// The bytes of a key file, with its mode (see
+/// [`primitives::read_regular`](crate::primitives::read_regular)).
 fn read_key_file(path: &Path) -> io::Result<(Vec<u8>, u32)> {
     use std::os::unix::fs::PermissionsExt;
-    let file = fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(KEY_FILE_LIMIT + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > KEY_FILE_LIMIT {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "larger than {}",
-                crate::primitives::human_bytes(KEY_FILE_LIMIT)
-            ),
-        ));
-    }
+    let (bytes, meta) = crate::primitives::read_regular(path, KEY_FILE_LIMIT)?;
     Ok((bytes, meta.permissions().mode() & 0o7777))
 }
 
@@ -277,6 +257,7 @@ fn decrypt_error(error: age::DecryptError) -> io::Error {
 mod tests {
     use super::*;
     use age::secrecy::ExposeSecret;
+    use std::fs;
 
     #[test]
     fn an_encrypted_stream_decrypts_and_hashes_what_is_stored() {

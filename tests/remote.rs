@@ -443,3 +443,44 @@ fn a_wedged_server_holds_no_run_once_it_is_interrupted() {
         .stdout("OK backups/bk.tar\n")
         .run();
 }
+
+#[test]
+fn an_untrusted_schedule_file_copies_nothing() {
+    // Like hooks and pings: a copy writes and deletes on a remote with the
+    // service user's credentials, and carries what that user can read.
+    let server = RemoteServer::webdav();
+    let env = env_with_tree();
+    let target = server.target("bk");
+    env.create(&format!("src;10:00;bk;copy-to={target},remote-keep=1"));
+    env.chmod("backup_schedules.txt", 0o664);
+    let refused = format!(
+        "{} is writable by its group (mode 0664)",
+        env.shown("backup_schedules.txt")
+    );
+    through(env.manager(["run", "bk"]), &server)
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr(format!(
+            "backup_manager: copy to {target} failed (0 attempts); the archive stays in backups/ and the next run uploads what is missing: copy-to refused: {refused}\n"
+        ))
+        .run();
+    assert_eq!(server.listing("bk"), Vec::<String>::new());
+    assert!(
+        env.log_has(
+            "backup_service.log",
+            &format!("Warning: copy to {target} refused: {refused}")
+        ),
+        "{}",
+        env.read("logs/backup_service.log")
+    );
+    env.ctl(["check"])
+        .status(1)
+        .stdout(format!(
+            "bk: last run 08/02/2023 16:07 could not copy its archive to the remote: copy to {target} failed (0 attempts); the archive stays in backups/ and the next run uploads what is missing: copy-to refused: {refused}\n\
+             bk: its copy to {target} will not be made: {refused}\n"
+        ))
+        .run();
+    env.ctl(["verify", "bk"])
+        .stdout("OK backups/bk.tar\n")
+        .run();
+}

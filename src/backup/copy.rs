@@ -26,6 +26,7 @@ use super::history::{self, History};
 use crate::archive::manifest::{self, Manifest};
 use crate::model::{RemoteCopy, RemoteTarget};
 use crate::remote::{Rclone, RemoteError, RemoteFile};
+use crate::store::Untrusted;
 
 /// Environment variable: how long (whole seconds) a run keeps retrying a
 /// failed copy before it ends `copy-failed`. Default 300. The tests set it
@@ -66,6 +67,14 @@ pub enum CopyStepError {
         #[source]
         source: std::io::Error,
     },
+    #[error("copy-to refused: {0}")]
+    Untrusted(Untrusted),
+}
+
+/// The copy not even tried: the schedule file may not be trusted with it.
+pub fn refused(target: &RemoteTarget, untrusted: Untrusted) -> CopyError {
+    log::warn!("copy to {target} refused: {untrusted}");
+    copy_error(target, 0, CopyStepError::Untrusted(untrusted))
 }
 
 /// What a copy did.

@@ -50,9 +50,15 @@ fn upload_prune_verify_restore(server: &RemoteServer) {
     let env = env_with_tree();
     let target = server.target("bk");
     // Not the schedule's: another schedule's archive, one whose name only
-    // starts like it, and a stranger. None of them may be touched.
+    // starts like it, strangers, names that would be options to rclone, and
+    // names that only look like the schedule's files or partial uploads.
+    // None of them may be touched.
     let strangers = [
+        "--delete-excluded",
+        "-v",
+        ".bk_20230208_160700.tar.x.partial",
         "bk_1_20230208_160700.tar",
+        "bk_20230208_160700.tar.json.bak",
         "notes.txt",
         "other_20230208_160700.tar",
     ];

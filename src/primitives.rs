@@ -15,7 +15,7 @@ use std::error::Error;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,34 @@ pub fn is_temporary_of(file_name: &str, target_name: &str, suffix: &str) -> bool
         .is_some_and(|random| {
             random.len() == TEMP_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
         })
+}
+
+/// The bytes of `path`, which must be a regular file of at most `limit`
+/// bytes, with its metadata: a name that leads to a pipe, a device
+/// (`/dev/zero`) or a huge file is refused rather than read without end
+/// (the open does not wait for a pipe's writer). For files a hostile user
+/// may have placed: manifests, key files.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<(Vec<u8>, std::fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {}", human_bytes(limit)),
+        ));
+    }
+    Ok((bytes, meta))
 }
 
 /// Creates `path`, which must not exist, with `mode` exactly (the umask is
@@ -254,6 +282,46 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
     text
 }
 
+/// `text` with the secrets URLs carry hidden: the user and password before
+/// a host (`https://user:pass@host/` becomes `https://***@host/`) and the
+/// query (`?token=…` becomes `?***`). For whatever is logged, printed or
+/// sent that may hold a URL from a schedule line or from a child's error
+/// (rclone's): its path still says which URL it was.
+pub fn redact_urls(text: &str) -> String {
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ';' | '<' | '>' | '`');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, url) = rest.split_at(at + 3);
+        out.push_str(before);
+        let len = url.find(ends).unwrap_or(url.len());
+        let (url, after) = url.split_at(len);
+        let host_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(host_end);
+        match authority.rsplit_once('@') {
+            Some((_, host)) => {
+                out.push_str("***@");
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        match path.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push_str("?***");
+                if let Some((_, fragment)) = query.split_once('#') {
+                    out.push('#');
+                    out.push_str(fragment);
+                }
+            }
+            None => out.push_str(path),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Sizes as people read them: `512 B`, `3.4 KiB`, `12.0 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -273,6 +341,23 @@ pub fn human_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn urls_lose_their_credentials_and_queries() {
+        assert_eq!(
+            redact_urls("ping http://u:p@h:1/x?k=s#f failed; see https://h/y"),
+            "ping http://***@h:1/x?***#f failed; see https://h/y"
+        );
+        assert_eq!(
+            redact_urls("a;b;c;ping=https://x@h/p?a=1;keep-last=2"),
+            "a;b;c;ping=https://***@h/p?***;keep-last=2"
+        );
+        assert_eq!(redact_urls("no url: a@b?c"), "no url: a@b?c");
+        assert_eq!(
+            redact_urls("Put \"https://h/c/f?sig=S\": EOF"),
+            "Put \"https://h/c/f?***\": EOF"
+        );
+    }
 
     #[test]
     fn atomic_writes_replace_whole_files_with_a_fixed_mode() {

@@ -262,3 +262,62 @@ fn encrypted_archives_are_the_schedules_own_for_history_and_retention() {
         .stdout("src/\n")
         .run();
 }
+
+#[test]
+fn a_recipients_file_is_never_quoted_unless_its_line_is_a_public_key() {
+    // Pointed at a private key by mistake, or swapped for a link to one (or
+    // to any secret root can read): the message names the line, never its
+    // text, which would reach the log and the ping bodies.
+    let env = env_with_keys();
+    env.manager(["create", "src;10:00;e;encrypt-to-file=key.txt"])
+        .status(2)
+        .stderr(format!(
+            "backup_manager: line 3 of {} is not an age public key (age1...) nor an ssh-ed25519 or ssh-rsa public key; its text is not shown\n",
+            env.shown("key.txt")
+        ))
+        .run();
+    assert_eq!(env.schedules(), "");
+    env.write("team.txt", format!("{}\n", age_public(&env)));
+    env.create("src;10:00;enc;encrypt-to-file=team.txt");
+    std::fs::remove_file(env.path("team.txt")).unwrap();
+    env.symlink(env.path("key.txt"), "team.txt");
+    env.manager(["run", "enc"])
+        .status(1)
+        .stderr_pattern("backup_manager: [..]line 3 of [..]team.txt is not an age public key [..]; its text is not shown\n")
+        .run();
+    let secret = env.read("key.txt");
+    let secret = secret.lines().last().unwrap();
+    assert!(secret.starts_with("AGE-SECRET-KEY-1"));
+    for log in ["logs/backup_service.log", "logs/backup_manager.log"] {
+        if env.path(log).exists() {
+            assert!(!env.read(log).contains(secret), "{log}");
+        }
+    }
+
+    // Nor is a device or a pipe read without end.
+    std::fs::remove_file(env.path("team.txt")).unwrap();
+    env.symlink("/dev/zero", "team.txt");
+    env.manager(["run", "enc"])
+        .status(1)
+        .stderr_pattern(
+            "backup_manager: [..]cannot read the recipients file [..]team.txt: not a regular file\n",
+        )
+        .run();
+}
+
+#[test]
+fn an_identity_file_others_can_read_is_used_with_a_warning() {
+    let env = env_with_keys();
+    env.create(&format!("src;10:00;enc;encrypt-to={}", age_public(&env)));
+    env.manager(["run", "enc"]).stdout_pattern("[..]\n").run();
+    env.ctl(["verify", "enc", "--identity", "key.txt"])
+        .stdout("OK backups/enc.tar.age\n")
+        .run();
+    env.chmod("key.txt", 0o644);
+    let warning = "the identity file key.txt can be read by other users (mode 0644); a private key should be mode 0600";
+    env.ctl(["verify", "enc", "--identity", "key.txt"])
+        .stdout("OK backups/enc.tar.age\n")
+        .stderr(format!("backupctl: warning: {warning}\n"))
+        .run();
+    assert!(env.log_has("backup_manager.log", &format!("Warning: {warning}")));
+}

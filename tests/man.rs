@@ -131,3 +131,20 @@ fn man_refuses_an_unknown_command_and_a_missing_directory() {
         .run();
     assert!(!env.path("nowhere").exists());
 }
+
+#[test]
+fn man_dir_replaces_a_planted_symlink_and_never_writes_through_it() {
+    // Run as root into a directory another user can write: a link planted
+    // at a page's name is replaced by the page, its target left alone.
+    let env = TestEnv::bare();
+    fs::create_dir(env.path("man1")).unwrap();
+    env.write("victim", "untouched");
+    env.symlink(env.path("victim"), "man1/backupctl.1");
+    env.ctl(["man", "--dir", "man1"])
+        .stdout_contains("man1/backupctl.1\n")
+        .run();
+    assert_eq!(env.read("victim"), "untouched");
+    let page = fs::symlink_metadata(env.path("man1/backupctl.1")).unwrap();
+    assert!(page.is_file(), "the symlink was replaced by the page");
+    assert!(env.read("man1/backupctl.1").contains(".TH "));
+}

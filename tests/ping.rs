@@ -170,3 +170,45 @@ fn an_untrusted_schedule_file_sends_no_ping() {
         env.log_messages("backup_service.log")
     );
 }
+
+#[test]
+fn a_ping_url_with_a_password_or_a_token_keeps_them_out_of_the_log() {
+    // healthchecks.io's slug URLs take their options as a query
+    // (`?create=1`): the suffixes go on the path, before it.
+    let server = HttpServer::start();
+    let env = TestEnv::with_tree(&[], &[("docs/a.txt", "alpha")]);
+    let url = server.url("k/slug?create=1&token=T0KEN");
+    let url = url.replace("http://", "http://user:s3cret@");
+    env.create(&format!("docs;23:00;docs;ping={url}"));
+    env.manager(["run", "docs"])
+        .stdout_pattern("backups/docs.tar: [..]\n")
+        .run();
+    assert_eq!(
+        server.paths(),
+        [
+            "/k/slug/start?create=1&token=T0KEN",
+            "/k/slug?create=1&token=T0KEN"
+        ]
+    );
+
+    // A ping that fails names the URL in the log without its secrets.
+    let closed = closed_port_url("x?token=T0KEN").replace("http://", "http://user:s3cret@");
+    env.create(&format!("docs;23:00;gone;ping={closed}"));
+    env.manager(["run", "gone"])
+        .stdout_pattern("backups/gone.tar: [..]\n")
+        .run();
+    env.manager(["delete", "gone"]).run();
+    let log = env.read("logs/backup_service.log") + &env.read("logs/backup_manager.log");
+    assert!(!log.contains("s3cret") && !log.contains("T0KEN"), "{log}");
+    let shown = closed
+        .replace("user:s3cret@", "***@")
+        .replace("?token=T0KEN", "");
+    assert!(
+        env.log_has(
+            "backup_service.log",
+            &format!("failed: {shown}/start?***: ")
+        ),
+        "{log}"
+    );
+    assert!(env.log_has("backup_manager.log", "ping=http://***@127.0.0.1:"));
+}

@@ -50,9 +50,15 @@ fn upload_prune_verify_restore(server: &RemoteServer) {
     let env = env_with_tree();
     let target = server.target("bk");
     // Not the schedule's: another schedule's archive, one whose name only
-    // starts like it, and a stranger. None of them may be touched.
+    // starts like it, strangers, names that would be options to rclone, and
+    // names that only look like the schedule's files or partial uploads.
+    // None of them may be touched.
     let strangers = [
+        "--delete-excluded",
+        "-v",
+        ".bk_20230208_160700.tar.x.partial",
         "bk_1_20230208_160700.tar",
+        "bk_20230208_160700.tar.json.bak",
         "notes.txt",
         "other_20230208_160700.tar",
     ];
@@ -407,5 +413,80 @@ fn an_unchanged_tree_still_lets_the_remote_catch_up() {
     // Unchanged and copied: nothing to do, nothing printed but the skip.
     through(env.manager(["run", "bk"]), &server)
         .stdout("src: unchanged since backups/bk.tar; no archive written\n")
+        .run();
+}
+
+#[test]
+fn a_wedged_server_holds_no_run_once_it_is_interrupted() {
+    // A server that takes the connection and never answers: rclone would
+    // wait for its own five-minute timeout. Ctrl-C (the service's second
+    // signal likewise) kills it at once, and the run ends.
+    let server = crate::support::http::HttpServer::silent();
+    let env = env_with_tree();
+    let url = server.url("");
+    let wedged = |test: Test| {
+        test.env("RCLONE_CONFIG_WEDGED_TYPE", "webdav")
+            .env("RCLONE_CONFIG_WEDGED_URL", &url)
+            .env("RCLONE_CONFIG_WEDGED_VENDOR", "other")
+            .env(
+                "RCLONE_CONFIG",
+                env.path("rclone.conf").display().to_string(),
+            )
+    };
+    env.create("src;10:00;bk;copy-to=wedged:bk");
+    let run = wedged(env.manager(["run", "bk"]))
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr_pattern(
+            "backup_manager: interrupted: stopping the backup of bk\n\
+             backup_manager: copy to wedged:bk failed (1 attempts); the archive stays in backups/ and the next run uploads what is missing: rclone lsjson \"wedged:bk\" stopped: the run is being stopped\n",
+        )
+        .spawn();
+    eventually("rclone's request", || !server.requests().is_empty());
+    // Within the ten seconds `wait` allows.
+    run.signal_and_wait(nix::sys::signal::Signal::SIGINT);
+    env.ctl(["verify", "bk"])
+        .stdout("OK backups/bk.tar\n")
+        .run();
+}
+
+#[test]
+fn an_untrusted_schedule_file_copies_nothing() {
+    // Like hooks and pings: a copy writes and deletes on a remote with the
+    // service user's credentials, and carries what that user can read.
+    let server = RemoteServer::webdav();
+    let env = env_with_tree();
+    let target = server.target("bk");
+    env.create(&format!("src;10:00;bk;copy-to={target},remote-keep=1"));
+    env.chmod("backup_schedules.txt", 0o664);
+    let refused = format!(
+        "{} is writable by its group (mode 0664)",
+        env.shown("backup_schedules.txt")
+    );
+    through(env.manager(["run", "bk"]), &server)
+        .status(4)
+        .stdout_pattern("backups/bk.tar: [..]\n")
+        .stderr(format!(
+            "backup_manager: copy to {target} failed (0 attempts); the archive stays in backups/ and the next run uploads what is missing: copy-to refused: {refused}\n"
+        ))
+        .run();
+    assert_eq!(server.listing("bk"), Vec::<String>::new());
+    assert!(
+        env.log_has(
+            "backup_service.log",
+            &format!("Warning: copy to {target} refused: {refused}")
+        ),
+        "{}",
+        env.read("logs/backup_service.log")
+    );
+    env.ctl(["check"])
+        .status(1)
+        .stdout(format!(
+            "bk: last run 08/02/2023 16:07 could not copy its archive to the remote: copy to {target} failed (0 attempts); the archive stays in backups/ and the next run uploads what is missing: copy-to refused: {refused}\n\
+             bk: its copy to {target} will not be made: {refused}\n"
+        ))
+        .run();
+    env.ctl(["verify", "bk"])
+        .stdout("OK backups/bk.tar\n")
         .run();
 }

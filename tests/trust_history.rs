@@ -302,3 +302,21 @@ fn a_source_never_descends_into_a_pseudo_filesystem() {
         "src: left out of the archive (backupctl's own files, pseudo-filesystems): src/proc"
     ));
 }
+
+#[test]
+fn a_pipe_or_a_device_planted_as_a_manifest_never_hangs_a_run() {
+    // The home's user plants them for the root service to open: a pipe
+    // nobody writes would hold the open (and the service) for ever, a
+    // device would be read without end.
+    let env = TestEnv::with_tree(&["src"], &[("src/a.txt", "a")]);
+    env.create("src;10:00;docs;keep-last=1");
+    env.write("backups/docs_20200101_000000.tar", "planted");
+    env.symlink("/dev/zero", "backups/docs_20200101_000000.tar.json");
+    env.write("backups/docs_20200102_000000.tar", "planted");
+    env.bash("mkfifo backups/docs_20200102_000000.tar.json")
+        .run();
+    run_ok(&env, "docs");
+    run_ok(&env, "docs");
+    assert_eq!(archives(&env).len(), 3, "{:?}", archives(&env));
+    assert_eq!(env.read("backups/docs_20200102_000000.tar"), "planted");
+}

@@ -11,7 +11,6 @@
 //! is on disk, checkable without a key), the plaintext's above it (what
 //! `age -d` prints: the `.tar`, `.tar.gz` or `.tar.zst` stream).
 
-use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -34,6 +33,14 @@ pub enum KeyError {
         text: String,
         why: String,
     },
+    /// A line that does not even start like a public key: it is not
+    /// quoted, for the file may be a private key or another secret.
+    #[error("line {line} of {} {why}; its text is not shown", path.display())]
+    NotARecipient {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
     #[error("the recipients file {} holds no recipient", path.display())]
     NoRecipients { path: PathBuf },
     #[error("cannot read the identity file {}", path.display())]
@@ -46,24 +53,50 @@ pub enum KeyError {
     NoIdentity { path: PathBuf },
 }
 
+/// The most a recipients or identity file may hold: a key is a line; this
+/// is thousands of them.
+const KEY_FILE_LIMIT: u64 = 1 << 20;
+
+/// The bytes of a key file, with its mode (see
+/// [`primitives::read_regular`](crate::primitives::read_regular)).
+fn read_key_file(path: &Path) -> io::Result<(Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let (bytes, meta) = crate::primitives::read_regular(path, KEY_FILE_LIMIT)?;
+    Ok((bytes, meta.permissions().mode() & 0o7777))
+}
+
 /// The recipients listed in `path`: one a line, blank lines and `#`
-/// comments ignored, as `age -R` reads them.
+/// comments ignored, as `age -R` reads them. A bad line is quoted only
+/// when it starts like a public key (`age1`, `ssh-`).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>, KeyError> {
-    let text = fs::read_to_string(path).map_err(|source| KeyError::RecipientsFile {
+    let read_error = |source| KeyError::RecipientsFile {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let (bytes, _) = read_key_file(path).map_err(read_error)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| read_error(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error())))?;
     let mut recipients = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let recipient = Recipient::parse(line).map_err(|why| KeyError::BadRecipient {
-            path: path.to_path_buf(),
-            line: index + 1,
-            text: line.to_string(),
-            why,
+        let recipient = Recipient::parse(line).map_err(|why| {
+            if line.starts_with("age1") || line.starts_with("ssh-") {
+                KeyError::BadRecipient {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    text: line.to_string(),
+                    why,
+                }
+            } else {
+                KeyError::NotARecipient {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    why,
+                }
+            }
         })?;
         recipients.push(recipient);
     }
@@ -146,6 +179,8 @@ impl<W: Write> Write for Encrypting<W> {
 /// The private keys given with `--identity`.
 pub struct Identities {
     keys: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The file's mode, when users other than its owner may read it.
+    exposed: Option<u32>,
 }
 
 impl std::fmt::Debug for Identities {
@@ -162,7 +197,7 @@ impl Identities {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = fs::read(path).map_err(read_error)?;
+        let (bytes, mode) = read_key_file(path).map_err(read_error)?;
         let no_identity = || KeyError::NoIdentity {
             path: path.to_path_buf(),
         };
@@ -181,7 +216,16 @@ impl Identities {
         if keys.is_empty() {
             return Err(no_identity());
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            exposed: (mode & 0o044 != 0).then_some(mode),
+        })
+    }
+
+    /// The file's mode when its group or others may read it (ssh refuses
+    /// such a key; it is taken here, with the caller's warning).
+    pub fn exposed(&self) -> Option<u32> {
+        self.exposed
     }
 
     /// `reader` (an age file) decrypted. A key that matches none of the
@@ -213,6 +257,7 @@ fn decrypt_error(error: age::DecryptError) -> io::Error {
 mod tests {
     use super::*;
     use age::secrecy::ExposeSecret;
+    use std::fs;
 
     #[test]
     fn an_encrypted_stream_decrypts_and_hashes_what_is_stored() {

@@ -3,7 +3,6 @@
 //! atomically, after the archive is in place; an archive without a manifest
 //! counts as not verified.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -195,10 +194,15 @@ pub fn write_manifest(archive: &Path, manifest: &Manifest) -> io::Result<()> {
 
 /// Reads the manifest of `archive`; `NotFound` when there is none.
 pub fn read_manifest(archive: &Path) -> io::Result<Manifest> {
-    let file = File::open(manifest_path(archive))?;
-    serde_json::from_reader(io::BufReader::new(file))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let (bytes, _) = primitives::read_regular(&manifest_path(archive), MANIFEST_LIMIT)?;
+    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
+
+/// The largest manifest read: one lists the files a run skipped, so it may
+/// be large, but a pipe, a device or a huge file planted under a
+/// manifest's name (by the home's user, for the root service to read) must
+/// neither hang a run nor exhaust memory.
+pub const MANIFEST_LIMIT: u64 = 256 << 20;
 
 #[cfg(test)]
 mod tests {

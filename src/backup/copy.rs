@@ -26,6 +26,7 @@ use super::history::{self, History};
 use crate::archive::manifest::{self, Manifest};
 use crate::model::{RemoteCopy, RemoteTarget};
 use crate::remote::{Rclone, RemoteError, RemoteFile};
+use crate::store::Untrusted;
 
 /// Environment variable: how long (whole seconds) a run keeps retrying a
 /// failed copy before it ends `copy-failed`. Default 300. The tests set it
@@ -66,6 +67,14 @@ pub enum CopyStepError {
         #[source]
         source: std::io::Error,
     },
+    #[error("copy-to refused: {0}")]
+    Untrusted(Untrusted),
+}
+
+/// The copy not even tried: the schedule file may not be trusted with it.
+pub fn refused(target: &RemoteTarget, untrusted: Untrusted) -> CopyError {
+    log::warn!("copy to {target} refused: {untrusted}");
+    copy_error(target, 0, CopyStepError::Untrusted(untrusted))
 }
 
 /// What a copy did.
@@ -96,7 +105,15 @@ pub fn sync(
     let mut report = CopyReport::default();
     loop {
         attempts += 1;
-        match sync_once(history, target, remote_keep, pruned, now, &mut report) {
+        match sync_once(
+            history,
+            target,
+            remote_keep,
+            pruned,
+            now,
+            abort,
+            &mut report,
+        ) {
             Ok(()) => return Ok(report),
             // No rclone: retrying will not install it.
             Err(error @ CopyStepError::Remote(RemoteError::NotInstalled)) => {
@@ -143,9 +160,10 @@ fn sync_once(
     remote_keep: Option<u32>,
     pruned: &[PathBuf],
     now: DateTime<Utc>,
+    abort: &AtomicBool,
     report: &mut CopyReport,
 ) -> Result<(), CopyStepError> {
-    let rclone = Rclone::find()?;
+    let rclone = Rclone::find()?.stopped_by(abort);
     let mut remote = rclone.list(target)?;
     remove_partial_uploads(&rclone, history, target, &remote)?;
     let owned = history.owned().map_err(|source| CopyStepError::List {

@@ -83,6 +83,12 @@ where
                 schedule.name
             ));
         }
+        if let (Err(untrusted), Some(target)) = (self.hooks_trusted, &schedule.options.copy_to) {
+            problems.push(format!(
+                "{}: its copy to {target} will not be made: {untrusted}",
+                schedule.name
+            ));
+        }
         Health {
             fresh: verdict == Verdict::Fresh,
             problems,

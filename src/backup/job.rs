@@ -194,6 +194,7 @@ fn backup(
     let request = RunRequest {
         now: clock.now(),
         watch,
+        trusted,
     };
     Ok(runner::run_schedule(home, schedule, &request, lock)?)
 }

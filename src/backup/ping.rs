@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use crate::logging;
-use crate::primitives::error_chain;
+use crate::primitives::{error_chain, redact_urls};
 use crate::store::{Schedule, Untrusted};
 
 /// How long the pings may hold a run, connection included.
@@ -77,10 +77,13 @@ impl<'a> Pinger<'a> {
             .timeout_global(Some(timeout))
             .build();
         if let Err(error) = request.send(body) {
+            // The URL may hold a password or a token: the log, and the
+            // pings that carry it, show neither.
             log::warn!(
-                "ping of {} failed: {url}: {}",
+                "ping of {} failed: {}: {}",
                 self.schedule,
-                error_chain(&error)
+                redact_urls(&url),
+                redact_urls(&error_chain(&error))
             );
         }
     }
@@ -123,12 +126,14 @@ pub fn around<T>(
     result
 }
 
-/// `URL/SUFFIX` (or `URL` for none), with one `/` between them.
+/// `URL/SUFFIX` (or `URL` for none), with one `/` between them, the suffix
+/// added to the path: before a query (healthchecks.io's `?create=1`).
 fn target(url: &str, suffix: &str) -> String {
     if suffix.is_empty() {
         return url.to_string();
     }
-    format!("{}/{suffix}", url.trim_end_matches('/'))
+    let (path, query) = url.split_at(url.find(['?', '#']).unwrap_or(url.len()));
+    format!("{}/{suffix}{query}", path.trim_end_matches('/'))
 }
 
 /// The log lines, one a line; only the last [`MAX_BODY`] bytes of a long
@@ -155,6 +160,10 @@ mod tests {
         assert_eq!(target("https://hc/x", ""), "https://hc/x");
         assert_eq!(target("https://hc/x", "start"), "https://hc/x/start");
         assert_eq!(target("https://hc/x/", "1"), "https://hc/x/1");
+        assert_eq!(
+            target("https://hc/k/slug?create=1", "start"),
+            "https://hc/k/slug/start?create=1"
+        );
     }
 
     #[test]

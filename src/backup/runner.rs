@@ -29,7 +29,7 @@ use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, Recipient, RunState};
 use crate::primitives::{self, error_chain, human_bytes};
-use crate::store::Schedule;
+use crate::store::{Schedule, Untrusted};
 
 /// Why a run did not produce an archive.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,9 @@ pub struct RunRequest<'a> {
     /// dates the manifest.
     pub now: DateTime<Utc>,
     pub watch: Watch<'a>,
+    /// Whether the schedule file may be trusted with hooks, pings and
+    /// copies (`store::trust`).
+    pub trusted: &'a Result<(), Untrusted>,
 }
 
 /// A run that wrote an archive.
@@ -370,6 +373,13 @@ fn copy_to_remote(
     pruned: &[PathBuf],
 ) -> Option<Result<CopyReport, CopyError>> {
     schedule.options.copy_to.as_ref().map(|target| {
+        // Like hooks and pings: the copy spends the service user's
+        // credentials (its rclone configuration) to write and delete on a
+        // remote, and carries what that user could read; only the service's
+        // user may choose where.
+        if let Err(untrusted) = request.trusted {
+            return Err(copy::refused(target, untrusted.clone()));
+        }
         copy::sync(
             history,
             target,

@@ -4,7 +4,7 @@ use super::Context;
 use crate::archive::encrypt;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::primitives::printable;
+use crate::primitives::{printable, redact_urls};
 use crate::remote::Rclone;
 use crate::store::Schedule;
 
@@ -27,7 +27,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         check_outside_the_line(ctx, &schedule)?;
     }
     let schedule = ctx.store.add(line)?;
-    log::info!("New schedule added: {}", printable(line));
+    log::info!("New schedule added: {}", printable(&redact_urls(line)));
     let typed = std::iter::once(&schedule.source).chain(&schedule.options.also);
     for source in typed.map(|s| ctx.home.resolve_source(s)) {
         if !source.exists() {

@@ -16,6 +16,9 @@ pub struct Args {
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let (index, removed) = ctx.store.remove(&args.schedule)?;
-    log::info!("Schedule deleted: {index}: {}", removed.text());
+    log::info!(
+        "Schedule deleted: {index}: {}",
+        crate::primitives::redact_urls(&removed.text())
+    );
     Ok(ExitCode::Success)
 }

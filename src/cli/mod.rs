@@ -289,6 +289,27 @@ pub fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> Result<(), Error
 }
 
 /// Writes `value` to stdout as pretty-printed JSON, the `--json` outputs.
+/// The keys of `--identity KEY`, if given; a key file other users can read
+/// is used, with a warning on stderr and in the log.
+pub fn load_identities(
+    ctx: &Context,
+    path: Option<&std::path::Path>,
+) -> Result<Option<crate::archive::encrypt::Identities>, Error> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let identities = crate::archive::encrypt::Identities::load(path)?;
+    if let Some(mode) = identities.exposed() {
+        let warning = format!(
+            "the identity file {} can be read by other users (mode {mode:04o}); a private key should be mode 0600",
+            crate::primitives::printable(&path.display().to_string())
+        );
+        log::warn!("{warning}");
+        eprintln!("{}: warning: {warning}", ctx.program);
+    }
+    Ok(Some(identities))
+}
+
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(Error::Json)?;
     print_lines([text])

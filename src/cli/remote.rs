@@ -235,7 +235,7 @@ pub fn verify(
 pub fn restore_source(
     ctx: &Context,
     archive: &str,
-) -> Result<Option<(Rclone, String, Manifest)>, Error> {
+) -> Result<Option<(Rclone<'static>, String, Manifest)>, Error> {
     if archive.contains('/') {
         return Ok(None);
     }

@@ -13,7 +13,6 @@ use chrono::NaiveDateTime;
 
 use super::{Context, archive_arg, print_lines};
 use crate::archive::chain_restore;
-use crate::archive::encrypt::Identities;
 use crate::archive::restore::{ManifestCheck, RestoreJob};
 use crate::archive::selection::Selection;
 use crate::archive::stored::{Input, StreamSource};
@@ -62,7 +61,7 @@ pub struct Args {
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let (to, force) = (args.to.as_path(), args.force);
-    let identities = args.identity.as_deref().map(Identities::load).transpose()?;
+    let identities = super::load_identities(ctx, args.identity.as_deref())?;
     let local = if args.remote {
         Err(Error::NoSuchArchive {
             archive: args.archive.clone(),

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{Context, print_json, print_lines};
-use crate::archive::encrypt::Identities;
 use crate::archive::verify::{self, Verified};
 use crate::backup::{self, History};
 use crate::error::Error;
@@ -51,7 +50,7 @@ pub struct Args {
 
 pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
     let json = args.json;
-    let identities = args.identity.as_deref().map(Identities::load).transpose()?;
+    let identities = super::load_identities(ctx, args.identity.as_deref())?;
     if args.remote {
         return super::remote::verify(ctx, &args.targets, identities.as_ref());
     }

@@ -16,8 +16,10 @@
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -55,6 +57,23 @@ pub enum RemoteError {
     },
     #[error("\"{}\" is not on the remote", quote(location))]
     Missing { location: String },
+    #[error(
+        "rclone {action} \"{}\" stopped: the run is being stopped",
+        quote(location)
+    )]
+    Stopped {
+        action: &'static str,
+        location: String,
+    },
+    #[error(
+        "rclone {action} \"{}\" printed more than {}",
+        quote(location),
+        primitives::human_bytes(STDOUT_LIMIT as u64)
+    )]
+    TooLarge {
+        action: &'static str,
+        location: String,
+    },
     #[error(
         "\"{}\" is {actual} bytes on the remote, the archive {expected}",
         quote(location)
@@ -110,20 +129,53 @@ impl From<LsJson> for RemoteFile {
 /// rclone's exit codes for "directory not found" and "file not found".
 const NOT_FOUND: [i32; 2] = [3, 4];
 
-/// The `rclone` program.
+/// The most of rclone's standard output read (a listing of some 400,000
+/// files): a hostile or huge remote directory must not exhaust memory.
+const STDOUT_LIMIT: usize = 64 << 20;
+
+/// How much of the end of rclone's standard error is kept: its last line is
+/// the message.
+const STDERR_KEEP: usize = 64 << 10;
+
+/// The longest wait between two looks at a request to stop.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Never set: the request to stop of a command that is not a run's.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+/// The `rclone` program, and the flag that stops it (a run's abort: the
+/// service's second signal, Ctrl-C).
 #[derive(Debug, Clone)]
-pub struct Rclone {
+pub struct Rclone<'a> {
     program: PathBuf,
+    stop: &'a AtomicBool,
 }
 
-impl Rclone {
+impl Rclone<'static> {
     /// `rclone` on the PATH, or [`RemoteError::NotInstalled`].
     pub fn find() -> Result<Self, RemoteError> {
         find_on_path("rclone")
-            .map(|program| Self { program })
+            .map(|program| Self {
+                program,
+                stop: &NEVER,
+            })
             .ok_or(RemoteError::NotInstalled)
     }
 
+    /// This rclone, each of its children killed (and reaped) as soon as
+    /// `stop` is set: a copy to a server that hangs, or a long upload,
+    /// never holds a run that is being aborted. (rclone's own timeouts
+    /// bound a hung server otherwise: one minute to connect, five without
+    /// a byte.)
+    pub fn stopped_by(self, stop: &AtomicBool) -> Rclone<'_> {
+        Rclone {
+            program: self.program,
+            stop,
+        }
+    }
+}
+
+impl Rclone<'_> {
     fn command<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Command {
         let mut command = Command::new(&self.program);
         // One attempt per call: backupctl retries with its own backoff and
@@ -141,10 +193,7 @@ impl Rclone {
         location: &str,
         args: impl IntoIterator<Item = S>,
     ) -> Result<Output, RemoteError> {
-        let output = self
-            .command(args)
-            .output()
-            .map_err(|source| self.spawn_error(source))?;
+        let output = self.output(self.command(args), action, location)?;
         if output.status.success() {
             Ok(output)
         } else {
@@ -194,15 +243,78 @@ impl Rclone {
             "--max-depth",
             "1",
         ];
-        let output = self
-            .command(args)
-            .arg(dir)
-            .output()
-            .map_err(|source| self.spawn_error(source))?;
+        let mut command = self.command(args);
+        command.arg(dir);
+        let output = self.output(command, "lsjson", dir)?;
         match output.status.code() {
             Some(0) => Ok(Some(output)),
             Some(code) if NOT_FOUND.contains(&code) => Ok(None),
             _ => Err(failure("lsjson", dir, &output)),
+        }
+    }
+
+    /// Runs `command` to its end, like [`Command::output`], but with its
+    /// standard output bounded ([`STDOUT_LIMIT`]), only the end of its
+    /// standard error kept, and the child killed and reaped once the stop
+    /// flag is set.
+    fn output(
+        &self,
+        mut command: Command,
+        action: &'static str,
+        location: &str,
+    ) -> Result<Output, RemoteError> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| self.spawn_error(source))?;
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| std::thread::spawn(move || read_bounded(out, STDOUT_LIMIT)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|err| std::thread::spawn(move || read_tail(err, STDERR_KEEP)));
+        let status = self.wait(&mut child);
+        let stdout = stdout
+            .and_then(|h| h.join().ok())
+            .unwrap_or(Some(Vec::new()));
+        let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+        let stopped = || RemoteError::Stopped {
+            action,
+            location: location.to_string(),
+        };
+        let status = status
+            .map_err(|source| self.spawn_error(source))?
+            .ok_or_else(stopped)?;
+        let stdout = stdout.ok_or_else(|| RemoteError::TooLarge {
+            action,
+            location: location.to_string(),
+        })?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// `child`'s exit, or `None` when the stop flag was set first (then the
+    /// child is killed and reaped). Looks again after 1 ms, 2 ms, … up to
+    /// [`STOP_POLL`]: a quick command is not slowed down.
+    fn wait(&self, child: &mut Child) -> io::Result<Option<ExitStatus>> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                let _ = child.kill();
+                child.wait()?;
+                return Ok(None);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(STOP_POLL);
         }
     }
 
@@ -283,13 +395,10 @@ impl Rclone {
             .spawn()
             .map_err(|source| self.spawn_error(source))?;
         let stdout = child.stdout.take();
-        let stderr = child.stderr.take().map(|mut stderr| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = stderr.read_to_string(&mut text);
-                text
-            })
-        });
+        let stderr = child
+            .stderr
+            .take()
+            .map(|stderr| std::thread::spawn(move || read_tail(stderr, STDERR_KEEP)));
         Ok(CatStream {
             child,
             stdout,
@@ -317,7 +426,7 @@ fn failure(action: &'static str, location: &str, output: &Output) -> RemoteError
         .lines()
         .rev()
         .find(|line| !line.trim().is_empty() && !line.contains("NOTICE: Config file"))
-        .map(strip_log_stamp)
+        .map(|line| primitives::redact_urls(&strip_log_stamp(line)))
         .unwrap_or_else(|| format!("exit status {}", output.status));
     RemoteError::Rclone {
         action,
@@ -344,7 +453,7 @@ fn strip_log_stamp(line: &str) -> String {
 pub struct CatStream {
     child: Child,
     stdout: Option<ChildStdout>,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
     location: String,
 }
 
@@ -370,7 +479,7 @@ impl Read for CatStream {
         let output = Output {
             status,
             stdout: Vec::new(),
-            stderr: stderr.into_bytes(),
+            stderr,
         };
         Err(io::Error::other(failure("cat", &self.location, &output)))
     }
@@ -382,6 +491,39 @@ impl Drop for CatStream {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+/// All of `reader`, or `None` when it holds more than `limit` bytes (the
+/// rest is read and dropped, so the writer is not blocked).
+fn read_bounded(reader: impl Read, limit: usize) -> Option<Vec<u8>> {
+    let mut reader = reader;
+    let mut bytes = Vec::new();
+    let _ = reader
+        .by_ref()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes);
+    if bytes.len() > limit {
+        let _ = io::copy(&mut reader, &mut io::sink());
+        return None;
+    }
+    Some(bytes)
+}
+
+/// The last `keep` bytes (about) of `reader`, read to its end.
+fn read_tail(mut reader: impl Read, keep: usize) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut buf = [0; 8192];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return tail,
+            Ok(n) => {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * keep {
+                    tail.drain(..tail.len() - keep);
+                }
+            }
+        }
     }
 }
 
@@ -411,6 +553,17 @@ mod tests {
         assert_eq!(parent_of("off:a.tar"), "off:");
         assert!(RemoteTarget::parse("nocolon").is_err());
         assert!(RemoteTarget::parse(":x").is_err());
+    }
+
+    #[test]
+    fn output_is_bounded_and_stderr_keeps_its_end() {
+        assert_eq!(read_bounded(&b"abc"[..], 3), Some(b"abc".to_vec()));
+        assert_eq!(read_bounded(&b"abcd"[..], 3), None);
+        let long: Vec<u8> = (0..100_000u32)
+            .flat_map(|n| format!("{n}\n").into_bytes())
+            .collect();
+        let tail = read_tail(&long[..], 1000);
+        assert!(tail.len() <= 2000 && tail.ends_with(b"99999\n"));
     }
 
     #[test]

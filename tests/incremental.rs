@@ -589,3 +589,46 @@ fn a_damaged_file_state_makes_the_next_run_a_full_archive() {
     );
     gnu_tar_restores(&env, &[next], "restored");
 }
+
+#[test]
+fn restore_at_a_time_applies_the_chain_up_to_the_archive_of_then() {
+    let env = TestEnv::new().with_clock("2025-03-04T05:06:07");
+    env.tree(&["src/sub"], &[("src/a", "a\n"), ("src/sub/b", "b\n")]);
+    env.create("src;03:00;docs;incremental,keep-last=20");
+    let steps = [
+        "true",
+        "echo more >> src/a && rm src/sub/b && echo c > src/sub/c",
+        "rm -r src/sub && echo d > src/d",
+    ];
+    let mut written = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        env.bash(step).run();
+        env.bash(&format!("cp -a src snap-{i}")).run();
+        written.push(run(&env));
+    }
+    // The archives are stamped 05:06:07, :08 and :09: as of 05:06:08 the
+    // newest is the first incremental, restored with the full archive.
+    assert!(written[1].ends_with("_20250304_050608.tar"), "{written:?}");
+    env.ctl([
+        "restore",
+        "docs",
+        "--at",
+        "2025-03-04 05:06:08",
+        "--to",
+        "then",
+    ])
+    .stdout_contains("then/src\n")
+    .run();
+    same_tree(env.path("snap-1"), env.path("then/src")).assert_same();
+    env.ctl([
+        "restore",
+        "docs",
+        "--at",
+        "2025-03-04 05:06:09",
+        "--to",
+        "now",
+    ])
+    .stdout_contains("now/src\n")
+    .run();
+    same_tree(env.path("snap-2"), env.path("now/src")).assert_same();
+}

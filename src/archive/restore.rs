@@ -32,6 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::stat::{Mode, SFlag};
 use tar::EntryType;
@@ -217,63 +218,85 @@ fn validate(
     let mut unchosen_sizes: HashMap<PathBuf, u64> = HashMap::new();
     let mut entries_seen: Vec<(PathBuf, bool)> = Vec::new();
     let file = open_archive(job.archive)?;
-    let mut hashing = HashingReader::new(io::BufReader::new(file));
-    {
-        let reader = decompressed(format, &mut hashing).map_err(|e| read_error(job.archive, e))?;
-        let reader = PaxTap::new(reader);
-        let seen = reader.seen();
-        let mut archive = tar::Archive::new(reader);
-        let mut checker = Checker::new(job, fresh);
-        let mut needed: u64 = 0;
-        for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
-            let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-            let records =
-                entry_records(&mut entry, &seen).map_err(|e| read_error(job.archive, e))?;
-            let checked = checker.check(&mut entry, &records)?;
-            if let Some(Checked { relative, item }) = &checked {
-                let size = entry.size();
-                if let Item::Sparse { realsize } = item {
-                    sparse_restore::read_map(&mut entry, *realsize, size)
-                        .map_err(|e| read_error(job.archive, e))?
-                        .map_err(|why| checker.hostile(relative, why))?;
-                }
-                let is_dir = matches!(item, Item::Dir);
-                let is_file = matches!(item, Item::File | Item::Sparse { .. });
-                if !job.selection.is_everything() {
-                    entries_seen.push((relative.clone(), is_dir));
-                }
-                if job.selection.selects(relative, is_dir) {
-                    checker.check_destination(relative, item)?;
-                    if is_file {
-                        needed = needed.saturating_add(size);
+    // The archive is hashed on the second core while its entries are
+    // checked: the hasher reads the same open file at its own offsets.
+    let stop = AtomicBool::new(false);
+    let (checked, hashed) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| {
+            let reader = PositionalReader {
+                file: &file,
+                at: 0,
+                stop: &stop,
+            };
+            HashingReader::new(io::BufReader::with_capacity(1 << 20, reader)).finish()
+        });
+        let mut check = || -> Result<(), RestoreError> {
+            let reader = decompressed(format, io::BufReader::new(&file))
+                .map_err(|e| read_error(job.archive, e))?;
+            let reader = PaxTap::new(reader);
+            let seen = reader.seen();
+            let mut archive = tar::Archive::new(reader);
+            let mut checker = Checker::new(job, fresh);
+            let mut needed: u64 = 0;
+            for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
+                let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
+                let records =
+                    entry_records(&mut entry, &seen).map_err(|e| read_error(job.archive, e))?;
+                let checked = checker.check(&mut entry, &records)?;
+                if let Some(Checked { relative, item }) = &checked {
+                    let size = entry.size();
+                    if let Item::Sparse { realsize } = item {
+                        sparse_restore::read_map(&mut entry, *realsize, size)
+                            .map_err(|e| read_error(job.archive, e))?
+                            .map_err(|why| checker.hostile(relative, why))?;
                     }
-                    if let Item::HardLink(target) = item
-                        && let Some(size) = unchosen_sizes.remove(target)
-                    {
-                        checker.check_destination(target, &Item::File)?;
-                        needed = needed.saturating_add(size);
-                        link_targets.insert(target.clone());
+                    let is_dir = matches!(item, Item::Dir);
+                    let is_file = matches!(item, Item::File | Item::Sparse { .. });
+                    if !job.selection.is_everything() {
+                        entries_seen.push((relative.clone(), is_dir));
                     }
-                } else if is_file {
-                    unchosen_sizes.insert(relative.clone(), size);
+                    if job.selection.selects(relative, is_dir) {
+                        checker.check_destination(relative, item)?;
+                        if is_file {
+                            needed = needed.saturating_add(size);
+                        }
+                        if let Item::HardLink(target) = item
+                            && let Some(size) = unchosen_sizes.remove(target)
+                        {
+                            checker.check_destination(target, &Item::File)?;
+                            needed = needed.saturating_add(size);
+                            link_targets.insert(target.clone());
+                        }
+                    } else if is_file {
+                        unchosen_sizes.insert(relative.clone(), size);
+                    }
                 }
+                io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, e))?;
             }
-            io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, e))?;
+            let missing = job
+                .selection
+                .unmatched(entries_seen.iter().map(|(p, d)| (p.as_path(), *d)));
+            if !missing.is_empty() {
+                return Err(RestoreError::NotInArchive {
+                    archive: job.archive.to_path_buf(),
+                    missing,
+                });
+            }
+            check_free_space(job.destination, needed)?;
+            io::copy(&mut archive.into_inner(), &mut io::sink())
+                .map_err(|e| read_error(job.archive, e))?;
+            Ok(())
+        };
+        let checked = check();
+        if checked.is_err() {
+            stop.store(true, Ordering::Relaxed);
         }
-        let missing = job
-            .selection
-            .unmatched(entries_seen.iter().map(|(p, d)| (p.as_path(), *d)));
-        if !missing.is_empty() {
-            return Err(RestoreError::NotInArchive {
-                archive: job.archive.to_path_buf(),
-                missing,
-            });
-        }
-        check_free_space(job.destination, needed)?;
-        io::copy(&mut archive.into_inner(), &mut io::sink())
-            .map_err(|e| read_error(job.archive, e))?;
-    }
-    let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, e))?;
+        (checked, hasher.join())
+    });
+    checked?;
+    let (sha256, size) = hashed
+        .unwrap_or_else(|_| Err(io::Error::other("the hashing thread stopped")))
+        .map_err(|e| read_error(job.archive, e))?;
     let manifest = match manifest::read_manifest(job.archive) {
         Ok(m) => match m.describes(size, &sha256) {
             Match::Current | Match::Previous => ManifestCheck::Matched,
@@ -294,6 +317,26 @@ fn validate(
         Err(e) => ManifestCheck::Unreadable(e),
     };
     Ok((manifest, link_targets))
+}
+
+/// Reads `file` from its start with `pread`, leaving the file offset to
+/// another reader; fails once `stop` is set.
+struct PositionalReader<'a> {
+    file: &'a File,
+    at: u64,
+    stop: &'a AtomicBool,
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("restore refused"));
+        }
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// Refuses a restore whose files need more bytes than the filesystem of

@@ -39,23 +39,7 @@ impl Fingerprint {
     /// One entry: `relative` to the source root (empty for the root itself).
     pub fn add_entry(&mut self, relative: &Path, metadata: &Metadata, link_target: Option<&Path>) {
         let kind = metadata.file_type();
-        let tag = if kind.is_dir() {
-            b'd'
-        } else if kind.is_file() {
-            b'f'
-        } else if kind.is_symlink() {
-            b'l'
-        } else if kind.is_fifo() {
-            b'p'
-        } else if kind.is_char_device() {
-            b'c'
-        } else if kind.is_block_device() {
-            b'b'
-        } else if kind.is_socket() {
-            b's'
-        } else {
-            b'?'
-        };
+        let tag = kind_letter(kind).unwrap_or(b'?');
         self.field(relative.as_os_str().as_bytes());
         self.hasher.update([tag]);
         self.hasher.update(metadata.mode().to_le_bytes());
@@ -92,6 +76,28 @@ impl Fingerprint {
     pub fn finish(self) -> String {
         hex(&self.hasher.finalize())
     }
+}
+
+/// One letter for a file's kind, as `find -printf %y` prints it (`d`, `f`,
+/// `l`, `p`, `c`, `b`, `s`); `None` for a kind Linux does not have.
+pub(super) fn kind_letter(kind: std::fs::FileType) -> Option<u8> {
+    Some(if kind.is_dir() {
+        b'd'
+    } else if kind.is_file() {
+        b'f'
+    } else if kind.is_symlink() {
+        b'l'
+    } else if kind.is_fifo() {
+        b'p'
+    } else if kind.is_char_device() {
+        b'c'
+    } else if kind.is_block_device() {
+        b'b'
+    } else if kind.is_socket() {
+        b's'
+    } else {
+        return None;
+    })
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering as AtomicOrdering;
 
@@ -318,21 +318,9 @@ struct Record {
 impl Record {
     /// `None` for a socket, which no archive holds.
     fn of(name: &OsStr, metadata: &Metadata) -> Option<Self> {
-        let kind = metadata.file_type();
-        let kind = if kind.is_dir() {
-            b'd'
-        } else if kind.is_file() {
-            b'f'
-        } else if kind.is_symlink() {
-            b'l'
-        } else if kind.is_fifo() {
-            b'p'
-        } else if kind.is_char_device() {
-            b'c'
-        } else if kind.is_block_device() {
-            b'b'
-        } else {
-            return None;
+        let kind = match super::fingerprint::kind_letter(metadata.file_type()) {
+            None | Some(b's') => return None,
+            Some(kind) => kind,
         };
         Some(Record {
             name: name.to_os_string(),

@@ -16,13 +16,13 @@
 //! on the remote beyond what is kept locally.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::history::{self, History};
+use super::history::{self, History, file_name};
 use crate::archive::manifest::{self, Manifest};
 use crate::model::{RemoteCopy, RemoteTarget};
 use crate::remote::{Rclone, RemoteError, RemoteFile};
@@ -329,13 +329,6 @@ fn remote_deletions(
         .map(|(_, name)| name)
         .filter(|name| !kept_locally.contains(name))
         .collect()
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]

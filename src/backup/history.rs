@@ -560,7 +560,8 @@ pub fn archive_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-fn file_name(path: &Path) -> String {
+/// A path's last component as text, lossily (archive names are ASCII).
+pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .unwrap_or_default()
         .to_string_lossy()

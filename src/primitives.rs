@@ -322,6 +322,9 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
+/// Bytes in a mebibyte, the unit of the speeds printed beside [`human_bytes`].
+pub const MIB: f64 = 1_048_576.0;
+
 /// Sizes as people read them: `512 B`, `3.4 KiB`, `12.0 MiB`.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];

@@ -28,7 +28,7 @@ fn an_archive_round_trips_through_gnu_tar() {
     env.symlink("readme.txt", "src/link");
     env.create("src;04:00;src");
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: 3 files, [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: 3 files, [..] MiB/s\n")
         .run();
     let out = extract(&env, "backups/src.tar", "out");
     same_tree(env.path("src"), out.join("src")).assert_same();
@@ -73,7 +73,7 @@ fn odd_trees_archive_without_hanging_or_escaping() {
     env.create("odd;04:00;odd");
     // The socket is reported.
     env.manager(["run", "odd"])
-        .stdout_pattern("backups/odd.tar: [..] MB/s, 1 sockets left out\n")
+        .stdout_pattern("backups/odd.tar: [..] MiB/s, 1 sockets left out\n")
         .run();
     let out = extract(&env, "backups/odd.tar", "out");
     same_tree(env.path("odd"), out.join("odd"))
@@ -94,7 +94,7 @@ fn a_source_given_as_a_symlink_is_followed_at_the_top_only() {
     env.symlink("real", "via-link");
     env.create("via-link;04:00;vl");
     env.manager(["run", "vl"])
-        .stdout_pattern("backups/vl.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/vl.tar: 1 file, [..] MiB/s\n")
         .run();
     assert_eq!(
         env.tar_list("backups/vl.tar"),
@@ -118,7 +118,7 @@ fn relative_sources_are_taken_from_the_home_wherever_the_command_runs() {
         .run();
     env.ctl(["--home", &home, "run", "0"])
         .current_dir("/")
-        .stdout_pattern("backups/docs.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/docs.tar: 1 file, [..] MiB/s\n")
         .run();
     assert_eq!(env.tar_list("backups/docs.tar"), ["docs/", "docs/a.txt"]);
 }
@@ -128,7 +128,7 @@ fn a_failed_run_reports_why_and_keeps_the_previous_archive() {
     let env = TestEnv::with_tree(&[], &[("docs/a.txt", "a")]);
     env.create("docs;04:00;docs");
     env.manager(["run", "docs"])
-        .stdout_pattern("backups/docs.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/docs.tar: 1 file, [..] MiB/s\n")
         .run();
     let before = fs::read(env.path("backups/docs.tar")).unwrap();
     fs::rename(env.path("docs"), env.path("moved")).unwrap();

@@ -33,7 +33,7 @@ fn contents_lists_an_archive_as_gnu_tar_does() {
     env.create("src;04:00;packed;format=tar.zst");
     for name in ["plain", "packed"] {
         env.manager(["run", name])
-            .stdout_pattern("backups/[..]: [..] MB/s\n")
+            .stdout_pattern("backups/[..]: [..] MiB/s\n")
             .run();
     }
     // GNU tar's own archive of the tree, with an ACL.
@@ -94,7 +94,7 @@ fn restore_at_takes_the_newest_archive_not_after_the_time() {
     let run_at = |when: &str| {
         env.manager(["run", "docs"])
             .env("BACKUPCTL_FAKE_NOW", when)
-            .stdout_pattern("backups/docs_[..]: [..] MB/s\n")
+            .stdout_pattern("backups/docs_[..]: [..] MiB/s\n")
             .run();
     };
     run_at("2026-11-16T18:00");
@@ -166,7 +166,7 @@ fn restore_of_chosen_paths_and_patterns_writes_only_them() {
     sh(&env, "ln src/hard src/www/a/index.php");
     env.create("src;04:00;site");
     env.manager(["run", "site"])
-        .stdout_pattern("backups/site.tar: [..] MB/s\n")
+        .stdout_pattern("backups/site.tar: [..] MiB/s\n")
         .run();
     let cases: [(&[&str], &str); 4] = [
         (&["src/etc/passwd"], "src/etc/passwd\n"),

@@ -238,7 +238,7 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
     // A first, complete archive of a small tree.
     env.create("data;03:00;data");
     env.manager(["run", "data"])
-        .stdout_pattern("backups/data.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/data.tar: 1 file, [..] MiB/s\n")
         .run();
     let previous = fs::read(env.path("backups/data.tar")).unwrap();
     // Now a slow run, killed while it writes.
@@ -257,7 +257,7 @@ fn a_run_killed_mid_archive_leaves_the_previous_archive_intact() {
     // The next run clears the leftover and succeeds.
     fs::remove_file(env.path("data/big.bin")).unwrap();
     env.manager(["run", "data"])
-        .stdout_pattern("backups/data.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/data.tar: 1 file, [..] MiB/s\n")
         .run();
     assert_eq!(env.partial_archives("data"), Vec::<String>::new());
     assert!(env.log_messages("backup_service.log").contains(&format!(

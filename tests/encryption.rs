@@ -43,7 +43,7 @@ fn x25519_and_ssh_ed25519_archives_decrypt_with_stock_age_and_with_restore() {
         age_public(&env)
     ));
     env.manager(["run", "enc"])
-        .stdout_pattern(format!("{ARCHIVE}: 2 files, [..] MB/s\n"))
+        .stdout_pattern(format!("{ARCHIVE}: 2 files, [..] MiB/s\n"))
         .run();
     let stored = fs::read(env.path(ARCHIVE)).unwrap();
     assert!(stored.starts_with(b"age-encryption.org/v1\n"));

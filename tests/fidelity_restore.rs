@@ -108,7 +108,7 @@ fn restore_as_root_puts_back_what_gnu_tar_does() {
     );
     env.create("src;04:00;src");
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: [..] MiB/s\n")
         .run();
     let restored = env
         .manager(["restore", "src.tar", "--to", "out"])
@@ -209,7 +209,7 @@ fn another_user_restores_without_owners_special_bits_devices_or_privileged_xattr
     );
     env.create("src;04:00;src");
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: [..] MiB/s\n")
         .run();
     // `nobody` owns the home (its log included) and reaches the binary.
     sh(&env, "chmod 755 . && chown -R 65534:65534 .");

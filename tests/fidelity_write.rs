@@ -111,7 +111,7 @@ fn gnu_tar_restores_owners_links_holes_xattrs_acls_devices_and_mtimes() {
     assert!(blocks < 1024, "the source is sparse: {blocks} blocks");
     env.create("src;04:00;src");
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: [..] MiB/s\n")
         .run();
     let size = fs::metadata(env.path("backups/src.tar")).unwrap().len();
     assert!(
@@ -208,7 +208,7 @@ fn no_xattrs_leaves_attributes_and_acls_out() {
     );
     env.create("src;04:00;src;no-xattrs");
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: [..] MiB/s\n")
         .run();
     let archive = fs::read(env.path("backups/src.tar")).unwrap();
     let holds = |needle: &[u8]| archive.windows(needle.len()).any(|w| w == needle);
@@ -227,7 +227,7 @@ fn a_ten_gib_sparse_file_makes_a_small_archive_quickly() {
     env.create("src;04:00;src");
     let started = std::time::Instant::now();
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: 1 file, [..] MiB/s\n")
         .run();
     let took = started.elapsed();
     let size = fs::metadata(env.path("backups/src.tar")).unwrap().len();

@@ -56,7 +56,7 @@ fn assert_backups(env: &TestEnv, names: &[&str]) {
 
 /// What `run` prints for a successful archive of `make_tree`'s three files.
 fn three_files(archive: &str) -> String {
-    format!("{archive}: 3 files, [..] MB/s\n")
+    format!("{archive}: 3 files, [..] MiB/s\n")
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn spec_mode_writes_the_spec_archive_with_a_manifest() {
     env.create("test;16:07;backup_test");
     // No progress bar when stderr is not a tty: stderr stays empty.
     env.ctl(["run", "backup_test"])
-        .stdout_pattern("backups/backup_test.tar: 3 files, 48.9 KiB in, archive [..] MB/s\n")
+        .stdout_pattern("backups/backup_test.tar: 3 files, 48.9 KiB in, archive [..] MiB/s\n")
         .run();
     let log = env.log_messages("backup_service.log");
     assert!(
@@ -250,7 +250,7 @@ fn if_changed_skips_an_unchanged_tree_and_runs_after_a_change() {
     // A new entry is a change too.
     env.write("src/new.txt", b"new");
     env.ctl(["run", "docs"])
-        .stdout_pattern("backups/docs_20250304_050609.tar: 4 files, [..] MB/s\n")
+        .stdout_pattern("backups/docs_20250304_050609.tar: 4 files, [..] MiB/s\n")
         .run();
     assert_backups(
         &env,
@@ -291,7 +291,7 @@ fn sockets_are_left_out_without_making_the_run_partial() {
     let _listener = std::os::unix::net::UnixListener::bind(env.path("src/sock")).unwrap();
     env.ctl(["create", "src;03:00;s"]).run();
     env.ctl(["run", "s"])
-        .stdout_pattern("backups/s.tar: 3 files, [..] MB/s, 1 sockets left out\n")
+        .stdout_pattern("backups/s.tar: 3 files, [..] MiB/s, 1 sockets left out\n")
         .run();
     assert_eq!(manifest(&env, "backups/s.tar")["state"], "ok");
     assert!(

@@ -70,7 +70,7 @@ fn bsdtar_lists(env: &TestEnv, archive: &str) -> Vec<String> {
 fn run(env: &TestEnv) -> String {
     // The archive's line, then a `pruned` line for each archive retention
     // deleted.
-    let out = env.ctl(["run", "docs"]).stdout_contains(" MB/s\n").run();
+    let out = env.ctl(["run", "docs"]).stdout_contains(" MiB/s\n").run();
     let archive = out.stdout.split(':').next().unwrap_or_default().to_string();
     assert!(archive.starts_with("backups/docs_"), "{}", out.stdout);
     assert!(env.path(&archive).exists(), "{archive}");

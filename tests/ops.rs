@@ -703,7 +703,7 @@ fn restore_reads_back_what_run_writes_fifos_and_symlink_times_included() {
     env.mkfifo("src/pipe");
     env.create("src;02:00;plain");
     env.ctl(["run", "plain"])
-        .stdout_pattern("backups/plain.tar: 2 files, [..] MB/s\n")
+        .stdout_pattern("backups/plain.tar: 2 files, [..] MiB/s\n")
         .run();
     env.manager(["restore", "plain.tar", "--to", "out"])
         .stdout(

@@ -102,7 +102,7 @@ fn status_shows_last_and_next_runs_also_as_json() {
         .stderr(env.missing_source_warning("backup_manager", "missing"))
         .run();
     env.ctl(["run", "hourly"])
-        .stdout_pattern("backups/hourly.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/hourly.tar: 1 file, [..] MiB/s\n")
         .run();
     let failure = format!(
         "backup failed for missing (schedule nightly): source {} does not exist",
@@ -147,7 +147,7 @@ fn check_reports_fresh_overdue_and_never_run_schedules() {
         .stdout("daily: never backed up\n")
         .run();
     env.ctl(["run", "daily"])
-        .stdout_pattern("backups/daily.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/daily.tar: 1 file, [..] MiB/s\n")
         .run();
     env.ctl(["check"]).stdout(in_time).run();
 
@@ -186,7 +186,7 @@ fn hooks_get_the_run_described_in_their_environment() {
         "data;10:00;docs;before=echo preparing $BACKUPCTL_SCHEDULE && env > before.env,after=env > after.env",
     );
     env.ctl(["run", "docs"])
-        .stdout_pattern("backups/docs.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/docs.tar: 1 file, [..] MiB/s\n")
         .run();
     let vars = |file: &str| -> Vec<(String, String)> {
         env.read(file)
@@ -280,7 +280,7 @@ fn run_and_the_daemon_share_the_schedule_lock() {
     // A `run` holds the lock through its before hook, which waits for us...
     let manual = env
         .ctl(["run", "shared"])
-        .stdout_pattern("backups/shared.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/shared.tar: 1 file, [..] MiB/s\n")
         .spawn();
     env.wait_for_hook("manual");
     env.wait_for_log("backup_service.log", "Running before hook of shared");
@@ -309,7 +309,7 @@ fn run_and_the_daemon_share_the_schedule_lock() {
     lock.lock().unwrap();
     let mut waiting = env
         .ctl(["run", "shared"])
-        .stdout_pattern("backups/shared.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/shared.tar: 1 file, [..] MiB/s\n")
         .spawn();
     env.wait_for_log(
         "backup_service.log",

@@ -24,7 +24,7 @@ fn each_source_is_stored_under_its_own_name_with_the_excludes_applied() {
         "web;04:00;site;also=etc,also={logs},exclude=*.tmp"
     ));
     env.manager(["run", "site"])
-        .stdout_pattern("backups/site.tar: 3 files, [..] MB/s, 2 excluded\n")
+        .stdout_pattern("backups/site.tar: 3 files, [..] MiB/s, 2 excluded\n")
         .run();
     let mut names = env.tar_list("backups/site.tar");
     names.sort();
@@ -71,14 +71,14 @@ fn a_missing_extra_source_fails_the_run_and_if_changed_watches_every_source() {
     let env = TestEnv::with_tree(&["main", "extra"], &[("main/a", "a\n"), ("extra/b", "b\n")]);
     env.create("main;04:00;both;also=extra,if-changed");
     env.manager(["run", "both"])
-        .stdout_pattern("backups/both.tar: 2 files, [..] MB/s\n")
+        .stdout_pattern("backups/both.tar: 2 files, [..] MiB/s\n")
         .run();
     env.manager(["run", "both"])
         .stdout_pattern("main: unchanged since backups/both.tar; no archive written\n")
         .run();
     env.write("extra/b", "changed in the extra source\n");
     env.manager(["run", "both"])
-        .stdout_pattern("backups/both.tar: 2 files, [..] MB/s\n")
+        .stdout_pattern("backups/both.tar: 2 files, [..] MiB/s\n")
         .run();
     fs::remove_dir_all(env.path("extra")).unwrap();
     env.manager(["run", "both"])

@@ -8,7 +8,7 @@ fn a_quoted_hook_holds_commas_and_semicolons() {
     let env = TestEnv::with_tree(&[], &[("src/file", "f\n")]);
     env.create(r#"src;04:00;src;before="printf '%s\n' 'a,b' > hook.out; echo \"c;d\" >> hook.out",catch-up"#);
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: [..] MB/s\n")
+        .stdout_pattern("backups/src.tar: [..] MiB/s\n")
         .run();
     assert_eq!(env.read("hook.out"), "a,b\nc;d\n");
 }
@@ -64,7 +64,7 @@ fn excludes_leave_out_what_tar_and_restic_would() {
     let env = excludes_env();
     env.create(&format!("src;04:00;src;{EXCLUDE_OPTIONS}"));
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: 8 files, [..] MB/s, 9 excluded\n")
+        .stdout_pattern("backups/src.tar: 8 files, [..] MiB/s, 9 excluded\n")
         .run();
     let mut names = env.tar_list("backups/src.tar");
     names.sort();
@@ -188,7 +188,7 @@ fn one_file_system_keeps_mount_points_empty() {
     env.write("src/mnt/inside", "i\n");
     env.create("src;04:00;src;one-file-system");
     env.manager(["run", "src"])
-        .stdout_pattern("backups/src.tar: 1 file, [..] MB/s, 1 excluded\n")
+        .stdout_pattern("backups/src.tar: 1 file, [..] MiB/s, 1 excluded\n")
         .run();
     let names = env.tar_list("backups/src.tar");
     assert!(mount(&["umount", &point]));

@@ -23,7 +23,9 @@ fn a_sparse_file_restores_with_its_holes() {
     }
     drop(file);
     env.create("src;10:00;img");
-    env.manager(["run", "img"]).stdout_contains(" MB/s\n").run();
+    env.manager(["run", "img"])
+        .stdout_contains(" MiB/s\n")
+        .run();
     assert!(fs::metadata(env.path("backups/img.tar")).unwrap().len() < 1 << 20);
     env.manager(["restore", "img.tar", "--to", "out"])
         .stdout("out/src\nout/src/a.txt\nout/src/disk.img\n")

@@ -407,7 +407,7 @@ fn a_home_the_caller_cannot_write_to_can_still_be_read() {
     let env = TestEnv::with_tree(&[], &[("src/a.txt", "alpha")]).with_clock("2024-05-06T09:30:05");
     env.create("src;03:00;s");
     env.ctl(["run", "s"])
-        .stdout_pattern("backups/s.tar: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/s.tar: 1 file, [..] MiB/s\n")
         .run();
     // Owned by root (or the test's user), readable by all, writable by none
     // else; the archive made readable so that verify and restore can read it.

@@ -12,7 +12,7 @@ use crate::support::{TestEnv, eventually, stopped};
 
 /// `run NAME`, expecting success and a summary line for `archive`.
 fn run_ok(env: &TestEnv, name: &str) {
-    env.manager(["run", name]).stdout_contains(" MB/s\n").run();
+    env.manager(["run", name]).stdout_contains(" MiB/s\n").run();
 }
 
 /// The archives in `backups/` (hidden files and manifests left out).
@@ -194,7 +194,7 @@ fn verify_during_a_run_never_reports_a_good_archive_as_failed() {
             let run = env
                 .manager(["run", "docs"])
                 .env("BACKUPCTL_PAUSE_AT", step)
-                .stdout_contains(" MB/s\n")
+                .stdout_contains(" MiB/s\n")
                 .spawn();
             eventually(&format!("the run to stop at {step}"), || stopped(run.pid()));
             all_verify(&env, &format!("while a run is at {step} ({options:?})"));

@@ -253,7 +253,7 @@ fn check_reports_invalid_lines_an_empty_home_and_partial_runs() {
 
     env.create("src;@daily;daily");
     env.ctl(["run", "daily"])
-        .stdout_pattern("backups/daily.tar: 1 file, 4 B in, archive [..] MB/s\n")
+        .stdout_pattern("backups/daily.tar: 1 file, 4 B in, archive [..] MiB/s\n")
         .run();
     env.ctl(["check"])
         .stdout("ok: 1 schedule backed up in time\n")
@@ -304,7 +304,7 @@ fn device_numbers_are_stored_in_the_tar_header() {
     }
     env.create("src;10:00;dev");
     env.ctl(["run", "dev"])
-        .stdout_pattern("backups/dev.tar: 1 file, 4 B in, archive [..] MB/s\n")
+        .stdout_pattern("backups/dev.tar: 1 file, 4 B in, archive [..] MiB/s\n")
         .run();
     env.program("tar")
         .args(["-tvf", "backups/dev.tar"])
@@ -386,7 +386,7 @@ fn hooks_run_only_from_a_schedule_file_nobody_else_can_write() {
     }
     // A schedule without hooks still backs up from such a file.
     env.ctl(["run", "plain"])
-        .stdout_pattern("backups/plain.tar: 1 file, 4 B in, archive [..] MB/s\n")
+        .stdout_pattern("backups/plain.tar: 1 file, 4 B in, archive [..] MiB/s\n")
         .run();
     assert!(env.path("backups/plain.tar").exists());
     // An edit keeps the mode (still 0664): it does not make the file trusted.
@@ -413,7 +413,7 @@ fn hooks_run_only_from_a_schedule_file_nobody_else_can_write() {
     );
     env.chmod(".", 0o1777);
     env.ctl(["run", "h"])
-        .stdout_pattern("backups/h.tar: 1 file, 4 B in, archive [..] MB/s\n")
+        .stdout_pattern("backups/h.tar: 1 file, 4 B in, archive [..] MiB/s\n")
         .run();
     assert!(env.path("ran-before").exists() && env.path("ran-after").exists());
     assert!(!env.path("ran-failure").exists());
@@ -488,7 +488,7 @@ fn the_highest_zstd_level_stays_within_the_memory_budget() {
     let run = env
         .ctl(["run", "z"])
         .env("BACKUPCTL_PAUSE_AT", "archive-renamed")
-        .stdout_pattern("backups/z.tar.zst: 1 file, [..] MB/s\n")
+        .stdout_pattern("backups/z.tar.zst: 1 file, [..] MiB/s\n")
         .spawn();
     eventually("the run to stop once its archive is in place", || {
         stopped(run.pid())

@@ -202,10 +202,10 @@ fn sync_once(
         rclone.upload(&manifest_path, target, &format!("{name}.json"))?;
         let seconds = started.elapsed().as_secs_f64();
         log::info!(
-            "Copied {} to {location} ({} in {seconds:.2} s, {:.1} MB/s; size{} checked on the remote)",
+            "Copied {} to {location} ({} in {seconds:.2} s, {:.1} MiB/s; size{} checked on the remote)",
             name,
             crate::primitives::human_bytes(manifest.archive_size),
-            manifest.archive_size as f64 / seconds.max(1e-9) / 1e6,
+            manifest.archive_size as f64 / seconds.max(1e-9) / crate::primitives::MIB,
             if hashed { " and SHA-256" } else { "" }
         );
         report.uploaded.push(location);

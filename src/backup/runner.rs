@@ -28,7 +28,7 @@ use crate::archive::{
 use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, Recipient, RunState};
-use crate::primitives::{self, error_chain, human_bytes};
+use crate::primitives::{self, MIB, error_chain, human_bytes};
 use crate::store::{Schedule, Untrusted};
 
 /// Why a run did not produce an archive.
@@ -679,8 +679,8 @@ fn log_outcome(home: &Home, schedule: &Schedule, outcome: &RunOutcome) {
     }
 }
 
-/// `12 files, 3.4 MiB in, archive 1.1 MiB, ratio 3.09, 0.21 s, 16.2 MB/s`.
-/// The ratio is bytes in per archive byte; MB/s is bytes in per second.
+/// `12 files, 3.4 MiB in, archive 1.1 MiB, ratio 3.09, 0.21 s, 15.5 MiB/s`.
+/// The ratio is bytes in per archive byte; MiB/s is bytes in per second, in the same binary units as the sizes.
 pub fn summary(report: &ArchiveReport) -> String {
     let seconds = report.duration.as_secs_f64();
     let ratio = if report.archive_size == 0 {
@@ -689,12 +689,12 @@ pub fn summary(report: &ArchiveReport) -> String {
         report.bytes_read as f64 / report.archive_size as f64
     };
     let speed = if seconds > 0.0 {
-        report.bytes_read as f64 / seconds / 1e6
+        report.bytes_read as f64 / seconds / MIB
     } else {
         0.0
     };
     let mut text = format!(
-        "{} {}, {} in, archive {}, ratio {ratio:.2}, {seconds:.2} s, {speed:.1} MB/s",
+        "{} {}, {} in, archive {}, ratio {ratio:.2}, {seconds:.2} s, {speed:.1} MiB/s",
         report.files,
         if report.files == 1 { "file" } else { "files" },
         human_bytes(report.bytes_read),
@@ -725,7 +725,7 @@ mod tests {
         };
         assert_eq!(
             summary(&report),
-            "3 files, 3.8 MiB in, archive 976.6 KiB, ratio 4.00, 2.00 s, 2.0 MB/s"
+            "3 files, 3.8 MiB in, archive 976.6 KiB, ratio 4.00, 2.00 s, 1.9 MiB/s"
         );
     }
 

@@ -8,8 +8,10 @@ use std::fs;
 
 use serde_json::Value;
 
-use crate::support::remote::RemoteServer;
-use crate::support::{Test, TestEnv, eventually, same_tree};
+use crate::support::remote::{
+    RemoteServer, any_command_line_holds, descendants, listening_ports, rclone_daemons,
+};
+use crate::support::{Service, Test, TestEnv, eventually, foreground_stderr, same_tree};
 
 /// `test` with the variables that make rclone reach `server`.
 fn through(test: Test, server: &RemoteServer) -> Test {
@@ -166,6 +168,8 @@ fn upload_prune_verify_restore(server: &RemoteServer) {
         )
         .run();
     same_tree(env.path("src"), env.path("out/src")).assert_same();
+    // Each command's rclone rcd ended with it.
+    assert!(server.rclone_daemons().is_empty());
 }
 
 #[test]
@@ -435,19 +439,90 @@ fn a_wedged_server_holds_no_run_once_it_is_interrupted() {
     };
     env.create("src;10:00;bk;copy-to=wedged:bk");
     let run = wedged(env.manager(["run", "bk"]))
+        // What the caller's environment says of rclone's remote control is
+        // not what backupctl's rcd obeys.
+        .env("RCLONE_RC_NO_AUTH", "true")
+        .env("RCLONE_RC_PASS", "the-callers-password")
+        .env("RCLONE_RC_ADDR", "0.0.0.0:5572")
         .status(4)
         .stdout_pattern("backups/bk.tar: [..]\n")
         .stderr_pattern(
             "backup_manager: interrupted: stopping the backup of bk\n\
-             backup_manager: copy to wedged:bk failed (1 attempts); the archive stays in backups/ and the next run uploads what is missing: rclone lsjson \"wedged:bk\" stopped: the run is being stopped\n",
+             backup_manager: copy to wedged:bk failed (1 attempts); the archive stays in backups/ and the next run uploads what is missing: rclone list \"wedged:bk\" stopped: the run is being stopped\n",
         )
         .spawn();
     eventually("rclone's request", || !server.requests().is_empty());
+    let rcd = the_rclone_daemon(&env.path("rclone.conf"), run.pid());
     // Within the ten seconds `wait` allows.
     run.signal_and_wait(nix::sys::signal::Signal::SIGINT);
+    // The abort killed the rcd at work and reaped it.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", rcd.pid)).exists(),
+        "rclone rcd (pid {}) outlived the run",
+        rcd.pid
+    );
+    assert!(rclone_daemons(&env.path("rclone.conf")).is_empty());
+    let password = rcd.var("RCLONE_RC_PASS").unwrap_or_default();
+    for log in env.paths_below("logs") {
+        assert!(!env.read(&log).contains(password), "{log}");
+    }
     env.ctl(["verify", "bk"])
         .stdout("OK backups/bk.tar\n")
         .run();
+}
+
+/// The one `rclone rcd` of the run `run_pid` (rclone's configuration
+/// `rclone_config`), checked while it works: a child of the run, listening
+/// on 127.0.0.1 only, refusing a request without its password or with
+/// another, its password random and in its environment only, never on a
+/// command line (what `ps` shows every user).
+fn the_rclone_daemon(
+    rclone_config: &std::path::Path,
+    run_pid: i32,
+) -> crate::support::remote::RcloneDaemon {
+    let mut daemons = rclone_daemons(rclone_config);
+    assert_eq!(daemons.len(), 1, "one rclone rcd");
+    let rcd = daemons.remove(0);
+    assert!(descendants(run_pid as u32).contains(&rcd.pid));
+    let password = rcd.var("RCLONE_RC_PASS").unwrap_or_default().to_string();
+    assert!(
+        password.len() == 64 && password.chars().all(|c| c.is_ascii_hexdigit()),
+        "{password:?}"
+    );
+    assert!(!any_command_line_holds(&password));
+    assert_eq!(rcd.var("RCLONE_RC_NO_AUTH"), None);
+    assert_eq!(rcd.var("RCLONE_RC_ADDR"), None);
+    assert!(
+        rcd.args
+            .windows(3)
+            .any(|w| w == ["rcd", "--rc-addr", "127.0.0.1:0"]),
+        "{:?}",
+        rcd.args
+    );
+    let ports = listening_ports(rcd.pid);
+    assert!(matches!(ports[..], [(_, true)]), "{ports:?}");
+    for authorization in ["", "Authorization: Basic YmFja3VwY3RsOndyb25n\r\n"] {
+        let answer = http_post(ports[0].0, "/operations/list", authorization);
+        assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    }
+    rcd
+}
+
+/// The status line and headers of a POST of `{}` to 127.0.0.1:`port`.
+fn http_post(port: u16, path: &str, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}Content-Length: 2\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
 }
 
 #[test]
@@ -489,4 +564,34 @@ fn an_untrusted_schedule_file_copies_nothing() {
     env.ctl(["verify", "bk"])
         .stdout("OK backups/bk.tar\n")
         .run();
+}
+
+#[test]
+fn the_service_keeps_no_rclone_once_its_copy_is_done() {
+    // The service outlives its runs: the rcd of a copy ends with the copy,
+    // not with the process.
+    let server = RemoteServer::webdav();
+    let env = env_with_tree();
+    let target = server.target("bk");
+    env.create(&format!("src;16:07;bk;copy-to={target}"));
+    let service = Service::foreground(
+        &env,
+        through(env.service::<&str>([]), &server).stderr_pattern(foreground_stderr(
+            &env,
+            "08/02/2023",
+            &[
+                "Copied bk.tar to dav:bk/bk.tar ([..])",
+                "Backup done for src in backups/bk.tar ([..])",
+            ],
+        )),
+    );
+    // The run is recorded once its copy is done.
+    eventually("the run's record", || {
+        let state: Value =
+            serde_json::from_str(&env.read(".backupctl-state.json")).unwrap_or_default();
+        state["schedules"]["bk"]["last_run"]["remote_copy"]["location"] == "dav:bk/bk.tar"
+    });
+    assert_eq!(server.listing("bk"), ["bk.tar", "bk.tar.json"]);
+    assert!(server.rclone_daemons().is_empty());
+    service.stop();
 }

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::model::{Format, RemoteTarget, is_encrypted_name};
 use crate::primitives::{error_chain, human_bytes, quote};
-use crate::remote::{Rclone, RemoteError, RemoteFile};
+use crate::remote::{Rclone, RemoteError, RemoteFile, Session};
 use crate::store::Schedule;
 
 /// The largest manifest read from a remote: a manifest is a few KiB; a
@@ -71,7 +71,7 @@ fn schedules_with_copies(
 /// The schedule's archives on `target`, oldest name first (the names sort
 /// by their stamp).
 fn list(
-    rclone: &Rclone,
+    rclone: &Session,
     schedule: &str,
     target: &RemoteTarget,
 ) -> Result<Vec<RemoteArchive>, RemoteError> {
@@ -101,7 +101,7 @@ pub fn backups(
     json: bool,
 ) -> Result<ExitCode, Error> {
     let names: Vec<String> = name.map(str::to_string).into_iter().collect();
-    let rclone = Rclone::find()?;
+    let rclone = Rclone::find()?.session()?;
     let mut all = Vec::new();
     for (schedule, target) in schedules_with_copies(ctx, &names)? {
         all.extend(list(&rclone, &schedule.name, &target)?);
@@ -189,10 +189,11 @@ pub fn verify(
     identities: Option<&Identities>,
 ) -> Result<ExitCode, Error> {
     let rclone = Rclone::find()?;
+    let session = rclone.session()?;
     let mut checked = 0;
     let mut failed = 0;
     for (schedule, target) in schedules_with_copies(ctx, names)? {
-        let copies = list(&rclone, &schedule.name, &target)?;
+        let copies = list(&session, &schedule.name, &target)?;
         if copies.is_empty() {
             eprintln!(
                 "{}: schedule \"{}\" has no copies on {target}",
@@ -247,10 +248,10 @@ pub fn restore_source(
         return Ok(None);
     };
     let rclone = Rclone::find()?;
-    let location = target.join(archive);
-    if rclone.stat(&location)?.is_none() {
+    if rclone.session()?.stat(target, archive)?.is_none() {
         return Ok(None);
     }
+    let location = target.join(archive);
     let manifest = fetch_manifest(&rclone, &location).map_err(|problem| Error::RemoteManifest {
         location: location.clone(),
         why: error_chain(&problem),

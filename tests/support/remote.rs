@@ -185,6 +185,11 @@ impl RemoteServer {
         vars
     }
 
+    /// The live `rclone rcd` processes of this server's clients.
+    pub fn rclone_daemons(&self) -> Vec<RcloneDaemon> {
+        rclone_daemons(&self.dir.path().join("rclone.conf"))
+    }
+
     /// The sorted names in the directory `sub` of the root.
     pub fn listing(&self, sub: &str) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.root.join(sub))
@@ -213,21 +218,113 @@ impl Drop for RemoteServer {
     }
 }
 
-/// Every process below `pid`, children before their own children, read
-/// from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .filter_map(|p| {
-                    let stat = fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-                    let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
-                    Some((p, ppid.parse().ok()?))
+/// An `rclone rcd` process, as /proc shows it.
+pub struct RcloneDaemon {
+    pub pid: u32,
+    /// Its command line, as `ps` shows it to every user.
+    pub args: Vec<String>,
+    environ: Vec<String>,
+}
+
+impl RcloneDaemon {
+    /// The value of `key` in its environment.
+    pub fn var(&self, key: &str) -> Option<&str> {
+        self.environ
+            .iter()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+}
+
+/// The live `rclone rcd` processes whose environment names `rclone_config`
+/// (a test's own file) as `RCLONE_CONFIG`: only this test's.
+pub fn rclone_daemons(rclone_config: &Path) -> Vec<RcloneDaemon> {
+    let wanted = format!("RCLONE_CONFIG={}", rclone_config.display());
+    let split = |bytes: Vec<u8>| -> Vec<String> {
+        bytes
+            .split(|&b| b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect()
+    };
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let args = split(fs::read(format!("/proc/{pid}/cmdline")).ok()?);
+            let environ = split(fs::read(format!("/proc/{pid}/environ")).ok()?);
+            (args.iter().any(|a| a == "rcd") && environ.contains(&wanted)).then_some(RcloneDaemon {
+                pid,
+                args,
+                environ,
+            })
+        })
+        .collect()
+}
+
+/// Whether any process's command line (what `ps` shows every user) holds
+/// `text`.
+pub fn any_command_line_holds(text: &str) -> bool {
+    all_pids().into_iter().any(|pid| {
+        fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|line| String::from_utf8_lossy(&line).contains(text))
+    })
+}
+
+/// The ports `pid` listens on over TCP (IPv4), each with whether it is
+/// bound to 127.0.0.1 only; from its socket descriptors and
+/// /proc/PID/net/tcp.
+pub fn listening_ports(pid: u32) -> Vec<(u16, bool)> {
+    let sockets: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(
+                        link.strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .to_string(),
+                    )
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let table = fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (address, port) = fields.get(1)?.split_once(':')?;
+            let (state, inode) = (*fields.get(3)?, *fields.get(9)?);
+            if state != "0A" || !sockets.iter().any(|s| s == inode) {
+                return None;
+            }
+            Some((u16::from_str_radix(port, 16).ok()?, address == "0100007F"))
+        })
+        .collect()
+}
+
+fn all_pids() -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every process below `pid`, children before their own children, read
+/// from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| {
+            let stat = fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?;
+            Some((p, ppid.parse().ok()?))
+        })
+        .collect();
     let mut found = vec![pid];
     let mut i = 0;
     while i < found.len() {

@@ -444,6 +444,8 @@ fn a_wedged_server_holds_no_run_once_it_is_interrupted() {
         .env("RCLONE_RC_NO_AUTH", "true")
         .env("RCLONE_RC_PASS", "the-callers-password")
         .env("RCLONE_RC_ADDR", "0.0.0.0:5572")
+        // At debug level, rclone would log its password.
+        .env("RCLONE_VERBOSE", "2")
         .status(4)
         .stdout_pattern("backups/bk.tar: [..]\n")
         .stderr_pattern(
@@ -492,6 +494,7 @@ fn the_rclone_daemon(
     assert!(!any_command_line_holds(&password));
     assert_eq!(rcd.var("RCLONE_RC_NO_AUTH"), None);
     assert_eq!(rcd.var("RCLONE_RC_ADDR"), None);
+    assert_eq!(rcd.var("RCLONE_VERBOSE"), None);
     assert!(
         rcd.args
             .windows(3)

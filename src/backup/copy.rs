@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use super::history::{self, History, file_name};
 use crate::archive::manifest::{self, Manifest};
 use crate::model::{RemoteCopy, RemoteTarget};
-use crate::remote::{Rclone, RemoteError, RemoteFile, Session};
+use crate::remote::{Rclone, RemoteError, RemoteFile, Session, Starting};
 use crate::store::Untrusted;
 
 /// Environment variable: how long (whole seconds) a run keeps retrying a
@@ -91,7 +91,9 @@ pub struct CopyReport {
 
 /// Brings `target` up to date with the schedule's archives in `history`,
 /// retrying with backoff for at most the retry bound ([`RETRY_FOR_VAR`]).
-/// `pruned` are the archives retention just deleted locally.
+/// `pruned` are the archives retention just deleted locally; `early` the
+/// rclone the run started for the copy while it wrote the archive, used by
+/// the first attempt.
 pub fn sync(
     history: &History,
     target: &RemoteTarget,
@@ -99,6 +101,7 @@ pub fn sync(
     pruned: &[PathBuf],
     now: DateTime<Utc>,
     abort: &AtomicBool,
+    mut early: Option<Starting<'_>>,
 ) -> Result<CopyReport, CopyError> {
     let deadline = Instant::now() + retry_for();
     let mut delay = FIRST_DELAY;
@@ -106,15 +109,24 @@ pub fn sync(
     let mut report = CopyReport::default();
     loop {
         attempts += 1;
-        match sync_once(
-            history,
-            target,
-            remote_keep,
-            pruned,
-            now,
-            abort,
-            &mut report,
-        ) {
+        let started = Instant::now();
+        let session = match early.take() {
+            Some(starting) => starting.ready(),
+            None => Rclone::find().and_then(|rclone| rclone.stopped_by(abort).session()),
+        };
+        let attempt = session.map_err(CopyStepError::from).and_then(|session| {
+            sync_once(
+                &session,
+                history,
+                target,
+                remote_keep,
+                pruned,
+                now,
+                started,
+                &mut report,
+            )
+        });
+        match attempt {
             Ok(()) => return Ok(report),
             // No rclone: retrying will not install it.
             Err(error @ CopyStepError::Remote(RemoteError::NotInstalled)) => {
@@ -155,21 +167,22 @@ fn retry_for() -> Duration {
         .map_or(DEFAULT_RETRY_FOR, Duration::from_secs)
 }
 
+/// One attempt, through `rclone`'s rcd. `started` is when the attempt
+/// began: the first archive's time counts the wait for the rcd and the
+/// listing, what the copy costs beyond a bare `rclone copyto`.
+#[allow(clippy::too_many_arguments)]
 fn sync_once(
+    rclone: &Session,
     history: &History,
     target: &RemoteTarget,
     remote_keep: Option<u32>,
     pruned: &[PathBuf],
     now: DateTime<Utc>,
-    abort: &AtomicBool,
+    mut started: Instant,
     report: &mut CopyReport,
 ) -> Result<(), CopyStepError> {
-    // The first archive's time counts the rcd's start and the listing: what
-    // the copy costs beyond a bare `rclone copyto` is in the figure.
-    let mut started = Instant::now();
-    let rclone = Rclone::find()?.stopped_by(abort).session()?;
     let mut remote = rclone.list(target)?;
-    remove_partial_uploads(&rclone, history, target, &remote)?;
+    remove_partial_uploads(rclone, history, target, &remote)?;
     let owned = history.owned().map_err(|source| CopyStepError::List {
         path: history.dir().to_path_buf(),
         source,
@@ -189,7 +202,7 @@ fn sync_once(
             continue;
         }
         rclone.upload(&archive.path, target, &name)?;
-        let hashed = check_copy(&rclone, target, &name, &manifest)?;
+        let hashed = check_copy(rclone, target, &name, &manifest)?;
         let copy = RemoteCopy {
             location: location.clone(),
             verified: now,

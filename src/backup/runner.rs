@@ -29,6 +29,7 @@ use crate::clock;
 use crate::home::Home;
 use crate::model::{Format, Recipient, RunState};
 use crate::primitives::{self, MIB, error_chain, human_bytes};
+use crate::remote::{Rclone, Starting};
 use crate::store::{Schedule, Untrusted};
 
 /// Why a run did not produce an archive.
@@ -185,10 +186,11 @@ fn run_locked(
     let source = home.resolve_source(&schedule.source);
     let exclude = exclusions(home, schedule, &source)?;
     let also = extra_sources(home, schedule)?;
+    let early = early_rclone(schedule, request);
     if schedule.options.if_changed
         && let Some(since) = unchanged_since(&history, schedule, (&source, &exclude), &also)
     {
-        let copy = copy_to_remote(&history, schedule, request, &[]);
+        let copy = copy_to_remote(&history, schedule, request, &[], early);
         return Ok(RunOutcome::Unchanged { since, copy });
     }
     let recipients = recipients(home, schedule)?;
@@ -264,7 +266,7 @@ fn run_locked(
     };
     // The copy follows the archive, its manifest and the local pruning: a
     // failed copy never undoes the local archive.
-    let copy = copy_to_remote(&history, schedule, request, &pruned);
+    let copy = copy_to_remote(&history, schedule, request, &pruned, early);
     if matches!(copy, Some(Err(_))) {
         state = RunState::CopyFailed;
     }
@@ -365,12 +367,28 @@ fn recipients(home: &Home, schedule: &Schedule) -> Result<Vec<Recipient>, RunErr
     Ok(all)
 }
 
+/// The rclone of the schedule's copy (`copy-to`), started now so that it
+/// listens by the time the archive is written (its start is most of what a
+/// copy costs beyond the transfer). `None` when there is no copy, when it
+/// will be refused, or when rclone does not start: the copy then starts
+/// its own, and reports what goes wrong.
+fn early_rclone<'a>(schedule: &Schedule, request: &RunRequest<'a>) -> Option<Starting<'a>> {
+    schedule.options.copy_to.as_ref()?;
+    request.trusted.as_ref().ok()?;
+    Rclone::find()
+        .ok()?
+        .stopped_by(request.watch.abort)
+        .start_session()
+        .ok()
+}
+
 /// Brings the schedule's remote (`copy-to`) up to date, if it has one.
 fn copy_to_remote(
     history: &History,
     schedule: &Schedule,
     request: &RunRequest<'_>,
     pruned: &[PathBuf],
+    early: Option<Starting<'_>>,
 ) -> Option<Result<CopyReport, CopyError>> {
     schedule.options.copy_to.as_ref().map(|target| {
         // Like hooks and pings: the copy spends the service user's
@@ -387,6 +405,7 @@ fn copy_to_remote(
             pruned,
             request.now,
             request.watch.abort,
+            early,
         )
     })
 }

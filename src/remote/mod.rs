@@ -112,7 +112,7 @@ pub enum RemoteError {
     },
 }
 
-pub use rcd::Session;
+pub use rcd::{Session, Starting};
 
 /// A file on the remote, as rclone lists it (`operations/list`, `stat`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,20 +101,22 @@ impl Failed {
 
 impl<'a> Rclone<'a> {
     /// Starts an `rclone rcd` for the operations of one copy (or one
-    /// command); killed as soon as this rclone's stop flag is set.
+    /// command) and waits until it listens; killed as soon as this
+    /// rclone's stop flag is set.
     pub fn session(&self) -> Result<Session<'a>, RemoteError> {
-        Session::start(self)
+        self.start_session()?.ready()
     }
-}
 
-impl<'a> Session<'a> {
-    fn start(rclone: &Rclone<'a>) -> Result<Self, RemoteError> {
+    /// Starts an `rclone rcd` without waiting for it: a run starts its
+    /// copy's before it writes the archive, and [`Starting::ready`] then
+    /// finds it listening.
+    pub fn start_session(&self) -> Result<Starting<'a>, RemoteError> {
         let mut secret = [0u8; 32];
         getrandom::getrandom(&mut secret).map_err(|e| RemoteError::Start {
             message: format!("no random password: {e}"),
         })?;
         let password = primitives::hex(&secret);
-        let mut command = rclone.command([
+        let mut command = self.command([
             "rcd",
             "--rc-addr",
             "127.0.0.1:0",
@@ -129,12 +131,14 @@ impl<'a> Session<'a> {
                 command.env_remove(key);
             }
         }
-        // The address is read from the log: it must reach stderr.
+        // The address is read from the log: it must reach stderr. And at
+        // debug level rclone logs each variable it reads, the password too.
         for key in [
             "RCLONE_LOG_LEVEL",
             "RCLONE_LOG_FILE",
             "RCLONE_QUIET",
             "RCLONE_SYSLOG",
+            "RCLONE_VERBOSE",
         ] {
             command.env_remove(key);
         }
@@ -152,9 +156,7 @@ impl<'a> Session<'a> {
                     .map_err(std::io::Error::from)
             });
         }
-        let mut child = command
-            .spawn()
-            .map_err(|source| rclone.spawn_error(source))?;
+        let mut child = command.spawn().map_err(|source| self.spawn_error(source))?;
         let (ready, port) = mpsc::channel();
         let stderr = child.stderr.take().map(|stderr| {
             std::thread::spawn(move || {
@@ -166,14 +168,39 @@ impl<'a> Session<'a> {
                 })
             })
         });
-        let started = Instant::now();
+        Ok(Starting {
+            child: Some(child),
+            port,
+            stderr,
+            password,
+            started: Instant::now(),
+            stop: self.stop,
+        })
+    }
+}
+
+/// An `rclone rcd` started and not yet known to listen; see
+/// [`Rclone::start_session`]. Dropping it kills and reaps the rcd.
+pub struct Starting<'a> {
+    child: Option<Child>,
+    /// The port, from the thread that reads the rcd's log.
+    port: mpsc::Receiver<u16>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    password: String,
+    started: Instant,
+    stop: &'a AtomicBool,
+}
+
+impl<'a> Starting<'a> {
+    /// The session, once the rcd listens: at once if it already does.
+    pub fn ready(mut self) -> Result<Session<'a>, RemoteError> {
         let port = loop {
-            match port.recv_timeout(STOP_POLL) {
+            match self.port.recv_timeout(STOP_POLL) {
                 Ok(port) => break Ok(port),
-                Err(RecvTimeoutError::Timeout) if rclone.stop.load(Ordering::SeqCst) => {
+                Err(RecvTimeoutError::Timeout) if self.stop.load(Ordering::SeqCst) => {
                     break Err("the run is being stopped".to_string());
                 }
-                Err(RecvTimeoutError::Timeout) if started.elapsed() > START_BOUND => {
+                Err(RecvTimeoutError::Timeout) if self.started.elapsed() > START_BOUND => {
                     break Err(format!(
                         "it did not listen within {} s",
                         START_BOUND.as_secs()
@@ -182,26 +209,32 @@ impl<'a> Session<'a> {
                 Err(RecvTimeoutError::Timeout) => {}
                 // It ended (or closed its log) without listening.
                 Err(RecvTimeoutError::Disconnected) => {
-                    let _ = child.kill();
-                    let status = child.wait();
-                    let tail = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+                    let status = self.child.as_mut().map(|child| {
+                        let _ = child.kill();
+                        child.wait()
+                    });
+                    let tail = self
+                        .stderr
+                        .take()
+                        .and_then(|h| h.join().ok())
+                        .unwrap_or_default();
                     break Err(last_error_line(&tail).unwrap_or_else(|| match status {
-                        Ok(status) => format!("it ended ({status})"),
-                        Err(e) => format!("it ended: {e}"),
+                        Some(Ok(status)) => format!("it ended ({status})"),
+                        Some(Err(e)) => format!("it ended: {e}"),
+                        None => "it ended".to_string(),
                     }));
                 }
             }
         };
-        let port = match port {
-            Ok(port) => port,
-            Err(message) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(RemoteError::Start { message });
-            }
+        // Dropping `self` on an error kills and reaps the rcd.
+        let port = port.map_err(|message| RemoteError::Start { message })?;
+        let Some(child) = self.child.take() else {
+            return Err(RemoteError::Start {
+                message: "it ended".to_string(),
+            });
         };
         let credentials =
-            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{}", self.password));
         let agent = ureq::Agent::config_builder()
             .proxy(None)
             .http_status_as_error(false)
@@ -213,10 +246,21 @@ impl<'a> Session<'a> {
             url: format!("http://127.0.0.1:{port}/"),
             authorization: format!("Basic {credentials}"),
             agent,
-            stop: rclone.stop,
+            stop: self.stop,
         })
     }
+}
 
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Session<'_> {
     /// The files directly in `target` (none when the directory does not
     /// exist yet).
     pub fn list(&self, target: &RemoteTarget) -> Result<Vec<RemoteFile>, RemoteError> {

@@ -114,18 +114,16 @@ pub fn sync(
             Some(starting) => starting.ready(),
             None => Rclone::find().and_then(|rclone| rclone.stopped_by(abort).session()),
         };
-        let attempt = session.map_err(CopyStepError::from).and_then(|session| {
-            sync_once(
-                &session,
-                history,
-                target,
-                remote_keep,
-                pruned,
-                now,
-                started,
-                &mut report,
-            )
-        });
+        let job = Job {
+            history,
+            target,
+            remote_keep,
+            pruned,
+            now,
+        };
+        let attempt = session
+            .map_err(CopyStepError::from)
+            .and_then(|session| sync_once(&session, job, started, &mut report));
         match attempt {
             Ok(()) => return Ok(report),
             // No rclone: retrying will not install it.
@@ -167,20 +165,32 @@ fn retry_for() -> Duration {
         .map_or(DEFAULT_RETRY_FOR, Duration::from_secs)
 }
 
+/// What each attempt of a copy is given (the arguments of [`sync`]).
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    history: &'a History,
+    target: &'a RemoteTarget,
+    remote_keep: Option<u32>,
+    pruned: &'a [PathBuf],
+    now: DateTime<Utc>,
+}
+
 /// One attempt, through `rclone`'s rcd. `started` is when the attempt
 /// began: the first archive's time counts the wait for the rcd and the
 /// listing, what the copy costs beyond a bare `rclone copyto`.
-#[allow(clippy::too_many_arguments)]
 fn sync_once(
     rclone: &Session,
-    history: &History,
-    target: &RemoteTarget,
-    remote_keep: Option<u32>,
-    pruned: &[PathBuf],
-    now: DateTime<Utc>,
+    job: Job<'_>,
     mut started: Instant,
     report: &mut CopyReport,
 ) -> Result<(), CopyStepError> {
+    let Job {
+        history,
+        target,
+        remote_keep,
+        pruned,
+        now,
+    } = job;
     let mut remote = rclone.list(target)?;
     remove_partial_uploads(rclone, history, target, &remote)?;
     let owned = history.owned().map_err(|source| CopyStepError::List {

@@ -318,7 +318,7 @@ struct Record {
 impl Record {
     /// `None` for a socket, which no archive holds.
     fn of(name: &OsStr, metadata: &Metadata) -> Option<Self> {
-        let kind = match super::fingerprint::kind_letter(metadata.file_type()) {
+        let kind = match super::fingerprint::kind_letter(metadata.mode()) {
             None | Some(b's') => return None,
             Some(kind) => kind,
         };

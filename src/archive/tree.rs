@@ -2,7 +2,8 @@
 //! from the source's base name (as `tar cf x.tar -C parent base` would name
 //! them). Symlinks are stored, never followed; FIFOs and devices are recorded
 //! but never opened; sockets are left out. The same walk yields the tree's
-//! fingerprint, while archiving or on its own for `if-changed`.
+//! fingerprint while archiving; `if-changed` takes it from `scan`'s walk,
+//! which must give the same value (its test holds it to this one's).
 
 use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
@@ -209,7 +210,29 @@ struct UserRules {
     larger_than: Option<u64>,
     /// Directories met in this walk whose contents are left out: cache
     /// directories (all but their tag) and mount points.
-    emptied: std::cell::RefCell<HashMap<PathBuf, ExcludedBy>>,
+    emptied: Emptied,
+}
+
+/// The directories a walk noted as emptied. Behind a lock, as the
+/// `if-changed` walk lists directories on two threads (`scan`); a copy of
+/// the rules starts with the notes of the original.
+#[derive(Debug, Default)]
+struct Emptied(std::sync::Mutex<HashMap<PathBuf, ExcludedBy>>);
+
+impl Emptied {
+    fn notes(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, ExcludedBy>> {
+        // The map is whole whenever the lock is released: a panic elsewhere
+        // cannot leave it half changed.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Clone for Emptied {
+    fn clone(&self) -> Self {
+        Self(std::sync::Mutex::new(self.notes().clone()))
+    }
 }
 
 /// The first bytes of a valid `CACHEDIR.TAG` (bford.info/cachedir).
@@ -246,7 +269,7 @@ impl UserRules {
     }
 
     fn leaves_out(&self, entry: &impl Candidate, relative: &Path) -> Option<ExcludedBy> {
-        let emptied = self.emptied.borrow();
+        let emptied = self.emptied.notes();
         if !emptied.is_empty()
             && let Some(by) = entry.path().parent().and_then(|p| emptied.get(p))
             && !(*by == ExcludedBy::Caches && entry.file_name() == "CACHEDIR.TAG")
@@ -301,9 +324,7 @@ impl UserRules {
         } else {
             return;
         };
-        self.emptied
-            .borrow_mut()
-            .insert(entry.path().to_path_buf(), by);
+        self.emptied.notes().insert(entry.path().to_path_buf(), by);
     }
 }
 
@@ -444,8 +465,12 @@ impl Exclusions {
         {
             return Some(None);
         }
+        // Cheap tests first: this runs for every entry of the walk, and
+        // most walks have neither rules nor mounts below their source.
+        if self.pseudo.is_empty() && self.user.is_none() {
+            return None;
+        }
         let relative = entry.path().strip_prefix(source).unwrap_or(entry.path());
-        // Cheap tests first: this runs for every entry of the walk.
         if !self.pseudo.is_empty() && entry.is_dir() && self.pseudo.iter().any(|p| p == relative) {
             return Some(None);
         }
@@ -456,7 +481,7 @@ impl Exclusions {
     /// A walk starts with no directories noted from an earlier one.
     pub(super) fn start_walk(&self) {
         if let Some(user) = &self.user {
-            user.emptied.borrow_mut().clear();
+            user.emptied.notes().clear();
         }
     }
 }
@@ -633,8 +658,10 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step, under: Option<
 }
 
 /// The fingerprint of several sources, as [`append_tree`] records it for an
-/// archive of them all (the first is the main source).
-pub fn fingerprint_sources(sources: &[(&Path, &Exclusions)]) -> String {
+/// archive of them all (the first is the main source): what `scan`'s
+/// walk must give.
+#[cfg(test)]
+pub(super) fn fingerprint_sources_walked(sources: &[(&Path, &Exclusions)]) -> String {
     let mut fingerprint = Fingerprint::new();
     let left_out = std::cell::RefCell::new(LeftOut::default());
     for (i, (source, exclude)) in sources.iter().enumerate() {
@@ -647,12 +674,8 @@ pub fn fingerprint_sources(sources: &[(&Path, &Exclusions)]) -> String {
 }
 
 /// The fingerprint of the tree under `source`, from metadata alone. What
-/// cannot be read is part of it, so this never fails.
-///
-/// One thread: the two-thread listing walk (`listing`) gives the same
-/// fingerprint, but on the loaded 2-core bench machine it cost 10 % more
-/// CPU and was no faster (`bench/walk.sh`); the incremental walk, which
-/// needs its directory-at-a-time order, uses it.
+/// cannot be read is part of it, so this never fails. `if-changed` takes
+/// the same value from the two-thread walk of `scan`.
 pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
     fingerprint_walk(source, exclude, LeftOut::default()).0
 }

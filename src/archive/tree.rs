@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use super::fingerprint::Fingerprint;
 use super::owners::OwnerNames;
 use super::pax::{PaxRecords, set_name_lossy};
 use super::reader::{AbortRequested, ExactSizeReader};
+use super::writer::TarSink;
 use super::{ArchiveReport, Skipped, sparse, xattrs};
 use crate::model::{ExcludePattern, ExcludeRules};
 
@@ -723,7 +724,7 @@ pub(super) fn fingerprint_walk(
 
 /// Appends every entry under `source`, finishes the tar stream and records
 /// the tree's fingerprint in `report`.
-pub fn append_tree<W: Write>(
+pub fn append_tree<W: TarSink>(
     builder: &mut Builder<W>,
     job: &super::ArchiveJob<'_>,
     report: &mut ArchiveReport,
@@ -793,7 +794,7 @@ pub(super) struct Entry<'a> {
 /// Writes entries as `tar --format=posix --xattrs --acls --sparse` would:
 /// ustar headers with owner names, and PAX records for what they cannot
 /// hold. Keeps what must be remembered from one entry to the next.
-pub(super) struct EntryWriter<'b, 'w, W: Write> {
+pub(super) struct EntryWriter<'b, 'w, W: TarSink> {
     builder: &'b mut Builder<W>,
     watch: Watch<'w>,
     /// Record extended attributes and ACLs.
@@ -804,7 +805,7 @@ pub(super) struct EntryWriter<'b, 'w, W: Write> {
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
+impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
     pub(super) fn new(builder: &'b mut Builder<W>, job: &super::ArchiveJob<'w>) -> Self {
         EntryWriter {
             builder,
@@ -840,7 +841,9 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
             });
             return Ok(());
         }
-        let mut records = self.records_for(&mut header, entry.path, entry.metadata, report);
+        let holder = xattrs::Holder::Path(entry.path);
+        let mut records =
+            self.records_for(&mut header, (entry.path, holder), entry.metadata, report);
         if let Some(dumpdir) = entry.dumpdir {
             // Last, where GNU tar puts it.
             records.add("GNU.dumpdir", dumpdir);
@@ -928,6 +931,7 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
             return Ok(());
         }
         let mut header = header_for(&metadata);
+        let holder = xattrs::Holder::File(&file);
         let segments = sparse::data_segments(&file, metadata.len(), metadata.blocks());
         // GNU tar's order: the sparse records first, then the others.
         let mut records = PaxRecords::default();
@@ -937,7 +941,7 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
                 records.add_str("GNU.sparse.minor", "0");
                 records.add("GNU.sparse.name", name.as_os_str().as_bytes());
                 records.add_str("GNU.sparse.realsize", &metadata.len().to_string());
-                records.append(self.records_for(&mut header, path, &metadata, report));
+                records.append(self.records_for(&mut header, (path, holder), &metadata, report));
                 let stored = sparse::stored_size(&segments);
                 set_size(&mut header, stored, &mut records);
                 // The name GNU tar gives the entry itself; readers that do not
@@ -958,7 +962,7 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
                 })
             }
             None => {
-                records.append(self.records_for(&mut header, path, &metadata, report));
+                records.append(self.records_for(&mut header, (path, holder), &metadata, report));
                 set_size(&mut header, metadata.len(), &mut records);
                 set_path(&mut header, name, &mut records);
                 report.bytes_read += metadata.len();
@@ -1002,25 +1006,31 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
         header: &mut Header,
         name: &Path,
         records: &PaxRecords,
-        data: impl io::Read,
+        mut data: impl io::Read,
     ) -> io::Result<()> {
         records.append_to(self.builder, name, header.mtime().unwrap_or(0))?;
         header.set_cksum();
-        self.builder.append(header, data)
+        // As `Builder::append` writes an entry, but with the data read
+        // straight into the stream's block.
+        let out = self.builder.get_mut();
+        out.write_all(header.as_bytes())?;
+        let len = out.copy_from(&mut data)?;
+        let padding = (512 - len % 512) % 512;
+        out.write_all(&[0; 512][..padding as usize])
     }
 
     /// Owner names, sub-second time, and (when kept) xattrs and ACLs.
     fn records_for(
         &mut self,
         header: &mut Header,
-        path: &Path,
+        (path, holder): (&Path, xattrs::Holder<'_>),
         metadata: &Metadata,
         report: &mut ArchiveReport,
     ) -> PaxRecords {
         let mut records = PaxRecords::default();
         self.add_owner_and_time(header, metadata, &mut records);
         if self.xattrs
-            && let Err(e) = xattrs::add_records(path, &mut self.names, &mut records)
+            && let Err(e) = xattrs::add_records(holder, &mut self.names, &mut records)
         {
             report.skipped.push(Skipped {
                 path: path.to_path_buf(),

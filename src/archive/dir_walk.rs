@@ -539,4 +539,45 @@ mod tests {
         assert_eq!(left_out.excluded, 3, "x.tmp, skip and cache/data");
         assert_eq!(left_out.builtin, [root.join("d1.y")]);
     }
+
+    /// Holds the walk at its first entry, so that the lister fills its
+    /// queue and reads the metadata of the batches it holds itself.
+    struct Slow(TreeFingerprint, bool);
+
+    impl Visitor for Slow {
+        fn entry(&mut self, relative: &Path, child: &Child) -> io::Result<()> {
+            if !std::mem::replace(&mut self.1, true) {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            self.0.entry(relative, child)
+        }
+        fn directory(
+            &mut self,
+            relative: &Path,
+            metadata: &Metadata,
+            children: Result<&[Child], &str>,
+        ) -> io::Result<()> {
+            self.0.directory(relative, metadata, children)
+        }
+    }
+
+    /// Metadata read by the lister while the walk is behind is the same
+    /// as the walk's own: the fingerprint is the full walk's.
+    #[test]
+    fn a_lister_ahead_reads_what_the_walk_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        // More directories than the queue holds in batches.
+        for i in 0..(AHEAD + 3) * BATCH_DIRS {
+            let sub = root.join(format!("{:02}/{i}", i % 7));
+            fs::create_dir_all(&sub).unwrap();
+            fs::write(sub.join("f"), i.to_string()).unwrap();
+            std::os::unix::fs::symlink(format!("to-{i}"), sub.join("l")).unwrap();
+        }
+        let plain = Exclusions::for_source(&root, &[]);
+        let mut slow = Slow(TreeFingerprint::default(), false);
+        walk_in_order(&root, &plain, &AtomicBool::new(false), &mut slow).unwrap();
+        let (expected, _) = tree::fingerprint_walk(&root, &plain, LeftOut::default());
+        assert_eq!(slow.0.finish(), expected);
+    }
 }

@@ -23,6 +23,10 @@
 #   block itself hashed, then reused; xattrs of an open file by descriptor)
 #     small  median 0.724  best 0.447   user 0.07 s   peak 18.6 MiB
 #     many   median 1.192  best 0.553   user 0.48 s   peak 19.0 MiB
+# Again at load ~1.4, 7 rounds each, before then after:
+#     small  before median 0.621 best 0.548; after 0.517 best 0.478
+#     many   before median 0.671 best 0.634; after 0.611 best 0.576
+#            (user 0.58 -> 0.48 s, peak 21.6 -> 19.0 MiB)
 # What is left of the user CPU is the SHA-256 (24 % of a run's samples,
 # on its own thread; `memmove` is down to 0.6 %); the rest is the kernel's
 # copies into and out of the page cache, which tar pays too. On a loaded

@@ -136,6 +136,9 @@ struct State {
     /// Which threads wait on `changed`: the caller's, the other.
     waiting: [bool; 2],
     done: bool,
+    /// The other thread ended before the walk did (it panicked): what it
+    /// was listing never comes, and the caller must not wait for it.
+    helper_gone: bool,
 }
 
 /// One walk of one source, shared by its two threads.
@@ -167,6 +170,16 @@ impl Default for Buffers {
             record: Vec::new(),
             left_out: RefCell::default(),
         }
+    }
+}
+
+/// Tells the caller when the other thread ends, however it ends.
+struct HelperGone<'w, 'a>(&'w Walk<'a>);
+
+impl Drop for HelperGone<'_, '_> {
+    fn drop(&mut self) {
+        self.0.state().helper_gone = true;
+        self.0.changed.notify_all();
     }
 }
 
@@ -255,6 +268,13 @@ impl Walk<'_> {
                     state.ahead += listing.weight;
                     state.listed.insert(job_id, listing);
                 }
+                // Never to come (see `helper_gone`): a record no tree has,
+                // so the fingerprint cannot match by mistake.
+                None if state.helper_gone => {
+                    let mut gone = Listing::default();
+                    write_unreadable(&mut gone.records, b"\0");
+                    return gone;
+                }
                 None => state = self.wait(state, CALLER),
             }
         }
@@ -263,6 +283,7 @@ impl Walk<'_> {
     /// The other thread: lists the directory the walk needs soonest, while
     /// the listings ahead are within bounds, until the walk is done.
     fn help(&self) {
+        let _gone = HelperGone(self);
         let mut buffers = Buffers::default();
         loop {
             let mut state = self.state();

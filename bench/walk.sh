@@ -11,6 +11,16 @@
 # target/release/backupctl. $ROUNDS pairs (default 11). Prints the median
 # and best of each and the median of the per-round ratio. Not a test:
 # numbers depend on the machine and its load.
+#
+# On the 2-core bench machine, load ~5.9 (other builds running), 9 rounds
+# each, /tmp/bench/many (54,519 entries), run one after the other:
+#   before (walkdir, one thread, lstat by full path)  median 1.101  best 1.015
+#   after  (`scan`: two threads, openat/fstatat)      median 0.746  best 0.631
+# Again at load ~1.5, 9 rounds each, before then after:
+#   /tmp/bench/many   before median 1.199 best 1.121; after 0.517 best 0.474
+#   /tmp/bench/small  before median 1.467 best 1.409; after 0.794 best 0.725
+# `strace -f -c` of one run after: 54,529 newfstatat, 8,282 openat (one per
+# directory), 16,522 getdents64, 191 futex; user 0.03 s, sys 0.17 s.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)

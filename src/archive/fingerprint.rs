@@ -11,7 +11,7 @@
 
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -21,6 +21,8 @@ use crate::primitives::hex;
 /// Accumulates entry records into the fingerprint.
 pub struct Fingerprint {
     hasher: Sha256,
+    /// One record at a time, hashed in one call.
+    record: Vec<u8>,
 }
 
 impl Default for Fingerprint {
@@ -29,48 +31,90 @@ impl Default for Fingerprint {
     }
 }
 
+/// What the fingerprint keeps of an entry's own (not followed) metadata,
+/// from `std`'s `Metadata` (the archive walk) or a `stat` read relative to
+/// the open directory (the `if-changed` walk, `scan`).
+pub(super) struct EntryStat {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    pub rdev: u64,
+    pub ctime: i64,
+    pub ctime_nsec: i64,
+    pub nlink: u64,
+    pub ino: u64,
+}
+
+impl From<&Metadata> for EntryStat {
+    fn from(metadata: &Metadata) -> Self {
+        Self {
+            mode: metadata.mode(),
+            uid: metadata.uid(),
+            gid: metadata.gid(),
+            size: metadata.size(),
+            mtime: metadata.mtime(),
+            mtime_nsec: metadata.mtime_nsec(),
+            rdev: metadata.rdev(),
+            ctime: metadata.ctime(),
+            ctime_nsec: metadata.ctime_nsec(),
+            nlink: metadata.nlink(),
+            ino: metadata.ino(),
+        }
+    }
+}
+
+impl EntryStat {
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.mode & S_IFMT == S_IFREG
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.mode & S_IFMT == S_IFLNK
+    }
+}
+
+const S_IFMT: u32 = 0o170_000;
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFLNK: u32 = 0o120_000;
+
 impl Fingerprint {
     pub fn new() -> Self {
         Self {
             hasher: Sha256::new(),
+            record: Vec::with_capacity(256),
         }
     }
 
     /// One entry: `relative` to the source root (empty for the root itself).
     pub fn add_entry(&mut self, relative: &Path, metadata: &Metadata, link_target: Option<&Path>) {
-        let kind = metadata.file_type();
-        let tag = kind_letter(kind).unwrap_or(b'?');
-        self.field(relative.as_os_str().as_bytes());
-        self.hasher.update([tag]);
-        self.hasher.update(metadata.mode().to_le_bytes());
-        self.hasher.update(metadata.uid().to_le_bytes());
-        self.hasher.update(metadata.gid().to_le_bytes());
-        // Directories too: the archive stores their mtimes.
-        self.hasher.update(metadata.size().to_le_bytes());
-        self.hasher.update(metadata.mtime().to_le_bytes());
-        self.hasher.update(metadata.mtime_nsec().to_le_bytes());
-        self.hasher.update(metadata.rdev().to_le_bytes());
-        // What the archive stores beyond these: xattrs, ACLs and owners'
-        // changes all move the ctime, and so does linking a file again;
-        // the inode of a file with several links says which names share it.
-        self.hasher.update(metadata.ctime().to_le_bytes());
-        self.hasher.update(metadata.ctime_nsec().to_le_bytes());
-        let shared = !kind.is_dir() && metadata.nlink() > 1;
-        self.hasher
-            .update((if shared { metadata.ino() } else { 0 }).to_le_bytes());
-        self.field(link_target.map_or(&[][..], |t| t.as_os_str().as_bytes()));
+        self.record.clear();
+        write_entry(
+            &mut self.record,
+            relative.as_os_str().as_bytes(),
+            &EntryStat::from(metadata),
+            link_target.map(|t| t.as_os_str().as_bytes()),
+        );
+        self.hasher.update(&self.record);
     }
 
     /// A path the walk could not read: its presence is part of the state.
     pub fn add_unreadable(&mut self, relative: &Path) {
-        self.field(relative.as_os_str().as_bytes());
-        self.hasher.update([b'!']);
+        self.record.clear();
+        write_unreadable(&mut self.record, relative.as_os_str().as_bytes());
+        self.hasher.update(&self.record);
     }
 
-    /// Length-prefixed, so no two different record sequences hash alike.
-    fn field(&mut self, bytes: &[u8]) {
-        self.hasher.update((bytes.len() as u64).to_le_bytes());
-        self.hasher.update(bytes);
+    /// Records already written by [`write_entry`] and [`write_unreadable`].
+    pub(super) fn add_records(&mut self, records: &[u8]) {
+        self.hasher.update(records);
     }
 
     pub fn finish(self) -> String {
@@ -78,25 +122,61 @@ impl Fingerprint {
     }
 }
 
-/// One letter for a file's kind, as `find -printf %y` prints it (`d`, `f`,
-/// `l`, `p`, `c`, `b`, `s`); `None` for a kind Linux does not have.
-pub(super) fn kind_letter(kind: std::fs::FileType) -> Option<u8> {
-    Some(if kind.is_dir() {
-        b'd'
-    } else if kind.is_file() {
-        b'f'
-    } else if kind.is_symlink() {
-        b'l'
-    } else if kind.is_fifo() {
-        b'p'
-    } else if kind.is_char_device() {
-        b'c'
-    } else if kind.is_block_device() {
-        b'b'
-    } else if kind.is_socket() {
-        b's'
-    } else {
-        return None;
+/// Appends to `out` the record of one entry, as [`Fingerprint`] hashes it:
+/// its path relative to the source root, kind, mode, owner, size, times,
+/// device number, shared inode and link target.
+pub(super) fn write_entry(
+    out: &mut Vec<u8>,
+    relative: &[u8],
+    stat: &EntryStat,
+    link_target: Option<&[u8]>,
+) {
+    let is_dir = stat.is_dir();
+    write_field(out, relative);
+    out.push(kind_letter(stat.mode).unwrap_or(b'?'));
+    out.extend_from_slice(&stat.mode.to_le_bytes());
+    out.extend_from_slice(&stat.uid.to_le_bytes());
+    out.extend_from_slice(&stat.gid.to_le_bytes());
+    // Directories too: the archive stores their mtimes.
+    out.extend_from_slice(&stat.size.to_le_bytes());
+    out.extend_from_slice(&stat.mtime.to_le_bytes());
+    out.extend_from_slice(&stat.mtime_nsec.to_le_bytes());
+    out.extend_from_slice(&stat.rdev.to_le_bytes());
+    // What the archive stores beyond these: xattrs, ACLs and owners'
+    // changes all move the ctime, and so does linking a file again;
+    // the inode of a file with several links says which names share it.
+    out.extend_from_slice(&stat.ctime.to_le_bytes());
+    out.extend_from_slice(&stat.ctime_nsec.to_le_bytes());
+    let shared = !is_dir && stat.nlink > 1;
+    out.extend_from_slice(&(if shared { stat.ino } else { 0 }).to_le_bytes());
+    write_field(out, link_target.unwrap_or_default());
+}
+
+/// Appends to `out` the record of a path the walk could not read.
+pub(super) fn write_unreadable(out: &mut Vec<u8>, relative: &[u8]) {
+    write_field(out, relative);
+    out.push(b'!');
+}
+
+/// Length-prefixed, so no two different record sequences hash alike.
+fn write_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// One letter for a file's kind, from the file type bits of its `st_mode`,
+/// as `find -printf %y` prints it (`d`, `f`, `l`, `p`, `c`, `b`, `s`);
+/// `None` for a kind Linux does not have.
+pub(super) fn kind_letter(mode: u32) -> Option<u8> {
+    Some(match mode & S_IFMT {
+        S_IFDIR => b'd',
+        S_IFREG => b'f',
+        S_IFLNK => b'l',
+        0o010_000 => b'p',
+        0o020_000 => b'c',
+        0o060_000 => b'b',
+        0o140_000 => b's',
+        _ => return None,
     })
 }
 

@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use super::dir_walk::{Child, TreeFingerprint, Visitor, walk_in_order};
 use super::reader::AbortRequested;
 use super::tree::{self, Entry, EntryWriter};
-use super::writer::HashingWriter;
+use super::writer::{HashingWriter, TarSink};
 use super::{ArchiveError, ArchiveJob, ArchiveReport, Skipped};
 use tar::Builder;
 
@@ -103,7 +103,7 @@ pub fn hash_file(path: &Path) -> io::Result<StateWritten> {
     Ok(StateWritten { sha256, size })
 }
 
-fn append_incremental<W: Write>(
+fn append_incremental<W: TarSink>(
     builder: &mut Builder<W>,
     job: &ArchiveJob<'_>,
     chain: ChainInput<'_>,
@@ -142,7 +142,7 @@ fn append_incremental<W: Write>(
 
 /// The first pass: every directory, with its dumpdir, into the archive;
 /// every entry, with its flag, into the new file state.
-struct IncrementalWalk<'j, 'a, 'b, 'w, 'x, W: Write> {
+struct IncrementalWalk<'j, 'a, 'b, 'w, 'x, W: TarSink> {
     job: &'j ArchiveJob<'a>,
     base: &'j Path,
     parent: Option<StateReader>,
@@ -153,7 +153,7 @@ struct IncrementalWalk<'j, 'a, 'b, 'w, 'x, W: Write> {
     report: &'x mut ArchiveReport,
 }
 
-impl<W: Write> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
+impl<W: TarSink> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
     fn entry(&mut self, relative: &Path, child: &Child) -> io::Result<()> {
         if let Err(reason) = &child.metadata {
             self.report.skipped.push(Skipped {
@@ -198,7 +198,7 @@ impl<W: Write> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
     }
 }
 
-impl<W: Write> IncrementalWalk<'_, '_, '_, '_, '_, W> {
+impl<W: TarSink> IncrementalWalk<'_, '_, '_, '_, '_, W> {
     /// Flags each entry of the directory against the parent's file state,
     /// records them, and returns the dumpdir.
     fn compare(&mut self, relative: &Path, path: &Path, children: &[Child]) -> io::Result<Vec<u8>> {
@@ -258,7 +258,7 @@ fn add_to_dumpdir(dumpdir: &mut Vec<u8>, record: &Record) {
 
 /// The second pass: each entry the file state flags `Y`, directory by
 /// directory, read from the source again.
-fn append_stored_files<W: Write>(
+fn append_stored_files<W: TarSink>(
     writer: &mut EntryWriter<'_, '_, W>,
     job: &ArchiveJob<'_>,
     base: &Path,
@@ -318,7 +318,7 @@ struct Record {
 impl Record {
     /// `None` for a socket, which no archive holds.
     fn of(name: &OsStr, metadata: &Metadata) -> Option<Self> {
-        let kind = match super::fingerprint::kind_letter(metadata.file_type()) {
+        let kind = match super::fingerprint::kind_letter(metadata.mode()) {
             None | Some(b's') => return None,
             Some(kind) => kind,
         };

@@ -18,6 +18,7 @@ mod read_ahead;
 mod reader;
 pub mod restore;
 mod restore_meta;
+mod scan;
 pub mod selection;
 mod sparse;
 mod sparse_restore;
@@ -35,9 +36,9 @@ use std::time::{Duration, Instant};
 use crate::model::{Format, Recipient};
 
 pub use reader::AbortRequested;
+pub use scan::fingerprint_sources;
 pub use tree::{
-    ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_sources, fingerprint_tree,
-    list_excluded, tree_bytes,
+    ExcludeError, ExcludedBy, Exclusions, Watch, fingerprint_tree, list_excluded, tree_bytes,
 };
 
 /// Why an archive could not be written. A skipped file inside the tree is not

@@ -2,11 +2,12 @@
 //! from the source's base name (as `tar cf x.tar -C parent base` would name
 //! them). Symlinks are stored, never followed; FIFOs and devices are recorded
 //! but never opened; sockets are left out. The same walk yields the tree's
-//! fingerprint, while archiving or on its own for `if-changed`.
+//! fingerprint while archiving; `if-changed` takes it from `scan`'s walk,
+//! which must give the same value (its test holds it to this one's).
 
 use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use super::fingerprint::Fingerprint;
 use super::owners::OwnerNames;
 use super::pax::{PaxRecords, set_name_lossy};
 use super::reader::{AbortRequested, ExactSizeReader};
+use super::writer::TarSink;
 use super::{ArchiveReport, Skipped, sparse, xattrs};
 use crate::model::{ExcludePattern, ExcludeRules};
 
@@ -209,7 +211,29 @@ struct UserRules {
     larger_than: Option<u64>,
     /// Directories met in this walk whose contents are left out: cache
     /// directories (all but their tag) and mount points.
-    emptied: std::cell::RefCell<HashMap<PathBuf, ExcludedBy>>,
+    emptied: Emptied,
+}
+
+/// The directories a walk noted as emptied. Behind a lock, as the
+/// `if-changed` walk lists directories on two threads (`scan`); a copy of
+/// the rules starts with the notes of the original.
+#[derive(Debug, Default)]
+struct Emptied(std::sync::Mutex<HashMap<PathBuf, ExcludedBy>>);
+
+impl Emptied {
+    fn notes(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, ExcludedBy>> {
+        // The map is whole whenever the lock is released: a panic elsewhere
+        // cannot leave it half changed.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Clone for Emptied {
+    fn clone(&self) -> Self {
+        Self(std::sync::Mutex::new(self.notes().clone()))
+    }
 }
 
 /// The first bytes of a valid `CACHEDIR.TAG` (bford.info/cachedir).
@@ -246,7 +270,7 @@ impl UserRules {
     }
 
     fn leaves_out(&self, entry: &impl Candidate, relative: &Path) -> Option<ExcludedBy> {
-        let emptied = self.emptied.borrow();
+        let emptied = self.emptied.notes();
         if !emptied.is_empty()
             && let Some(by) = entry.path().parent().and_then(|p| emptied.get(p))
             && !(*by == ExcludedBy::Caches && entry.file_name() == "CACHEDIR.TAG")
@@ -301,9 +325,7 @@ impl UserRules {
         } else {
             return;
         };
-        self.emptied
-            .borrow_mut()
-            .insert(entry.path().to_path_buf(), by);
+        self.emptied.notes().insert(entry.path().to_path_buf(), by);
     }
 }
 
@@ -444,8 +466,12 @@ impl Exclusions {
         {
             return Some(None);
         }
+        // Cheap tests first: this runs for every entry of the walk, and
+        // most walks have neither rules nor mounts below their source.
+        if self.pseudo.is_empty() && self.user.is_none() {
+            return None;
+        }
         let relative = entry.path().strip_prefix(source).unwrap_or(entry.path());
-        // Cheap tests first: this runs for every entry of the walk.
         if !self.pseudo.is_empty() && entry.is_dir() && self.pseudo.iter().any(|p| p == relative) {
             return Some(None);
         }
@@ -456,7 +482,7 @@ impl Exclusions {
     /// A walk starts with no directories noted from an earlier one.
     pub(super) fn start_walk(&self) {
         if let Some(user) = &self.user {
-            user.emptied.borrow_mut().clear();
+            user.emptied.notes().clear();
         }
     }
 }
@@ -633,8 +659,10 @@ fn add_to_fingerprint(fingerprint: &mut Fingerprint, step: &Step, under: Option<
 }
 
 /// The fingerprint of several sources, as [`append_tree`] records it for an
-/// archive of them all (the first is the main source).
-pub fn fingerprint_sources(sources: &[(&Path, &Exclusions)]) -> String {
+/// archive of them all (the first is the main source): what `scan`'s
+/// walk must give.
+#[cfg(test)]
+pub(super) fn fingerprint_sources_walked(sources: &[(&Path, &Exclusions)]) -> String {
     let mut fingerprint = Fingerprint::new();
     let left_out = std::cell::RefCell::new(LeftOut::default());
     for (i, (source, exclude)) in sources.iter().enumerate() {
@@ -647,12 +675,8 @@ pub fn fingerprint_sources(sources: &[(&Path, &Exclusions)]) -> String {
 }
 
 /// The fingerprint of the tree under `source`, from metadata alone. What
-/// cannot be read is part of it, so this never fails.
-///
-/// One thread: the two-thread listing walk (`listing`) gives the same
-/// fingerprint, but on the loaded 2-core bench machine it cost 10 % more
-/// CPU and was no faster (`bench/walk.sh`); the incremental walk, which
-/// needs its directory-at-a-time order, uses it.
+/// cannot be read is part of it, so this never fails. `if-changed` takes
+/// the same value from the two-thread walk of `scan`.
 pub fn fingerprint_tree(source: &Path, exclude: &Exclusions) -> String {
     fingerprint_walk(source, exclude, LeftOut::default()).0
 }
@@ -700,7 +724,7 @@ pub(super) fn fingerprint_walk(
 
 /// Appends every entry under `source`, finishes the tar stream and records
 /// the tree's fingerprint in `report`.
-pub fn append_tree<W: Write>(
+pub fn append_tree<W: TarSink>(
     builder: &mut Builder<W>,
     job: &super::ArchiveJob<'_>,
     report: &mut ArchiveReport,
@@ -770,7 +794,7 @@ pub(super) struct Entry<'a> {
 /// Writes entries as `tar --format=posix --xattrs --acls --sparse` would:
 /// ustar headers with owner names, and PAX records for what they cannot
 /// hold. Keeps what must be remembered from one entry to the next.
-pub(super) struct EntryWriter<'b, 'w, W: Write> {
+pub(super) struct EntryWriter<'b, 'w, W: TarSink> {
     builder: &'b mut Builder<W>,
     watch: Watch<'w>,
     /// Record extended attributes and ACLs.
@@ -781,7 +805,7 @@ pub(super) struct EntryWriter<'b, 'w, W: Write> {
     links: HashMap<(u64, u64), PathBuf>,
 }
 
-impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
+impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
     pub(super) fn new(builder: &'b mut Builder<W>, job: &super::ArchiveJob<'w>) -> Self {
         EntryWriter {
             builder,
@@ -817,7 +841,9 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
             });
             return Ok(());
         }
-        let mut records = self.records_for(&mut header, entry.path, entry.metadata, report);
+        let holder = xattrs::Holder::Path(entry.path);
+        let mut records =
+            self.records_for(&mut header, (entry.path, holder), entry.metadata, report);
         if let Some(dumpdir) = entry.dumpdir {
             // Last, where GNU tar puts it.
             records.add("GNU.dumpdir", dumpdir);
@@ -905,6 +931,7 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
             return Ok(());
         }
         let mut header = header_for(&metadata);
+        let holder = xattrs::Holder::File(&file);
         let segments = sparse::data_segments(&file, metadata.len(), metadata.blocks());
         // GNU tar's order: the sparse records first, then the others.
         let mut records = PaxRecords::default();
@@ -914,7 +941,7 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
                 records.add_str("GNU.sparse.minor", "0");
                 records.add("GNU.sparse.name", name.as_os_str().as_bytes());
                 records.add_str("GNU.sparse.realsize", &metadata.len().to_string());
-                records.append(self.records_for(&mut header, path, &metadata, report));
+                records.append(self.records_for(&mut header, (path, holder), &metadata, report));
                 let stored = sparse::stored_size(&segments);
                 set_size(&mut header, stored, &mut records);
                 // The name GNU tar gives the entry itself; readers that do not
@@ -935,7 +962,7 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
                 })
             }
             None => {
-                records.append(self.records_for(&mut header, path, &metadata, report));
+                records.append(self.records_for(&mut header, (path, holder), &metadata, report));
                 set_size(&mut header, metadata.len(), &mut records);
                 set_path(&mut header, name, &mut records);
                 report.bytes_read += metadata.len();
@@ -979,25 +1006,31 @@ impl<'b, 'w, W: Write> EntryWriter<'b, 'w, W> {
         header: &mut Header,
         name: &Path,
         records: &PaxRecords,
-        data: impl io::Read,
+        mut data: impl io::Read,
     ) -> io::Result<()> {
         records.append_to(self.builder, name, header.mtime().unwrap_or(0))?;
         header.set_cksum();
-        self.builder.append(header, data)
+        // As `Builder::append` writes an entry, but with the data read
+        // straight into the stream's block.
+        let out = self.builder.get_mut();
+        out.write_all(header.as_bytes())?;
+        let len = out.copy_from(&mut data)?;
+        let padding = (512 - len % 512) % 512;
+        out.write_all(&[0; 512][..padding as usize])
     }
 
     /// Owner names, sub-second time, and (when kept) xattrs and ACLs.
     fn records_for(
         &mut self,
         header: &mut Header,
-        path: &Path,
+        (path, holder): (&Path, xattrs::Holder<'_>),
         metadata: &Metadata,
         report: &mut ArchiveReport,
     ) -> PaxRecords {
         let mut records = PaxRecords::default();
         self.add_owner_and_time(header, metadata, &mut records);
         if self.xattrs
-            && let Err(e) = xattrs::add_records(path, &mut self.names, &mut records)
+            && let Err(e) = xattrs::add_records(holder, &mut self.names, &mut records)
         {
             report.skipped.push(Skipped {
                 path: path.to_path_buf(),

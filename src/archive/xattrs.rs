@@ -5,7 +5,8 @@
 //! has one), which is what GNU tar restores ACLs from.
 //!
 //! The `xattr` crate (already built as the tar crate's dependency) makes the
-//! `llistxattr`/`lgetxattr` calls; symlinks are never followed. Restore turns
+//! `llistxattr`/`lgetxattr` calls (`flistxattr`/`fgetxattr` on a file the
+//! archive walk has open); symlinks are never followed. Restore turns
 //! the text back into the kernel's form with [`acl_value`].
 
 use std::io;
@@ -17,15 +18,39 @@ use super::pax::PaxRecords;
 pub const ACL_ACCESS: &str = "system.posix_acl_access";
 pub const ACL_DEFAULT: &str = "system.posix_acl_default";
 
-/// Adds the attributes of `path` to `records`. A file system without
+/// Whose attributes to read: an entry by its path (never followed), or a
+/// file already open, without resolving its path again.
+#[derive(Clone, Copy)]
+pub enum Holder<'a> {
+    Path(&'a Path),
+    File(&'a std::fs::File),
+}
+
+impl Holder<'_> {
+    fn list(self) -> io::Result<xattr::XAttrs> {
+        match self {
+            Holder::Path(path) => xattr::list(path),
+            Holder::File(file) => xattr::FileExt::list_xattr(file),
+        }
+    }
+
+    fn get(self, name: &std::ffi::OsStr) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Holder::Path(path) => xattr::get(path, name),
+            Holder::File(file) => xattr::FileExt::get_xattr(file, name),
+        }
+    }
+}
+
+/// Adds the attributes of `holder` to `records`. A file system without
 /// extended attributes has none; another failure is returned, for the
 /// report, and the entry is archived without them.
 pub fn add_records(
-    path: &Path,
+    holder: Holder<'_>,
     names: &mut OwnerNames,
     records: &mut PaxRecords,
 ) -> io::Result<()> {
-    let listed = match xattr::list(path) {
+    let listed = match holder.list() {
         Ok(listed) => listed,
         Err(e) if is_unsupported(&e) => return Ok(()),
         Err(e) => return Err(e),
@@ -34,7 +59,7 @@ pub fn add_records(
     attributes.sort();
     let mut acls = Vec::new();
     for name in attributes {
-        let Some(value) = xattr::get(path, &name)? else {
+        let Some(value) = holder.get(&name)? else {
             continue; // removed since the list
         };
         let Some(text) = name.to_str() else {

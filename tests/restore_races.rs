@@ -212,3 +212,39 @@ with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
         0o600
     );
 }
+
+#[test]
+fn a_hard_link_never_takes_an_inode_swapped_in_for_its_target() {
+    let env = home_with_archive();
+    fs::hard_link(env.path("src/a/1"), env.path("src/h")).unwrap();
+    env.ctl(["run", "docs"])
+        .stdout_pattern("backups/docs.tar: 3 files, [..]\n")
+        .run();
+    // src/a/1 is restored; before src/h links to it, it is replaced by a
+    // link to a file outside.
+    let target = precious(&env, "outside/target");
+    let run = restore_stopped_at(
+        &env,
+        "restore-entry:src/h",
+        false,
+        1,
+        "backup_manager: refusing to restore into out/src/a/1: it was replaced by something else during the restore\n",
+    );
+    fs::remove_file(env.path("out/src/a/1")).unwrap();
+    fs::hard_link(&target, env.path("out/src/a/1")).unwrap();
+    run.signal_and_wait(Signal::SIGCONT);
+    untouched(&env, "outside/target");
+    assert!(!env.path("out/src/h").exists());
+    assert_eq!(fs::metadata(&target).unwrap().nlink(), 2);
+}
+
+#[test]
+fn a_destination_that_is_a_symlink_is_refused() {
+    let env = home_with_archive();
+    env.symlink(env.path("outside"), "out");
+    env.manager(["restore", "docs.tar", "--to", "out"])
+        .status(1)
+        .stderr("backup_manager: refusing to restore into out: it is a symlink, and restore never writes through one\n")
+        .run();
+    assert_eq!(fs::read_dir(env.path("outside")).unwrap().count(), 0);
+}

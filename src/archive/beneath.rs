@@ -131,8 +131,9 @@ impl<'r> DirStack<'r> {
         }
     }
 
-    /// The directory `relative` (plain components only), made (mode 0700,
-    /// owner and mode set later by the caller) where missing.
+    /// The directory `relative` (plain components only), made where
+    /// missing as `mkdir` makes it (0777 less the umask): a parent the
+    /// archive has no entry for, as GNU tar makes one.
     pub fn dir(&mut self, relative: &Path) -> Result<BorrowedFd<'_>, BeneathError> {
         self.descend(relative, true)?;
         Ok(match self.open.last() {
@@ -175,7 +176,7 @@ impl<'r> DirStack<'r> {
 fn open_child(parent: BorrowedFd<'_>, name: &OsStr, create: bool) -> Result<OwnedFd, Errno> {
     match rustix::fs::openat(parent, name, dir_flags(), Mode::empty()) {
         Err(Errno::NOENT) if create => {
-            match rustix::fs::mkdirat(parent, name, Mode::RWXU) {
+            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err(e),
             }

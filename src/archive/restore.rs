@@ -21,7 +21,7 @@
 //!    opened once (`O_DIRECTORY|O_NOFOLLOW`); each entry's directory is opened
 //!    beneath it (`beneath`: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`,
 //!    or one `openat(O_NOFOLLOW)` per component from the directories already
-//!    open, made 0700 where missing), and the entry is made with one `*at`
+//!    open, made where missing), and the entry is made with one `*at`
 //!    call on that descriptor and its name: files with
 //!    `O_CREAT|O_EXCL|O_NOFOLLOW` (mode 0600 until their content is in),
 //!    `mkdirat`, `symlinkat`, `mknodat`, `linkat` (checked afterwards to be
@@ -52,8 +52,10 @@
 //! - the entries before it are in place, each with its content and its
 //!   owner, mode, times and attributes (those are set as each is written),
 //!   except directories;
-//! - the directories restore made are there mode 0700, owned by whoever ran
-//!   the restore, with the time of the restore; those that already existed
+//! - the directories of the archive restore made are there mode 0700, owned
+//!   by whoever ran the restore, with the time of the restore (parents the
+//!   archive has no entry for are made as `mkdir` makes them, and stay
+//!   so, as after a whole restore); those that already existed
 //!   keep their own owner and mode (directories get theirs at the very end);
 //! - at the failing entry: for a refusal, nothing was made (a node found
 //!   replaced, or a hard link found to name another inode, is left as it was

@@ -309,6 +309,22 @@ mod tests {
     }
 
     #[test]
+    fn without_openat2_the_walk_opens_and_refuses_the_same() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/", tmp.path().join("a/up")).unwrap();
+        let root = Root::open(tmp.path()).unwrap();
+        // As after an ENOSYS (other tests then walk too, which is as safe).
+        NO_OPENAT2.store(true, Ordering::Relaxed);
+        assert!(root.open_dir(Path::new("a/b")).is_ok());
+        assert!(matches!(
+            root.open_dir(Path::new("a/up/etc")),
+            Err(BeneathError::Unsafe { why: SYMLINK, .. })
+        ));
+        NO_OPENAT2.store(false, Ordering::Relaxed);
+    }
+
+    #[test]
     fn trees_are_removed_without_following_symlinks() {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tmp.path().join("outside");

@@ -213,8 +213,8 @@ impl MetadataWriter {
     /// `O_PATH|O_NOFOLLOW` descriptor of it (`path` names it in messages):
     /// the owner with `fchownat(AT_EMPTY_PATH)`, the rest through
     /// `/proc/self/fd/N`, which names the inode itself (a symlink is not
-    /// followed from there), never a path someone could swap. A symlink has
-    /// no mode of its own.
+    /// followed from there), never a path someone could swap: this needs
+    /// /proc mounted. A symlink has no mode of its own.
     pub fn apply_to_node(
         &mut self,
         node: BorrowedFd<'_>,

@@ -10,9 +10,11 @@
 #
 # TREEs default to /tmp/bench/small (~4k files) and /tmp/bench/many (~46k
 # files), built by corpus.sh. The binary is $BACKUPCTL, by default
-# $CARGO_TARGET_DIR/release/backupctl (`cargo build --release`). Needs
-# free space for 2 x $REPEAT copies of the largest tree. Numbers depend on
-# the machine and its load.
+# $CARGO_TARGET_DIR/release/backupctl (`cargo build --release`). With
+# $BASELINE set to another build (say, main's), it runs in the same
+# alternation and a second table pairs ours against it. Needs free space
+# for 3 x $REPEAT copies of the largest tree. Numbers depend on the machine
+# and its load.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,9 @@ trees=("$@")
 home=$(mktemp -d "${TMPDIR:-/tmp}/backupctl-restore-bench.XXXXXX")
 work=$home/work
 trap 'rm -rf "$home"' EXIT
+baseline=${BASELINE:-}
+[[ -z $baseline || -x $baseline ]] || { echo "no baseline binary at $baseline" >&2; exit 1; }
+pairs=()
 touch "$home/backup_schedules.txt"
 
 timed() { # COMMAND... -> wall seconds of one run
@@ -53,16 +58,30 @@ for tree in "${trees[@]}"; do
         cat "$archive" >/dev/null # warm the page cache
         if [[ $ext == tar ]]; then flags=(-xf); else flags=(--zstd -xf); fi
         cleanup
-        t_tar=() t_ours=()
+        t_tar=() t_ours=() t_base=()
         for i in $(seq "$repeat"); do # alternating: both meet the same load
             mkdir -p "$work/tar$i"
             t_tar+=("$(timed tar "${flags[@]}" "$archive" -C "$work/tar$i")")
             t_ours+=("$(timed "$bin" --home "$home" restore "$schedule.$ext" --to "$work/ours$i")")
+            if [[ -n $baseline ]]; then
+                t_base+=("$(timed "$baseline" --home "$home" restore "$schedule.$ext" --to "$work/base$i")")
+            fi
         done
         cleanup
         tb=$(printf '%s\n' "${t_tar[@]}" | best) ob=$(printf '%s\n' "${t_ours[@]}" | best)
         tm=$(printf '%s\n' "${t_tar[@]}" | median) om=$(printf '%s\n' "${t_ours[@]}" | median)
         printf '%-6s %6s %-7s %8.3f %8.3f %8.3f %8.3f %7.2f %7.2f\n' "$name" "$files" "$ext" \
             "$tb" "$ob" "$tm" "$om" "$(echo "$ob / $tb" | bc -l)" "$(echo "$om / $tm" | bc -l)"
+        if [[ -n $baseline ]]; then
+            bb=$(printf '%s\n' "${t_base[@]}" | best) bm=$(printf '%s\n' "${t_base[@]}" | median)
+            pairs+=("$(printf '%-6s %6s %-7s %8.3f %8.3f %8.3f %8.3f %7.2f %7.2f' "$name" "$files" "$ext" \
+                "$bb" "$ob" "$bm" "$om" "$(echo "$ob / $bb" | bc -l)" "$(echo "$om / $bm" | bc -l)")")
+        fi
     done
 done
+if [[ -n $baseline ]]; then
+    echo
+    printf '%-6s %6s %-7s %8s %8s %8s %8s %7s %7s\n' \
+        tree files format base_best ours_best base_med ours_med r_best r_med
+    printf '%s\n' "${pairs[@]}"
+fi

@@ -322,6 +322,19 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
+/// Environment variable naming a step at which the process stops itself
+/// (SIGSTOP) until it is continued: a testing aid that lets the tests act at
+/// exactly that instant (`archive-renamed` of a run, `restore-entry:PATH`
+/// of a restore; see the README).
+pub const PAUSE_AT_VAR: &str = "BACKUPCTL_PAUSE_AT";
+
+/// Stops the process (SIGSTOP) when `BACKUPCTL_PAUSE_AT` names `step`.
+pub fn pause_at(step: &str) {
+    if std::env::var_os(PAUSE_AT_VAR).is_some_and(|v| v == step) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
+
 /// Bytes in a mebibyte, the unit of the speeds printed beside [`human_bytes`].
 pub const MIB: f64 = 1_048_576.0;
 

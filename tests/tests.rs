@@ -19,6 +19,7 @@ mod operations;
 mod ops;
 mod ping;
 mod remote;
+mod restore_races;
 mod run_control;
 mod scheduling;
 mod several_sources;

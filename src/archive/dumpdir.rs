@@ -11,10 +11,12 @@
 //! restore delete or move anything outside the directory it describes.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+use super::beneath::{BeneathError, Root, entries_with_kind, remove_tree_at};
 
 /// One directory's entries, as its dumpdir lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,42 +124,32 @@ pub fn for_each<R: Read>(
 }
 
 /// Deletes from `destination/relative` what `dumpdir` does not keep, and
-/// returns what it deleted. Nothing happens outside the destination: every
-/// directory on the way must be a real directory, not a symlink (a missing
-/// one means there is nothing to delete); entries are removed without
-/// following links.
+/// returns what it deleted. Nothing happens outside the destination: the
+/// directory is opened beneath it by the kernel (`beneath`), refusing a
+/// symlink or a file on the way (then there is nothing to delete, as when
+/// it is missing); entries are removed through that descriptor, a
+/// directory with all it holds, never following a symlink.
 pub fn prune_extra(
     destination: &Path,
     relative: &Path,
     dumpdir: &Dumpdir,
 ) -> io::Result<Vec<PathBuf>> {
-    let mut dir = destination.to_path_buf();
-    for component in relative.components() {
-        if let Component::Normal(name) = component {
-            dir.push(name);
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return Ok(Vec::new()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            }
+    let root = Root::open(destination).map_err(io::Error::other)?;
+    let dir = match root.open_dir(relative) {
+        Ok(dir) => dir,
+        Err(BeneathError::Unsafe { .. }) => return Ok(Vec::new()),
+        Err(BeneathError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
         }
-    }
+        Err(BeneathError::Io { source, .. }) => return Err(source),
+    };
     let mut removed = Vec::new();
-    for entry in fs::read_dir(&dir)? {
-        let entry = entry?;
-        let is_dir = entry.file_type()?.is_dir();
-        if dumpdir.keeps(&entry.file_name(), is_dir) {
+    for (name, is_dir) in entries_with_kind(dir.as_fd())? {
+        if dumpdir.keeps(&name, is_dir) {
             continue;
         }
-        let path = entry.path();
-        if is_dir {
-            // Does not follow symlinks inside (std's documented behaviour).
-            fs::remove_dir_all(&path)?;
-        } else {
-            fs::remove_file(&path)?;
-        }
-        removed.push(path);
+        remove_tree_at(dir.as_fd(), &name)?;
+        removed.push(root.shown(relative).join(name));
     }
     Ok(removed)
 }
@@ -165,6 +157,7 @@ pub fn prune_extra(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn dumpdirs_parse_as_gnu_tar_writes_them() {

@@ -2,6 +2,7 @@
 //! through compression and a checksum into a tar, tar.gz or tar.zst file that
 //! appears under its final name only once it is complete and synced.
 
+mod beneath;
 pub mod chain_restore;
 mod dir_walk;
 mod dumpdir;

@@ -10,31 +10,74 @@
 //!    symlink the archive itself creates ("a symlink then a file through it")
 //!    nor under a file; it must appear only once; a hard link must point to a
 //!    regular file restored earlier from the same archive. Each path is also
-//!    checked against the destination: no parent may be a symlink or a
-//!    non-directory, and without `force` nothing may exist at the path (an
-//!    existing directory for a directory entry is fine). The archive is hashed
-//!    on the way and, when it has a manifest, must match it.
-//! 2. **Extraction.** The same checks run again entry by entry (the archive
-//!    could have changed in between), parents are checked with `lstat` before
-//!    use, files are created with `O_CREAT|O_EXCL|O_NOFOLLOW`, so nothing is
-//!    ever written through a symlink. Owners, modes, nanosecond mtimes,
-//!    xattrs and ACLs are restored as GNU tar `-xp` does (`restore_meta`);
-//!    directories get theirs last, so a read-only directory can still be
-//!    filled; symlinks, FIFOs and devices get theirs without being followed
-//!    or opened. Devices are made by root only, reported and skipped
+//!    checked against the destination as it is then (by path: a hostile
+//!    archive or a destination in the way is refused before anything is
+//!    written): no parent may be a symlink or a non-directory, and without
+//!    `force` nothing may exist at the path (an existing directory for a
+//!    directory entry is fine). The archive is hashed on the way and, when it
+//!    has a manifest, must match it.
+//! 2. **Extraction**, where the kernel enforces what validation saw, whatever
+//!    another user changes in the destination meanwhile. The destination is
+//!    opened once (`O_DIRECTORY|O_NOFOLLOW`); each entry's directory is opened
+//!    beneath it (`beneath`: `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`,
+//!    or one `openat(O_NOFOLLOW)` per component from the directories already
+//!    open, made where missing), and the entry is made with one `*at`
+//!    call on that descriptor and its name: files with
+//!    `O_CREAT|O_EXCL|O_NOFOLLOW` (mode 0600 until their content is in),
+//!    `mkdirat`, `symlinkat`, `mknodat`, `linkat` (checked afterwards to be
+//!    the inode restore wrote), and with `--force` an `unlinkat` of the file
+//!    or symlink in the way. The archive's entries are checked again as they
+//!    come (it could have changed in between). Owners, modes, nanosecond
+//!    mtimes, xattrs and ACLs are restored as GNU tar `-xp` does
+//!    (`restore_meta`): for a file through the descriptor it was written
+//!    with; for a symlink, FIFO or device through an `O_PATH|O_NOFOLLOW`
+//!    descriptor of the node just made, refused unless it is still that
+//!    kind of node with one link; for directories last, through a descriptor
+//!    opened beneath the destination again, so a read-only directory can
+//!    still be filled. Devices are made by root only, reported and skipped
 //!    otherwise.
 //!
-//! Passes 1 and 2 assume nobody else is changing the destination meanwhile.
+//! So nothing is created, changed or removed outside the destination, and
+//! never through a symlink, even when a directory of it is swapped for a
+//! symlink during the restore: the swap is refused at the next open of that
+//! directory ([`RestoreError::UnsafeDestination`] naming it), or, for a
+//! directory already open, the writing goes on in the directory that was
+//! opened, wherever it has been moved.
+//!
+//! **What a refusal during extraction leaves.** A destination in the way
+//! (a symlink or file where a directory goes, a node replaced before its
+//! metadata was set, something in the way without `--force`), an entry the
+//! second reading finds hostile, or an error reading the archive or writing
+//! the disk stops the restore at that entry. Then:
+//! - the entries before it are in place, each with its content and its
+//!   owner, mode, times and attributes (those are set as each is written),
+//!   except directories;
+//! - the directories of the archive restore made are there mode 0700, owned
+//!   by whoever ran the restore, with the time of the restore (parents the
+//!   archive has no entry for are made as `mkdir` makes them, and stay
+//!   so, as after a whole restore); those that already existed
+//!   keep their own owner and mode (directories get theirs at the very end);
+//! - at the failing entry: for a refusal, nothing was made (a node found
+//!   replaced, or a hard link found to name another inode, is left as it was
+//!   found, resp. unlinked again); for a read or write error, a file may be
+//!   there cut short, mode 0600; with `--force`, the file or symlink it
+//!   replaces is already gone;
+//! - nothing after it was written.
+//!
+//! Restoring again with `--force` once the cause is gone completes it.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use nix::sys::stat::{Mode, SFlag};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use tar::EntryType;
+
+use super::beneath::{BeneathError, DirStack, Root};
 
 use super::manifest::Match;
 use super::pax_tap::{PaxTap, Records, entry_records};
@@ -171,7 +214,7 @@ pub fn restore(
         path: job.archive.to_path_buf(),
     })?;
     let exists = destination_exists(job.destination)?;
-    let (manifest, link_targets) = validate(job, format, !exists)?;
+    let (manifest, links) = validate(job, format, !exists)?;
     if !exists {
         // Made here and now, or refused: a destination that appeared since
         // the check is not the empty one validation counted on.
@@ -188,7 +231,7 @@ pub fn restore(
         }
         fs::create_dir(job.destination).map_err(write_error)?;
     }
-    let mut report = extract(job, format, !exists, &link_targets, on_restored)?;
+    let mut report = extract(job, format, !exists, &links, on_restored)?;
     report.manifest = manifest;
     Ok(report)
 }
@@ -223,15 +266,24 @@ fn read_error(path: &Path, error: io::Error) -> RestoreError {
     }
 }
 
+/// The files hard links name, as validation found them.
+#[derive(Default)]
+struct Links {
+    /// Every file a hard link of the archive names.
+    targets: HashSet<PathBuf>,
+    /// Those outside the selection that links inside it need (restored
+    /// too, at their own paths).
+    outside_selection: HashSet<PathBuf>,
+}
+
 /// Pass 1: checks every entry and the archive's manifest; writes nothing.
-/// Also returns the files outside the selection that hard links inside it
-/// need (they are restored too, at their own paths).
+/// Also returns the files hard links name.
 fn validate(
     job: &RestoreJob<'_>,
     format: Format,
     fresh: bool,
-) -> Result<(ManifestCheck, HashSet<PathBuf>), RestoreError> {
-    let mut link_targets = HashSet::new();
+) -> Result<(ManifestCheck, Links), RestoreError> {
+    let mut links = Links::default();
     // Entries outside the selection: sizes of files (a link may need one),
     // and every path with whether it is a directory (for PATHs and
     // patterns that match nothing).
@@ -264,6 +316,9 @@ fn validate(
                 }
                 let is_dir = matches!(item, Item::Dir);
                 let is_file = matches!(item, Item::File | Item::Sparse { .. });
+                if let Item::HardLink(target) = item {
+                    links.targets.insert(target.clone());
+                }
                 if !job.selection.is_everything() {
                     entries_seen.push((relative.clone(), is_dir));
                 }
@@ -277,7 +332,7 @@ fn validate(
                     {
                         checker.check_destination(target, &Item::File)?;
                         needed = needed.saturating_add(size);
-                        link_targets.insert(target.clone());
+                        links.outside_selection.insert(target.clone());
                     }
                 } else if is_file {
                     unchosen_sizes.insert(relative.clone(), size);
@@ -331,7 +386,7 @@ fn validate(
         Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
         Err(e) => ManifestCheck::Unreadable(e),
     };
-    Ok((manifest, link_targets))
+    Ok((manifest, links))
 }
 
 /// Refuses a restore whose files need more bytes than the filesystem of
@@ -365,8 +420,12 @@ fn check_free_space(destination: &Path, needed: u64) -> Result<(), RestoreError>
 
 /// Whether the destination is an existing directory (`false`: to be created).
 fn destination_exists(destination: &Path) -> Result<bool, RestoreError> {
-    match fs::metadata(destination) {
+    match fs::symlink_metadata(destination) {
         Ok(m) if m.is_dir() => Ok(true),
+        Ok(m) if m.file_type().is_symlink() => Err(RestoreError::UnsafeDestination {
+            path: destination.to_path_buf(),
+            why: super::beneath::SYMLINK,
+        }),
         Ok(_) => Err(RestoreError::UnsafeDestination {
             path: destination.to_path_buf(),
             why: "it is not a directory",
@@ -409,11 +468,10 @@ struct Checker<'a> {
     others: HashSet<PathBuf>,
     symlinks: HashSet<PathBuf>,
     /// Directories of the destination (relative) seen to be real
-    /// directories, by an `lstat` or because this restore made them: each
-    /// is looked at once, not once per entry below it (46,000 entries made
-    /// 800,000 `lstat`s). Like the rest, this assumes nobody else changes
-    /// the destination meanwhile.
-    verified: RefCell<HashSet<PathBuf>>,
+    /// directories by validation's `lstat`: each is looked at once, not
+    /// once per entry below it (46,000 entries made 800,000 `lstat`s).
+    /// Extraction does not rely on it: the kernel checks again there.
+    verified: HashSet<PathBuf>,
     /// The destination did not exist: restore makes it, so nothing can be
     /// in the way of an entry and the destination needs no `lstat`s.
     fresh: bool,
@@ -428,7 +486,7 @@ impl<'a> Checker<'a> {
             files: HashSet::new(),
             others: HashSet::new(),
             symlinks: HashSet::new(),
-            verified: RefCell::new(HashSet::new()),
+            verified: HashSet::new(),
         }
     }
 
@@ -566,20 +624,20 @@ impl<'a> Checker<'a> {
 
     /// Against the destination as it is: parents must be real directories,
     /// and the path must be free unless `force`.
-    fn check_destination(&self, relative: &Path, item: &Item) -> Result<(), RestoreError> {
+    fn check_destination(&mut self, relative: &Path, item: &Item) -> Result<(), RestoreError> {
         if self.fresh {
             return Ok(());
         }
         let mut parents: Vec<&Path> = relative.ancestors().skip(1).collect();
         parents.reverse();
         for parent in parents.into_iter().filter(|p| !p.as_os_str().is_empty()) {
-            if self.verified.borrow().contains(parent) {
+            if self.verified.contains(parent) {
                 continue;
             }
             let path = self.job.destination.join(parent);
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.file_type().is_dir() => {
-                    self.verified.borrow_mut().insert(parent.to_path_buf());
+                    self.verified.insert(parent.to_path_buf());
                 }
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(RestoreError::UnsafeDestination {
@@ -630,14 +688,16 @@ fn safe_relative(path: &Path) -> Result<PathBuf, &'static str> {
     Ok(clean)
 }
 
-/// Pass 2: writes the entries.
+/// Pass 2: writes the entries, each with one `*at` call in its directory,
+/// opened beneath the destination (see `beneath`).
 fn extract(
     job: &RestoreJob<'_>,
     format: Format,
     fresh: bool,
-    link_targets: &HashSet<PathBuf>,
+    links: &Links,
     on_restored: &mut dyn FnMut(&Path),
 ) -> Result<RestoreReport, RestoreError> {
+    let root = Root::open(job.destination)?;
     let mut plaintext = sha2::Sha256::new();
     let reader: Box<dyn Read + '_> = if job.input.stream.is_none()
         && !stored::is_encrypted(job.archive)
@@ -666,9 +726,19 @@ fn extract(
         skipped: Vec::new(),
         unrestored: Unrestored::default(),
     };
+    let mut dirs = DirStack::new(&root);
+    // Files that hard links name, by (device, inode): a link must get the
+    // file this restore wrote, not one swapped in since.
+    let mut link_inodes: HashMap<PathBuf, (u64, u64)> = HashMap::new();
     // Directories get their owner, mode and mtime once their content is in
     // place.
     let mut finished_dirs: Vec<(PathBuf, EntryMetadata)> = Vec::new();
+    let pausing = std::env::var_os(crate::primitives::PAUSE_AT_VAR).is_some();
+    let pause = |step: &str, relative: &Path| {
+        if pausing {
+            crate::primitives::pause_at(&format!("{step}:{}", relative.display()));
+        }
+    };
     let mut buffer = vec![0u8; 1 << 20];
     for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
         let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
@@ -676,54 +746,83 @@ fn extract(
         let Some(checked) = checker.check(&mut entry, &records)? else {
             continue;
         };
+        let relative = &checked.relative;
         let chosen = job
             .selection
-            .selects(&checked.relative, matches!(checked.item, Item::Dir))
-            || link_targets.contains(&checked.relative);
+            .selects(relative, matches!(checked.item, Item::Dir))
+            || links.outside_selection.contains(relative);
         if !chosen {
             continue;
         }
-        checker.check_destination(&checked.relative, &checked.item)?;
-        let path = job.destination.join(&checked.relative);
+        pause("restore-entry", relative);
+        let path = job.destination.join(relative);
         let meta = EntryMetadata::read(entry.header(), &records);
+        let (Some(parent), Some(name)) = (relative.parent(), relative.file_name()) else {
+            continue; // `safe_relative` leaves only plain names
+        };
         let written = Writer {
-            root: job.destination,
+            dir: dirs.dir(parent)?,
+            name,
             path: &path,
-            relative: &checked.relative,
             force: job.force,
-            verified: &checker.verified,
         };
         let applied = match &checked.item {
             Item::Dir => {
                 written.dir()?;
-                finished_dirs.push((path.clone(), meta));
+                finished_dirs.push((relative.clone(), meta));
                 Ok(())
             }
-            Item::File => {
-                let file = written.file(&mut entry, &mut buffer, job.archive)?;
-                metadata.apply_to_file(&file, &path, &meta)
-            }
-            Item::Sparse { realsize } => {
-                let size = entry.size();
-                let segments = sparse_restore::read_map(&mut entry, *realsize, size)
-                    .map_err(|e| read_error(job.archive, e))?
-                    .map_err(|why| checker.hostile(&checked.relative, why))?;
-                let file =
-                    written.sparse(&mut entry, &segments, *realsize, &mut buffer, job.archive)?;
+            Item::File | Item::Sparse { .. } => {
+                let file = match &checked.item {
+                    Item::Sparse { realsize } => {
+                        let size = entry.size();
+                        let segments = sparse_restore::read_map(&mut entry, *realsize, size)
+                            .map_err(|e| read_error(job.archive, e))?
+                            .map_err(|why| checker.hostile(relative, why))?;
+                        written.sparse(
+                            &mut entry,
+                            &segments,
+                            *realsize,
+                            &mut buffer,
+                            job.archive,
+                        )?
+                    }
+                    _ => written.file(&mut entry, &mut buffer, job.archive)?,
+                };
+                if links.targets.contains(relative) {
+                    let st = rustix::fs::fstat(&file).map_err(|e| written.error(e))?;
+                    link_inodes.insert(relative.clone(), (st.st_dev, st.st_ino));
+                }
+                pause("restore-written", relative);
                 metadata.apply_to_file(&file, &path, &meta)
             }
             Item::Symlink(target) => {
                 written.symlink(target)?;
-                metadata.apply_no_follow(&path, &meta, Node::Symlink)
+                pause("restore-written", relative);
+                let node = written.node(FileType::Symlink)?;
+                metadata.apply_to_node(node.as_fd(), &path, &meta, Node::Symlink)
             }
             // One inode: its metadata came with the file it links to.
             Item::HardLink(target) => {
-                written.hard_link(&job.destination.join(target))?;
+                let (Some(target_parent), Some(target_name)) =
+                    (target.parent(), target.file_name())
+                else {
+                    continue;
+                };
+                let target_dir = root.open_dir(target_parent)?;
+                written.hard_link(
+                    target_dir.as_fd(),
+                    target_name,
+                    link_inodes.get(target),
+                    &root.shown(target),
+                )?;
                 Ok(())
             }
             Item::Fifo => {
                 written.fifo()?;
-                metadata.apply_no_follow(&path, &meta, Node::Special)
+                pause("restore-written", relative);
+                let node = written.node(FileType::Fifo)?;
+                metadata.apply_to_node(node.as_fd(), &path, &meta, Node::Special)
             }
             Item::Device(kind) => {
                 if !metadata.is_root() {
@@ -733,13 +832,16 @@ fn extract(
                     continue;
                 }
                 let (major, minor) = device_numbers(entry.header());
-                let flag = if *kind == CHAR_DEVICE {
-                    SFlag::S_IFCHR
+                let file_type = if *kind == CHAR_DEVICE {
+                    FileType::CharacterDevice
                 } else {
-                    SFlag::S_IFBLK
+                    FileType::BlockDevice
                 };
-                match written.device(flag, major, minor) {
-                    Ok(()) => metadata.apply_no_follow(&path, &meta, Node::Special),
+                match written.device(file_type, major, minor) {
+                    Ok(()) => {
+                        let node = written.node(file_type)?;
+                        metadata.apply_to_node(node.as_fd(), &path, &meta, Node::Special)
+                    }
                     // A container's root may lack CAP_MKNOD.
                     Err(RestoreError::Write { source, .. })
                         if source.raw_os_error() == Some(nix::libc::EPERM) =>
@@ -760,9 +862,12 @@ fn extract(
         report.restored += 1;
         on_restored(&path);
     }
-    for (path, meta) in finished_dirs.into_iter().rev() {
-        open_dir_no_follow(&path)
-            .and_then(|dir| metadata.apply_to_file(&dir, &path, &meta))
+    drop(dirs);
+    for (relative, meta) in finished_dirs.into_iter().rev() {
+        let path = root.shown(&relative);
+        let dir = File::from(root.open_dir(&relative)?);
+        metadata
+            .apply_to_file(&dir, &path, &meta)
             .map_err(|source| RestoreError::Write { path, source })?;
     }
     report.unrestored = metadata.unrestored;
@@ -773,106 +878,81 @@ const CHAR_DEVICE: &str = "character device";
 const BLOCK_DEVICE: &str = "block device";
 
 /// A device entry's major and minor numbers (0 when unreadable).
-fn device_numbers(header: &tar::Header) -> (u64, u64) {
-    let number = |n: io::Result<Option<u32>>| u64::from(n.ok().flatten().unwrap_or(0));
+fn device_numbers(header: &tar::Header) -> (u32, u32) {
+    let number = |n: io::Result<Option<u32>>| n.ok().flatten().unwrap_or(0);
     (number(header.device_major()), number(header.device_minor()))
 }
 
-/// Writes one entry at `path` (`root` joined with `relative`).
+/// What restore said of a node it had just made and finds changed.
+const REPLACED: &str = "it was replaced by something else during the restore";
+
+/// Writes one entry: `name` in the open directory `dir`; `path` names it
+/// in messages.
 struct Writer<'a> {
-    root: &'a Path,
+    dir: BorrowedFd<'a>,
+    name: &'a OsStr,
     path: &'a Path,
-    relative: &'a Path,
-    /// Something may be at `path` (checked: a file or symlink) to replace.
+    /// Replace a file or symlink in the way (never a directory).
     force: bool,
-    verified: &'a RefCell<HashSet<PathBuf>>,
 }
 
 impl Writer<'_> {
-    fn error(&self, source: io::Error) -> RestoreError {
+    fn error(&self, source: impl Into<io::Error>) -> RestoreError {
         RestoreError::Write {
             path: self.path.to_path_buf(),
-            source,
+            source: source.into(),
         }
     }
 
-    /// Creates the missing parents, refusing any that is not a real directory.
-    fn parents(&self) -> Result<(), RestoreError> {
-        let mut current = self.root.to_path_buf();
-        let mut relative = PathBuf::new();
-        let Some(parent) = self.relative.parent() else {
-            return Ok(());
-        };
-        if self.verified.borrow().contains(parent) {
-            return Ok(());
-        }
-        for part in parent.components() {
-            current.push(part);
-            relative.push(part);
-            if self.verified.borrow().contains(&relative) {
-                continue;
+    /// Runs `create`; when something is in the way, refuses without
+    /// `force`, else removes it and runs `create` once more.
+    fn create<T>(&self, create: impl Fn() -> Result<T, Errno>) -> Result<T, RestoreError> {
+        match create() {
+            Err(Errno::EXIST) => {
+                self.clear()?;
+                create().map_err(|e| self.error(e))
             }
-            match fs::symlink_metadata(&current) {
-                Ok(m) if m.file_type().is_dir() => {
-                    self.verified.borrow_mut().insert(relative.clone());
-                }
-                Ok(_) => {
-                    return Err(RestoreError::UnsafeDestination {
-                        path: current,
-                        why: "it is not a real directory (a symlink or a file)",
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&current).map_err(|source| RestoreError::Write {
-                        path: current.clone(),
-                        source,
-                    })?;
-                    self.verified.borrow_mut().insert(relative.clone());
-                }
-                Err(source) => {
-                    return Err(RestoreError::Write {
-                        path: current,
-                        source,
-                    });
-                }
-            }
+            other => other.map_err(|e| self.error(e)),
         }
-        Ok(())
     }
 
-    /// Removes what `--force` replaces (validation refused anything else;
-    /// without `--force` it made sure nothing is there).
+    /// Removes what is at the entry's name, with `force`, unless it is a
+    /// directory; without, refuses.
     fn clear(&self) -> Result<(), RestoreError> {
         if !self.force {
-            return Ok(());
+            return Err(RestoreError::Exists {
+                path: self.path.to_path_buf(),
+            });
         }
-        match fs::symlink_metadata(self.path) {
-            Ok(m) if !m.file_type().is_dir() => {
-                fs::remove_file(self.path).map_err(|e| self.error(e))
-            }
-            _ => Ok(()),
+        let st = rustix::fs::statat(self.dir, self.name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.error(e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            return Err(RestoreError::UnsafeDestination {
+                path: self.path.to_path_buf(),
+                why: "a directory is there and --force only replaces files and symlinks",
+            });
+        }
+        match rustix::fs::unlinkat(self.dir, self.name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.error(e)),
         }
     }
 
+    /// A directory, mode 0700 until the end; an existing one is kept.
     fn dir(&self) -> Result<(), RestoreError> {
-        self.parents()?;
-        match fs::create_dir(self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                match fs::symlink_metadata(self.path) {
-                    Ok(m) if m.file_type().is_dir() => {}
+        let make = || rustix::fs::mkdirat(self.dir, self.name, Mode::RWXU);
+        match make() {
+            Err(Errno::EXIST) => {
+                match rustix::fs::statat(self.dir, self.name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
                     _ => {
                         self.clear()?;
-                        fs::create_dir(self.path).map_err(|e| self.error(e))?;
+                        make().map_err(|e| self.error(e))
                     }
                 }
             }
-            Err(e) => return Err(self.error(e)),
+            other => other.map_err(|e| self.error(e)),
         }
-        self.verified
-            .borrow_mut()
-            .insert(self.relative.to_path_buf());
-        Ok(())
     }
 
     /// A file with its content, for its metadata to be set through.
@@ -917,19 +997,14 @@ impl Writer<'_> {
         }
     }
 
-    /// Creates the file at `path` (its parents first, a replaced entry
-    /// removed), exclusively and never through a symlink, mode 0600 until
-    /// its content is in place.
+    /// Creates the file exclusively and never through a symlink, mode 0600
+    /// until its content is in place.
     fn new_file(&self) -> Result<File, RestoreError> {
-        self.parents()?;
-        self.clear()?;
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(self.path)
-            .map_err(|e| self.error(e))
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = self
+            .create(|| rustix::fs::openat(self.dir, self.name, flags, Mode::RUSR | Mode::WUSR))?;
+        Ok(File::from(fd))
     }
 
     /// A sparse file: each data segment written at its offset, the holes
@@ -960,40 +1035,78 @@ impl Writer<'_> {
     }
 
     fn symlink(&self, target: &Path) -> Result<(), RestoreError> {
-        self.parents()?;
-        self.clear()?;
-        std::os::unix::fs::symlink(target, self.path).map_err(|e| self.error(e))
+        self.create(|| rustix::fs::symlinkat(target, self.dir, self.name))
     }
 
     /// A FIFO, mode 0600 until its metadata is set (without opening it).
     fn fifo(&self) -> Result<(), RestoreError> {
-        self.parents()?;
-        self.clear()?;
-        nix::unistd::mkfifo(self.path, Mode::from_bits_truncate(0o600))
-            .map_err(|e| self.error(e.into()))
+        self.device(FileType::Fifo, 0, 0)
     }
 
-    /// A device node, mode 0600 until its metadata is set.
-    fn device(&self, kind: SFlag, major: u64, minor: u64) -> Result<(), RestoreError> {
-        self.parents()?;
-        self.clear()?;
-        let number = nix::sys::stat::makedev(major, minor);
-        nix::sys::stat::mknod(self.path, kind, Mode::from_bits_truncate(0o600), number)
-            .map_err(|e| self.error(e.into()))
+    /// A device node (or FIFO), mode 0600 until its metadata is set.
+    fn device(&self, kind: FileType, major: u32, minor: u32) -> Result<(), RestoreError> {
+        let number = rustix::fs::makedev(major, minor);
+        let mode = Mode::RUSR | Mode::WUSR;
+        self.create(|| rustix::fs::mknodat(self.dir, self.name, kind, mode, number))
     }
 
-    fn hard_link(&self, target: &Path) -> Result<(), RestoreError> {
-        self.parents()?;
-        self.clear()?;
-        fs::hard_link(target, self.path).map_err(|e| self.error(e))
+    /// A hard link to `target_name` in `target_dir` (`target` in messages),
+    /// which must be the file restore wrote there (`expected`): one swapped
+    /// in since is unlinked again and refused.
+    fn hard_link(
+        &self,
+        target_dir: BorrowedFd<'_>,
+        target_name: &OsStr,
+        expected: Option<&(u64, u64)>,
+        target: &Path,
+    ) -> Result<(), RestoreError> {
+        self.create(|| {
+            rustix::fs::linkat(
+                target_dir,
+                target_name,
+                self.dir,
+                self.name,
+                AtFlags::empty(),
+            )
+        })?;
+        let st = rustix::fs::statat(self.dir, self.name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.error(e))?;
+        if expected.is_some_and(|&(dev, ino)| (st.st_dev, st.st_ino) != (dev, ino)) {
+            rustix::fs::unlinkat(self.dir, self.name, AtFlags::empty())
+                .map_err(|e| self.error(e))?;
+            return Err(RestoreError::UnsafeDestination {
+                path: target.to_path_buf(),
+                why: REPLACED,
+            });
+        }
+        Ok(())
+    }
+
+    /// The node just made at the entry's name, opened `O_PATH|O_NOFOLLOW`
+    /// for its metadata: refused unless it is still of `kind` with one
+    /// link, as made (not a symlink, FIFO or link put there since).
+    fn node(&self, kind: FileType) -> Result<OwnedFd, RestoreError> {
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(self.dir, self.name, flags, Mode::empty())
+            .map_err(|e| self.error(e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.error(e))?;
+        if FileType::from_raw_mode(st.st_mode) != kind || st.st_nlink != 1 {
+            return Err(RestoreError::UnsafeDestination {
+                path: self.path.to_path_buf(),
+                why: REPLACED,
+            });
+        }
+        Ok(fd)
     }
 }
 
-fn open_dir_no_follow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
-        .open(path)
+impl From<BeneathError> for RestoreError {
+    fn from(error: BeneathError) -> Self {
+        match error {
+            BeneathError::Unsafe { path, why } => RestoreError::UnsafeDestination { path, why },
+            BeneathError::Io { path, source } => RestoreError::Write { path, source },
+        }
+    }
 }
 
 #[cfg(test)]

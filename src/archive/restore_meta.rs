@@ -23,8 +23,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::stat::{UtimensatFlags, utimensat};
-use nix::sys::time::TimeSpec;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::owners::OwnerIds;
 use super::pax_tap::Records;
@@ -136,7 +135,7 @@ pub struct MetadataWriter {
     pub unrestored: Unrestored,
 }
 
-/// What kind of node a path-based [`MetadataWriter::apply_no_follow`] sets.
+/// What kind of node [`MetadataWriter::apply_to_node`] sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Node {
     Symlink,
@@ -210,33 +209,60 @@ impl MetadataWriter {
         file.set_modified(meta.mtime)
     }
 
-    /// Applies everything to a symlink, FIFO or device by its path, never
-    /// following a symlink (a symlink has no mode of its own).
-    pub fn apply_no_follow(
+    /// Applies everything to a symlink, FIFO or device through `node`, an
+    /// `O_PATH|O_NOFOLLOW` descriptor of it (`path` names it in messages):
+    /// the owner with `fchownat(AT_EMPTY_PATH)`, the rest through
+    /// `/proc/self/fd/N`, which names the inode itself (a symlink is not
+    /// followed from there), never a path someone could swap: this needs
+    /// /proc mounted. A symlink has no mode of its own.
+    pub fn apply_to_node(
         &mut self,
+        node: BorrowedFd<'_>,
         path: &Path,
         meta: &EntryMetadata,
-        node: Node,
+        kind: Node,
     ) -> io::Result<()> {
         if let Some((uid, gid)) = self.owner(meta) {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+            rustix::fs::chownat(
+                node,
+                "",
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                rustix::fs::AtFlags::EMPTY_PATH,
+            )?;
         }
-        if node == Node::Special {
-            // The path was just created as this node and is not a symlink.
-            fs::set_permissions(path, fs::Permissions::from_mode(self.mode(meta)))?;
+        let inode = PathBuf::from(format!("/proc/self/fd/{}", node.as_raw_fd()));
+        if kind == Node::Special {
+            fs::set_permissions(&inode, fs::Permissions::from_mode(self.mode(meta)))?;
         }
-        self.attributes(path, meta, &mut |name, value| xattr::set(path, name, value));
+        // `set_deref`: through the magic link to the node itself (a symlink
+        // is not followed from there); `set` would name the link in /proc.
+        self.attributes(path, meta, &mut |name, value| {
+            xattr::set_deref(&inode, name, value)
+        });
         let since_epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH);
-        let mtime = match since_epoch(meta.mtime) {
-            Ok(d) => TimeSpec::from_duration(d),
-            Err(before) => -TimeSpec::from_duration(before.duration()),
+        let (tv_sec, tv_nsec) = match since_epoch(meta.mtime) {
+            Ok(d) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
+            Err(before) => {
+                let d = before.duration();
+                match d.subsec_nanos() {
+                    0 => (-(d.as_secs() as i64), 0),
+                    n => (-(d.as_secs() as i64) - 1, 1_000_000_000 - i64::from(n)),
+                }
+            }
         };
-        utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            &TimeSpec::UTIME_OMIT,
-            &mtime,
-            UtimensatFlags::NoFollowSymlink,
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec { tv_sec, tv_nsec },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &inode,
+            &times,
+            rustix::fs::AtFlags::empty(),
         )
         .map_err(io::Error::from)
     }

@@ -472,19 +472,13 @@ pub enum PublishError {
 /// instant leaves behind.
 pub const CRASH_AT_VAR: &str = "BACKUPCTL_CRASH_AT";
 
-/// Environment variable naming a step of [`History::publish`] at which the
-/// process stops itself (SIGSTOP) until it is continued: a testing aid that
-/// lets the tests run `verify` at exactly that instant of a run.
-pub const PAUSE_AT_VAR: &str = "BACKUPCTL_PAUSE_AT";
-
+/// A step of [`History::publish`] where `BACKUPCTL_CRASH_AT` aborts and
+/// `BACKUPCTL_PAUSE_AT` ([`primitives::pause_at`]) stops the process.
 fn crash_point(step: &str) {
-    let is = |var| std::env::var_os(var).is_some_and(|v| v == step);
-    if is(CRASH_AT_VAR) {
+    if std::env::var_os(CRASH_AT_VAR).is_some_and(|v| v == step) {
         std::process::abort();
     }
-    if is(PAUSE_AT_VAR) {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
-    }
+    primitives::pause_at(step);
 }
 
 /// `TARGET` for a name `.TARGET.RANDOM.SUFFIX` made by

@@ -248,3 +248,29 @@ fn a_destination_that_is_a_symlink_is_refused() {
         .run();
     assert_eq!(fs::read_dir(env.path("outside")).unwrap().count(), 0);
 }
+
+#[test]
+fn an_archive_replaced_after_it_was_checked_is_not_what_is_restored() {
+    let env = home_with_archive();
+    // Another archive, with other content under the same names, ready to
+    // take the checked one's name while restore is between its passes.
+    env.write("evil/src/a/1", "evil");
+    let made = Command::new("tar")
+        .args(["-cf", "backups/other.tar", "-C", "evil", "src"])
+        .current_dir(env.home())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let run = env
+        .manager(["restore", "docs.tar", "--to", "out"])
+        .env("BACKUPCTL_PAUSE_AT", "restore-checked")
+        .stdout_contains("out/src/a/1\n")
+        .spawn();
+    eventually("the restore to stop once the archive is checked", || {
+        stopped(run.pid())
+    });
+    fs::rename(env.path("backups/other.tar"), env.path("backups/docs.tar")).unwrap();
+    run.signal_and_wait(Signal::SIGCONT);
+    assert_eq!(env.read("out/src/a/1"), "one");
+    assert_eq!(env.read("out/src/b/x"), "ex");
+}

@@ -26,8 +26,10 @@
 //!    `O_CREAT|O_EXCL|O_NOFOLLOW` (mode 0600 until their content is in),
 //!    `mkdirat`, `symlinkat`, `mknodat`, `linkat` (checked afterwards to be
 //!    the inode restore wrote), and with `--force` an `unlinkat` of the file
-//!    or symlink in the way. The archive's entries are checked again as they
-//!    come (it could have changed in between). Owners, modes, nanosecond
+//!    or symlink in the way. Both passes read one open descriptor of the
+//!    archive (`Input::pinned`), so what is written is what was checked even
+//!    if another file takes the archive's name in between; its entries are
+//!    checked again as they come all the same. Owners, modes, nanosecond
 //!    mtimes, xattrs and ACLs are restored as GNU tar `-xp` does
 //!    (`restore_meta`): for a file through the descriptor it was written
 //!    with; for a symlink, FIFO or device through an `O_PATH|O_NOFOLLOW`
@@ -213,8 +215,27 @@ pub fn restore(
     let format = format_of(job.archive).ok_or_else(|| RestoreError::UnknownFormat {
         path: job.archive.to_path_buf(),
     })?;
+    let pinned;
+    let pinned_job;
+    let job = if job.input.stream.is_none() && job.input.pinned.is_none() {
+        pinned = job
+            .input
+            .open_file(job.archive)
+            .map_err(|e| open_error(job.archive, e))?;
+        pinned_job = RestoreJob {
+            input: Input {
+                pinned: Some(&pinned),
+                ..job.input
+            },
+            ..*job
+        };
+        &pinned_job
+    } else {
+        job
+    };
     let exists = destination_exists(job.destination)?;
     let (manifest, links) = validate(job, format, !exists)?;
+    crate::primitives::pause_at("restore-checked");
     if !exists {
         // Made here and now, or refused: a destination that appeared since
         // the check is not the empty one validation counted on.
@@ -247,16 +268,19 @@ pub fn check(job: &RestoreJob<'_>) -> Result<ManifestCheck, RestoreError> {
 }
 
 fn open_archive<'a>(job: &RestoreJob<'a>) -> Result<Box<dyn Read + Send + 'a>, RestoreError> {
-    let path = job.archive;
-    job.input.open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            RestoreError::ArchiveMissing {
-                path: path.to_path_buf(),
-            }
-        } else {
-            read_error(path, e)
+    job.input
+        .open(job.archive)
+        .map_err(|e| open_error(job.archive, e))
+}
+
+fn open_error(path: &Path, error: io::Error) -> RestoreError {
+    if error.kind() == io::ErrorKind::NotFound {
+        RestoreError::ArchiveMissing {
+            path: path.to_path_buf(),
         }
-    })
+    } else {
+        read_error(path, error)
+    }
 }
 
 fn read_error(path: &Path, error: io::Error) -> RestoreError {
@@ -704,7 +728,10 @@ fn extract(
         && format != Format::Tar
     {
         // Decompression overlaps the writing, on the second core.
-        let file = File::open(job.archive).map_err(|e| read_error(job.archive, e))?;
+        let file = job
+            .input
+            .open_file(job.archive)
+            .map_err(|e| read_error(job.archive, e))?;
         Box::new(
             ReadAhead::spawn(move || decompressed(format, io::BufReader::new(file)))
                 .map_err(|e| read_error(job.archive, e))?,

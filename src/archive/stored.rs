@@ -5,7 +5,7 @@
 //! `plaintext_sha256`.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -30,6 +30,10 @@ pub struct Input<'a> {
     pub stream: Option<&'a StreamSource<'a>>,
     /// The keys that decrypt an encrypted archive.
     pub identities: Option<&'a Identities>,
+    /// The archive's file, opened once: every pass reads this inode from
+    /// its start, so the bytes restored are the bytes checked, even if the
+    /// name is given to another file in between.
+    pub pinned: Option<&'a File>,
 }
 
 impl<'a> Input<'a> {
@@ -37,7 +41,19 @@ impl<'a> Input<'a> {
     pub fn open(&self, archive: &Path) -> io::Result<Box<dyn Read + Send + 'a>> {
         match self.stream {
             Some(stream) => Ok(Box::new(BufReader::new((stream.open)()?))),
-            None => Ok(Box::new(BufReader::new(File::open(archive)?))),
+            None => Ok(Box::new(BufReader::new(self.open_file(archive)?))),
+        }
+    }
+
+    /// The archive's file from its start: the pinned one, or `archive`.
+    pub fn open_file(&self, archive: &Path) -> io::Result<File> {
+        match self.pinned {
+            Some(pinned) => {
+                let mut file = pinned.try_clone()?;
+                file.seek(SeekFrom::Start(0))?;
+                Ok(file)
+            }
+            None => File::open(archive),
         }
     }
 

@@ -294,7 +294,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "BACKUPCTL_CRASH_AT, BACKUPCTL_PAUSE_AT",
-        "testing aids: abort or stop run at a step of publishing an archive; PAUSE_AT also stops restore at restore-entry:PATH or restore-written:PATH",
+        "testing aids: abort or stop run at a step of publishing an archive; PAUSE_AT also stops restore at restore-checked, restore-entry:PATH or restore-written:PATH",
     ),
 ];
 

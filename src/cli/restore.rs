@@ -101,6 +101,7 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         input: Input {
             stream: stream.as_ref(),
             identities: identities.as_ref(),
+            pinned: None,
         },
         numeric_owner: args.numeric_owner,
         selection: &selection,

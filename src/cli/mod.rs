@@ -288,6 +288,57 @@ pub fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> Result<(), Error
     }
 }
 
+/// Command output written line by line as it happens (`restore`'s paths):
+/// in blocks when stdout is a pipe or a file, each line at once on a
+/// terminal. A closed stdout ends the output quietly, as in [`print_lines`].
+pub struct LinePrinter {
+    out: std::io::BufWriter<std::io::Stdout>,
+    each_line: bool,
+    result: Result<(), Error>,
+    closed: bool,
+}
+
+impl LinePrinter {
+    pub fn new(ctx: &Context) -> Self {
+        LinePrinter {
+            out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            each_line: ctx.stdout_is_terminal,
+            result: Ok(()),
+            closed: false,
+        }
+    }
+
+    pub fn line(&mut self, line: &str) {
+        use std::io::Write;
+        if self.closed || self.result.is_err() {
+            return;
+        }
+        let mut written = writeln!(self.out, "{line}");
+        if written.is_ok() && self.each_line {
+            written = self.out.flush();
+        }
+        self.note(written);
+    }
+
+    /// Flushes what is left; the first error writing, if any.
+    pub fn finish(mut self) -> Result<(), Error> {
+        use std::io::Write;
+        if !self.closed && self.result.is_ok() {
+            let flushed = self.out.flush();
+            self.note(flushed);
+        }
+        std::mem::replace(&mut self.result, Ok(()))
+    }
+
+    fn note(&mut self, written: std::io::Result<()>) {
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.closed = true,
+            Err(e) => self.result = Err(Error::io("write to", "stdout", e)),
+        }
+    }
+}
+
 /// Writes `value` to stdout as pretty-printed JSON, the `--json` outputs.
 /// The keys of `--identity KEY`, if given; a key file other users can read
 /// is used, with a warning on stderr and in the log.

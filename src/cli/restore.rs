@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveDateTime;
 
-use super::{Context, archive_arg, print_lines};
+use super::{Context, LinePrinter, archive_arg};
 use crate::archive::chain_restore;
 use crate::archive::restore::{ManifestCheck, RestoreJob};
 use crate::archive::selection::Selection;
@@ -106,12 +106,12 @@ pub fn run(args: &Args, ctx: &Context) -> Result<ExitCode, Error> {
         numeric_owner: args.numeric_owner,
         selection: &selection,
     };
-    let mut printed = Ok(());
-    let report = chain_restore::restore_chain(&job, &mut |path| {
-        if printed.is_ok() {
-            printed = print_lines([path.display().to_string()]);
-        }
-    })?;
+    let mut printer = LinePrinter::new(ctx);
+    let restored = chain_restore::restore_chain(&job, &mut |path| {
+        printer.line(&path.display().to_string());
+    });
+    let printed = printer.finish();
+    let report = restored?;
     printed?;
     match &report.manifest {
         ManifestCheck::Matched => {}

@@ -74,6 +74,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -308,18 +309,104 @@ fn validate(
     fresh: bool,
 ) -> Result<(ManifestCheck, Links), RestoreError> {
     let mut links = Links::default();
+    // A pinned local file is hashed on the second core, with positional
+    // reads of the same descriptor, while this thread checks its entries;
+    // a stream is hashed as it is read.
+    let pinned = job.input.pinned.filter(|_| job.input.stream.is_none());
+    let stop = AtomicBool::new(false);
+    let mut plaintext = sha2::Sha256::new();
+    let (checked, hashed_aside) = std::thread::scope(|scope| {
+        let aside = pinned.map(|file| scope.spawn(|| hash_positionally(file, &stop)));
+        let checked = check_entries(
+            job,
+            format,
+            fresh,
+            pinned.is_none(),
+            &mut plaintext,
+            &mut links,
+        );
+        if checked.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let hashed_aside = aside.map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the hashing thread stopped")))
+        });
+        (checked, hashed_aside)
+    });
+    let hashed_inline = checked?;
+    let (sha256, size) = match (hashed_inline, hashed_aside) {
+        (Some(hashed), _) | (None, Some(Ok(hashed))) => hashed,
+        (None, Some(Err(e))) => return Err(read_error(job.archive, e)),
+        (None, None) => return Err(read_error(job.archive, io::Error::other("not hashed"))),
+    };
+    let plaintext = crate::primitives::hex(&plaintext.finalize());
+    let manifest = match job.input.manifest(job.archive) {
+        Ok(m)
+            if stored::is_encrypted(job.archive)
+                && m.plaintext_sha256.as_ref().is_some_and(|p| *p != plaintext) =>
+        {
+            return Err(RestoreError::Mismatch {
+                path: job.archive.to_path_buf(),
+                why: format!(
+                    "plaintext SHA-256 is {plaintext}, the manifest says {}",
+                    m.plaintext_sha256.unwrap_or_default()
+                ),
+            });
+        }
+        Ok(m) => match m.describes(size, &sha256) {
+            Match::Current | Match::Previous => ManifestCheck::Matched,
+            Match::WrongSize { expected } => {
+                return Err(RestoreError::Mismatch {
+                    path: job.archive.to_path_buf(),
+                    why: format!("size is {size} bytes, the manifest says {expected}"),
+                });
+            }
+            Match::WrongChecksum { expected } => {
+                return Err(RestoreError::Mismatch {
+                    path: job.archive.to_path_buf(),
+                    why: format!("SHA-256 is {sha256}, the manifest says {expected}"),
+                });
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
+        Err(e) => ManifestCheck::Unreadable(e),
+    };
+    Ok((manifest, links))
+}
+
+/// Pass 1's reading of the entries (see [`validate`]): every entry checked,
+/// the selection's paths found, free space for what will be written. With
+/// `hash`, the stored bytes are hashed on the way: their SHA-256 and size.
+fn check_entries(
+    job: &RestoreJob<'_>,
+    format: Format,
+    fresh: bool,
+    hash: bool,
+    plaintext: &mut sha2::Sha256,
+    links: &mut Links,
+) -> Result<Option<(String, u64)>, RestoreError> {
     // Entries outside the selection: sizes of files (a link may need one),
     // and every path with whether it is a directory (for PATHs and
     // patterns that match nothing).
     let mut unchosen_sizes: HashMap<PathBuf, u64> = HashMap::new();
     let mut entries_seen: Vec<(PathBuf, bool)> = Vec::new();
     let file = open_archive(job)?;
-    let mut hashing = HashingReader::new(file);
-    let mut plaintext = sha2::Sha256::new();
+    let (mut hashing, mut unhashed) = if hash {
+        (Some(HashingReader::new(file)), None)
+    } else {
+        (None, Some(file))
+    };
     {
+        let stored: &mut dyn Read = match (&mut hashing, &mut unhashed) {
+            (Some(hashing), _) => hashing,
+            (None, Some(file)) => file,
+            (None, None) => return Ok(None),
+        };
         let reader = job
             .input
-            .tar_stream(job.archive, format, &mut hashing, &mut plaintext)
+            .tar_stream(job.archive, format, stored, plaintext)
             .map_err(|e| read_error(job.archive, e))?;
         let reader = PaxTap::new(reader);
         let seen = reader.seen();
@@ -377,40 +464,34 @@ fn validate(
         io::copy(&mut archive.into_inner(), &mut io::sink())
             .map_err(|e| read_error(job.archive, e))?;
     }
-    let (sha256, size) = hashing.finish().map_err(|e| read_error(job.archive, e))?;
-    let plaintext = crate::primitives::hex(&plaintext.finalize());
-    let manifest = match job.input.manifest(job.archive) {
-        Ok(m)
-            if stored::is_encrypted(job.archive)
-                && m.plaintext_sha256.as_ref().is_some_and(|p| *p != plaintext) =>
-        {
-            return Err(RestoreError::Mismatch {
-                path: job.archive.to_path_buf(),
-                why: format!(
-                    "plaintext SHA-256 is {plaintext}, the manifest says {}",
-                    m.plaintext_sha256.unwrap_or_default()
-                ),
-            });
+    hashing
+        .map(HashingReader::finish)
+        .transpose()
+        .map_err(|e| read_error(job.archive, e))
+}
+
+/// The SHA-256 and size of `file`, read with `pread` from its start (the
+/// caller's reads of the same descriptor are not disturbed); ends early
+/// once `stop` is set.
+fn hash_positionally(file: &File, stop: &AtomicBool) -> io::Result<(String, u64)> {
+    struct Positional<'a> {
+        file: &'a File,
+        at: u64,
+        stop: &'a AtomicBool,
+    }
+    impl Read for Positional<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            use std::os::unix::fs::FileExt;
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(io::Error::other("restore refused"));
+            }
+            let n = self.file.read_at(buf, self.at)?;
+            self.at += n as u64;
+            Ok(n)
         }
-        Ok(m) => match m.describes(size, &sha256) {
-            Match::Current | Match::Previous => ManifestCheck::Matched,
-            Match::WrongSize { expected } => {
-                return Err(RestoreError::Mismatch {
-                    path: job.archive.to_path_buf(),
-                    why: format!("size is {size} bytes, the manifest says {expected}"),
-                });
-            }
-            Match::WrongChecksum { expected } => {
-                return Err(RestoreError::Mismatch {
-                    path: job.archive.to_path_buf(),
-                    why: format!("SHA-256 is {sha256}, the manifest says {expected}"),
-                });
-            }
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => ManifestCheck::Missing,
-        Err(e) => ManifestCheck::Unreadable(e),
-    };
-    Ok((manifest, links))
+    }
+    let positional = Positional { file, at: 0, stop };
+    HashingReader::new(io::BufReader::with_capacity(1 << 20, positional)).finish()
 }
 
 /// Refuses a restore whose files need more bytes than the filesystem of

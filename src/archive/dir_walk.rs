@@ -482,29 +482,7 @@ mod tests {
     fn the_listing_walk_fingerprints_as_the_full_walk_does() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("src");
-        for d in ["d1/sub/zz", "d1-x", "d1.y", "e/empty", "cache", "skip"] {
-            fs::create_dir_all(root.join(d)).unwrap();
-        }
-        for f in [
-            "a",
-            "d1/f",
-            "d1-x/g",
-            "d1/sub/zz/h",
-            "skip/s",
-            "x.tmp",
-            "cache/data",
-        ] {
-            fs::write(root.join(f), f).unwrap();
-        }
-        fs::write(
-            root.join("cache/CACHEDIR.TAG"),
-            "Signature: 8a477f597d28d172789f06886806bc55",
-        )
-        .unwrap();
-        std::os::unix::fs::symlink("d1/f", root.join("link")).unwrap();
-        std::os::unix::fs::symlink("nowhere", root.join("d1/dangling")).unwrap();
-        fs::hard_link(root.join("a"), root.join("e/a-again")).unwrap();
-        let _socket = std::os::unix::net::UnixListener::bind(root.join("d1/sock")).unwrap();
+        crate::archive::scan::tests::every_kind(&root);
         let plain = Exclusions::for_source(&root, &[]);
         let rules = ExcludeRules {
             patterns: vec![

@@ -490,15 +490,16 @@ impl Candidate for Found<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::archive::tree;
     use crate::model::{ExcludePattern, ExcludeRules};
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
-    /// A tree with an entry of every kind the walk meets.
-    fn every_kind(root: &Path) {
+    /// A tree with an entry of every kind the walks meet (the listing walk's
+    /// tests use it too).
+    pub(in crate::archive) fn every_kind(root: &Path) {
         for d in [
             "d1/sub/zz",
             "d1-x",

@@ -270,22 +270,11 @@ pub fn report_error(personality: Personality, error: &Error) {
 /// Writes command output to stdout. A closed stdout (`list | head -1`) ends
 /// the output quietly: it is not an error.
 pub fn print_lines<I: IntoIterator<Item = String>>(lines: I) -> Result<(), Error> {
-    use std::io::Write;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut printer = LinePrinter::with_flush_per_line(false);
     for line in lines {
-        match writeln!(out, "{line}") {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(e) => return Err(Error::io("write to", "stdout", e)),
-        }
+        printer.line(&line);
     }
-    match out.flush() {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::io("write to", "stdout", e))
-        }
-        _ => Ok(()),
-    }
+    printer.finish()
 }
 
 /// Command output written line by line as it happens (`restore`'s paths):
@@ -300,9 +289,13 @@ pub struct LinePrinter {
 
 impl LinePrinter {
     pub fn new(ctx: &Context) -> Self {
+        Self::with_flush_per_line(ctx.stdout_is_terminal)
+    }
+
+    fn with_flush_per_line(each_line: bool) -> Self {
         LinePrinter {
             out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
-            each_line: ctx.stdout_is_terminal,
+            each_line,
             result: Ok(()),
             closed: false,
         }

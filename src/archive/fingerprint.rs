@@ -31,9 +31,10 @@ impl Default for Fingerprint {
     }
 }
 
-/// What the fingerprint keeps of an entry's own (not followed) metadata,
-/// from `std`'s `Metadata` (the archive walk) or a `stat` read relative to
-/// the open directory (the `if-changed` walk, `scan`).
+/// An entry's own (not followed) metadata, as the fingerprint keeps it and
+/// the archive's headers need it: from `std`'s `Metadata` (the full walk)
+/// or a `stat` read relative to the open directory (`scan`'s walk).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct EntryStat {
     pub mode: u32,
     pub uid: u32,
@@ -46,6 +47,7 @@ pub(super) struct EntryStat {
     pub ctime_nsec: i64,
     pub nlink: u64,
     pub ino: u64,
+    pub dev: u64,
 }
 
 impl From<&Metadata> for EntryStat {
@@ -62,6 +64,29 @@ impl From<&Metadata> for EntryStat {
             ctime_nsec: metadata.ctime_nsec(),
             nlink: metadata.nlink(),
             ino: metadata.ino(),
+            dev: metadata.dev(),
+        }
+    }
+}
+
+impl From<&rustix::fs::Stat> for EntryStat {
+    /// The field types differ from one architecture to another, the
+    /// values do not.
+    #[allow(clippy::unnecessary_cast)]
+    fn from(stat: &rustix::fs::Stat) -> Self {
+        Self {
+            mode: stat.st_mode as u32,
+            uid: stat.st_uid as u32,
+            gid: stat.st_gid as u32,
+            size: stat.st_size as u64,
+            mtime: stat.st_mtime as i64,
+            mtime_nsec: stat.st_mtime_nsec as i64,
+            rdev: stat.st_rdev as u64,
+            ctime: stat.st_ctime as i64,
+            ctime_nsec: stat.st_ctime_nsec as i64,
+            nlink: stat.st_nlink as u64,
+            ino: stat.st_ino as u64,
+            dev: stat.st_dev as u64,
         }
     }
 }
@@ -78,12 +103,23 @@ impl EntryStat {
     pub fn is_symlink(&self) -> bool {
         self.mode & S_IFMT == S_IFLNK
     }
+
+    pub fn is_socket(&self) -> bool {
+        self.mode & S_IFMT == S_IFSOCK
+    }
+
+    pub fn is_device(&self) -> bool {
+        matches!(self.mode & S_IFMT, S_IFCHR | S_IFBLK)
+    }
 }
 
 const S_IFMT: u32 = 0o170_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFREG: u32 = 0o100_000;
 const S_IFLNK: u32 = 0o120_000;
+const S_IFCHR: u32 = 0o020_000;
+const S_IFBLK: u32 = 0o060_000;
+const S_IFSOCK: u32 = 0o140_000;
 
 impl Fingerprint {
     pub fn new() -> Self {
@@ -173,9 +209,9 @@ pub(super) fn kind_letter(mode: u32) -> Option<u8> {
         S_IFREG => b'f',
         S_IFLNK => b'l',
         0o010_000 => b'p',
-        0o020_000 => b'c',
-        0o060_000 => b'b',
-        0o140_000 => b's',
+        S_IFCHR => b'c',
+        S_IFBLK => b'b',
+        S_IFSOCK => b's',
         _ => return None,
     })
 }

@@ -26,15 +26,15 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering as AtomicOrdering;
 
-use super::dir_walk::{Child, TreeFingerprint, Visitor, walk_in_order};
+use super::fingerprint::EntryStat;
 use super::reader::AbortRequested;
+use super::scan::{Listed, Visitor, walk_in_order};
 use super::tree::{self, Entry, EntryWriter};
 use super::writer::{HashingWriter, TarSink};
 use super::{ArchiveError, ArchiveJob, ArchiveReport, Skipped};
@@ -123,18 +123,15 @@ fn append_incremental<W: TarSink>(
         parent,
         forced: chain.forced,
         state,
-        fingerprint: TreeFingerprint::default(),
         writer: &mut writer,
         report,
     };
-    let left_out = walk_in_order(job.source, job.exclude, job.watch.abort, &mut walk)?;
-    let IncrementalWalk {
-        state, fingerprint, ..
-    } = walk;
-    let written = state.finish()?;
+    let (fingerprint, left_out) =
+        walk_in_order(job.source, job.exclude, job.watch.abort, &mut walk)?;
+    let written = walk.state.finish()?;
     let state = File::open(chain.state_path)?;
     append_stored_files(&mut writer, job, &base, state, report)?;
-    report.fingerprint = fingerprint.finish();
+    report.fingerprint = fingerprint;
     report.left_out = left_out.builtin;
     report.excluded = left_out.excluded;
     Ok(written)
@@ -148,38 +145,25 @@ struct IncrementalWalk<'j, 'a, 'b, 'w, 'x, W: TarSink> {
     parent: Option<StateReader>,
     forced: &'j HashSet<PathBuf>,
     state: StateWriter,
-    fingerprint: TreeFingerprint,
     writer: &'j mut EntryWriter<'b, 'w, W>,
     report: &'x mut ArchiveReport,
 }
 
 impl<W: TarSink> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
-    fn entry(&mut self, relative: &Path, child: &Child) -> io::Result<()> {
-        if let Err(reason) = &child.metadata {
-            self.report.skipped.push(Skipped {
-                path: self.job.source.join(relative),
-                reason: reason.clone(),
-            });
-        }
-        self.fingerprint.entry(relative, child)
-    }
-
     /// Stores the directory's header and dumpdir and records its block of
     /// the file state; a directory that cannot be read is stored without a
     /// dumpdir, so that restoring deletes nothing from it.
     fn directory(
         &mut self,
         relative: &Path,
-        metadata: &Metadata,
-        children: Result<&[Child], &str>,
+        metadata: &EntryStat,
+        children: Result<&[Listed], &str>,
     ) -> io::Result<()> {
         let path = self.job.source.join(relative);
         let name = self.base.join(relative);
         let dumpdir = match children {
             Ok(children) => Some(self.compare(relative, &path, children)?),
             Err(reason) => {
-                self.fingerprint
-                    .directory(relative, metadata, Err(reason))?;
                 self.report.skipped.push(Skipped {
                     path: path.clone(),
                     reason: reason.to_string(),
@@ -201,7 +185,12 @@ impl<W: TarSink> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
 impl<W: TarSink> IncrementalWalk<'_, '_, '_, '_, '_, W> {
     /// Flags each entry of the directory against the parent's file state,
     /// records them, and returns the dumpdir.
-    fn compare(&mut self, relative: &Path, path: &Path, children: &[Child]) -> io::Result<Vec<u8>> {
+    fn compare(
+        &mut self,
+        relative: &Path,
+        path: &Path,
+        children: &[Listed],
+    ) -> io::Result<Vec<u8>> {
         let before = self
             .parent
             .as_mut()
@@ -217,7 +206,17 @@ impl<W: TarSink> IncrementalWalk<'_, '_, '_, '_, '_, W> {
                 before.next();
             }
             let old = before.next_if(|old| old.name == child.name);
-            let Ok(metadata) = &child.metadata else {
+            let metadata = match &child.stat {
+                Ok(metadata) => Some(metadata),
+                Err(reason) => {
+                    self.report.skipped.push(Skipped {
+                        path: path.join(&child.name),
+                        reason: reason.clone(),
+                    });
+                    None
+                }
+            };
+            let Some(metadata) = metadata else {
                 // Unreadable now (and reported skipped): what an earlier
                 // archive holds of it stays, named unchanged, so a restore
                 // keeps it; the run's skipped list stores it next time.
@@ -234,7 +233,7 @@ impl<W: TarSink> IncrementalWalk<'_, '_, '_, '_, '_, W> {
             record.flag = if record.kind == b'd' {
                 b'D'
             } else if old.is_some_and(|old| old.same_as(&record))
-                && !self.forced.contains(&path.join(&child.name))
+                && (self.forced.is_empty() || !self.forced.contains(&path.join(&child.name)))
             {
                 b'N'
             } else {
@@ -292,7 +291,7 @@ fn append_stored_files<W: TarSink>(
                 path: &path,
                 name: &name,
                 target: tree::link_target(&path, &metadata),
-                metadata: &metadata,
+                metadata: &EntryStat::from(&metadata),
                 dumpdir: None,
             };
             writer.append_entry(entry, report)?;
@@ -317,8 +316,8 @@ struct Record {
 
 impl Record {
     /// `None` for a socket, which no archive holds.
-    fn of(name: &OsStr, metadata: &Metadata) -> Option<Self> {
-        let kind = match super::fingerprint::kind_letter(metadata.mode()) {
+    fn of(name: &OsStr, metadata: &EntryStat) -> Option<Self> {
+        let kind = match super::fingerprint::kind_letter(metadata.mode) {
             None | Some(b's') => return None,
             Some(kind) => kind,
         };
@@ -326,10 +325,10 @@ impl Record {
             name: name.to_os_string(),
             kind,
             flag: 0,
-            size: metadata.size(),
-            mtime: (metadata.mtime(), metadata.mtime_nsec()),
-            ctime: (metadata.ctime(), metadata.ctime_nsec()),
-            inode: metadata.ino(),
+            size: metadata.size,
+            mtime: (metadata.mtime, metadata.mtime_nsec),
+            ctime: (metadata.ctime, metadata.ctime_nsec),
+            inode: metadata.ino,
         })
     }
 
@@ -514,7 +513,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.files");
         let meta = std::fs::metadata(dir.path()).unwrap();
-        let mut a = Record::of(OsStr::new("a"), &meta).unwrap();
+        let mut a = Record::of(OsStr::new("a"), &EntryStat::from(&meta)).unwrap();
         a.flag = b'D';
         let mut writer = StateWriter::new(File::create(&path).unwrap()).unwrap();
         for relative in ["", "a", "a/b", "c"] {

@@ -4,7 +4,6 @@
 
 mod beneath;
 pub mod chain_restore;
-mod dir_walk;
 mod dumpdir;
 pub mod encrypt;
 mod fingerprint;

@@ -1,6 +1,8 @@
-//! The `if-changed` walk: a tree's fingerprint from metadata alone, the
-//! same records in the same order as the archive walk feeds it (see
-//! [`super::fingerprint`]), on both cores.
+//! The walk of a tree's metadata on both cores: for `if-changed`, its
+//! fingerprint, the same records in the same order as the archive walk
+//! feeds it (see [`super::fingerprint`]); for an incremental archive, each
+//! directory with its entries' metadata, in that order too
+//! ([`walk_in_order`]).
 //!
 //! Two threads list directories, each a whole one at a time: open it
 //! relative to its parent's open descriptor (`openat`, never following a
@@ -8,26 +10,29 @@
 //! buffer), sort and filter its names (the exclusion rules), read each
 //! entry's metadata (`fstatat`) and link target (`readlinkat`) relative to
 //! it, and write the entries' records. No path is resolved from the root,
-//! no directory is opened twice. The caller's thread hashes the listings in
-//! the full walk's order (depth first, names sorted): it lists the next
+//! no directory is opened twice. The caller's thread hashes the listings
+//! (and visits them) in the full walk's order (depth first, names sorted),
+//! so what it writes comes in that order too: it lists the next
 //! directory it needs itself when the other thread has not started it, and
 //! lists others while it waits. Listings done ahead are bounded, so memory
 //! is whatever the tree's size.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::ffi::{CStr, OsStr};
+use std::ffi::{CStr, OsStr, OsString};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RawDir, Stat};
+use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 
 use super::fingerprint::{EntryStat, Fingerprint, write_entry, write_unreadable};
-use super::tree::{Candidate, Exclusions, LeftOut, base_name, keeps_entry};
+use super::reader::AbortRequested;
+use super::tree::{Candidate, Exclusions, LeftOut, base_name, keeps_entry, reason_for};
 
 /// Entries listed ahead of the hashing beyond which the other thread waits:
 /// a few MiB of records whatever the tree's size.
@@ -60,46 +65,89 @@ fn add_tree(fingerprint: &mut Fingerprint, source: &Path, exclude: &Exclusions, 
     let mut records = Vec::new();
     // The root is followed if it is a symlink, as the full walk follows it.
     let stat = match rustix::fs::stat(source) {
-        Ok(stat) => stat,
+        Ok(stat) => EntryStat::from(&stat),
         Err(_) => {
             write_unreadable(&mut records, &root);
             return fingerprint.add_records(&records);
         }
     };
-    write_entry(&mut records, &root, &entry_stat(&stat), None);
+    write_entry(&mut records, &root, &stat, None);
     fingerprint.add_records(&records);
-    if !entry_stat(&stat).is_dir() {
+    if !stat.is_dir() {
         return;
     }
-    let candidate = Found {
-        dir: source,
-        name: OsStr::new(""),
-        path: OnceCell::from(source.to_path_buf()),
-        stat: Some(&stat),
-        is_dir: true,
-        ino: entry_stat(&stat).ino,
-        depth: 0,
-    };
-    // Only for what it notes: a tagged cache as the root is kept emptied.
-    keeps_entry(exclude, &candidate, source, &RefCell::default());
-    let walk = Walk {
-        source,
-        exclude,
-        state: Mutex::new(State::default()),
-        changed: Condvar::new(),
-        next_id: AtomicUsize::new(1),
-    };
-    walk.state().pending.push(Job {
-        id: 0,
-        parent: None,
-        path: source.to_path_buf(),
-        record: root,
-    });
+    let walk = Walk::new(source, exclude, false);
+    walk.start(root, stat);
     std::thread::scope(|scope| {
         let stop = StopOnDrop(&walk);
         scope.spawn(|| walk.help());
-        stop.0.hash_in_order(fingerprint);
+        // Never fails: nothing is visited.
+        let _ = stop.0.in_order(fingerprint, |_| Ok(()));
     });
+}
+
+/// An entry of a directory, as [`walk_in_order`] gives it to its visitor.
+pub(super) struct Listed {
+    pub name: OsString,
+    /// Its own metadata, or why it could not be read.
+    pub stat: Result<EntryStat, String>,
+}
+
+/// What [`walk_in_order`] does with each directory.
+pub(super) trait Visitor {
+    /// Each directory, the root first (as `""`), in the full walk's order
+    /// (depth first, names sorted): its own metadata, and the entries the
+    /// walk keeps, sorted by name, or why it cannot be read.
+    fn directory(
+        &mut self,
+        relative: &Path,
+        stat: &EntryStat,
+        children: Result<&[Listed], &str>,
+    ) -> io::Result<()>;
+}
+
+/// Walks the directory `source` (followed if it is a symlink) in the full
+/// walk's order on both cores, as the `if-changed` walk does, handing each
+/// directory to `visitor`. Returns the tree's fingerprint, record for
+/// record the full walk's, and what the rules left out. Stops with
+/// [`AbortRequested`] once `abort` is set.
+pub(super) fn walk_in_order(
+    source: &Path,
+    exclude: &Exclusions,
+    abort: &AtomicBool,
+    visitor: &mut impl Visitor,
+) -> io::Result<(String, LeftOut)> {
+    exclude.start_walk();
+    let stat = EntryStat::from(&rustix::fs::stat(source)?);
+    if !stat.is_dir() {
+        return Err(io::Error::from(rustix::io::Errno::NOTDIR));
+    }
+    let mut fingerprint = Fingerprint::new();
+    let mut record = Vec::new();
+    write_entry(&mut record, b"", &stat, None);
+    fingerprint.add_records(&record);
+    let walk = Walk::new(source, exclude, true);
+    walk.start(Vec::new(), stat);
+    std::thread::scope(|scope| {
+        let stop = StopOnDrop(&walk);
+        scope.spawn(|| walk.help());
+        stop.0.in_order(&mut fingerprint, |listing| {
+            if abort.load(Ordering::Relaxed) {
+                return Err(AbortRequested::error());
+            }
+            if listing.gone {
+                return Err(io::Error::other("the directory listing thread stopped"));
+            }
+            let relative = Path::new(OsStr::from_bytes(&listing.record));
+            let children = listing.children.as_deref().map_err(String::as_str);
+            visitor.directory(relative, &listing.stat, children)
+        })
+    })?;
+    let left_out = walk
+        .left_out
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    Ok((fingerprint.finish(), left_out))
 }
 
 /// A directory to list.
@@ -112,17 +160,40 @@ struct Job {
     path: PathBuf,
     /// Its path in the fingerprint's records.
     record: Vec<u8>,
+    /// Its own metadata, as its parent's listing read it.
+    stat: EntryStat,
 }
 
 /// A listed directory: its entries' records, cut after each subdirectory's
 /// record, where that subdirectory's own listing goes.
-#[derive(Default)]
 struct Listing {
     records: Vec<u8>,
     /// The end of a run of records, and the directory listed after it.
     cuts: Vec<(usize, usize)>,
     /// Its weight against [`AHEAD`]: its entries, and one for itself.
     weight: usize,
+    /// Its path in the records, and its own metadata.
+    record: Vec<u8>,
+    stat: EntryStat,
+    /// Its entries for a visitor (none when only fingerprinting), or why
+    /// it cannot be read.
+    children: Result<Vec<Listed>, String>,
+    /// It never came: the other thread ended while listing it.
+    gone: bool,
+}
+
+impl Listing {
+    fn new(job: &Job) -> Self {
+        Self {
+            records: Vec::new(),
+            cuts: Vec::new(),
+            weight: 1,
+            record: job.record.clone(),
+            stat: job.stat,
+            children: Ok(Vec::new()),
+            gone: false,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -145,9 +216,13 @@ struct State {
 struct Walk<'a> {
     source: &'a Path,
     exclude: &'a Exclusions,
+    /// List entries for a visitor, not only their records.
+    entries: bool,
     state: Mutex<State>,
     changed: Condvar,
     next_id: AtomicUsize,
+    /// What the rules left out, from both threads once they are done.
+    left_out: Mutex<LeftOut>,
 }
 
 /// What one thread reuses from directory to directory.
@@ -196,10 +271,56 @@ impl Drop for StopOnDrop<'_, '_> {
 const CALLER: usize = 0;
 const HELPER: usize = 1;
 
+impl<'a> Walk<'a> {
+    fn new(source: &'a Path, exclude: &'a Exclusions, entries: bool) -> Self {
+        Walk {
+            source,
+            exclude,
+            entries,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            next_id: AtomicUsize::new(1),
+            left_out: Mutex::default(),
+        }
+    }
+
+    /// Queues the root, a directory, named `record` in the records.
+    fn start(&self, record: Vec<u8>, stat: EntryStat) {
+        let candidate = Found {
+            dir: self.source,
+            name: OsStr::new(""),
+            path: OnceCell::from(self.source.to_path_buf()),
+            stat: Some(&stat),
+            is_dir: true,
+            ino: stat.ino,
+            depth: 0,
+        };
+        // Only for what it notes: a tagged cache as the root is kept
+        // emptied, as the full walk keeps it.
+        keeps_entry(self.exclude, &candidate, self.source, &RefCell::default());
+        self.state().pending.push(Job {
+            id: 0,
+            parent: None,
+            path: self.source.to_path_buf(),
+            record,
+            stat,
+        });
+    }
+}
+
 impl Walk<'_> {
     fn state(&self) -> MutexGuard<'_, State> {
         // Each change to the state is whole when the lock is released.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds what one thread's rules left out to the walk's.
+    fn keep_left_out(&self, buffers: Buffers) {
+        let mine = buffers.left_out.into_inner();
+        let mut all = self.left_out.lock().unwrap_or_else(PoisonError::into_inner);
+        all.builtin.extend(mine.builtin);
+        all.builtin.sort();
+        all.excluded += mine.excluded;
     }
 
     /// Waits for a change to the state; `me` is the calling thread.
@@ -220,18 +341,30 @@ impl Walk<'_> {
         }
     }
 
-    /// The caller's thread: hashes every listing in the full walk's order.
-    fn hash_in_order(&self, fingerprint: &mut Fingerprint) {
+    /// The caller's thread: hashes every listing in the full walk's order,
+    /// and hands each to `visit` before its subdirectories' (its entries
+    /// are dropped after).
+    fn in_order(
+        &self,
+        fingerprint: &mut Fingerprint,
+        mut visit: impl FnMut(&Listing) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut buffers = Buffers::default();
+        let mut taken = |id, buffers: &mut Buffers| {
+            let mut listing = self.take(id, buffers);
+            visit(&listing)?;
+            listing.children = Ok(Vec::new());
+            Ok::<_, io::Error>(listing)
+        };
         // The listings being hashed, the deepest last: each with its next
         // cut and where its unhashed records start.
-        let mut stack = vec![(self.take(0, &mut buffers), 0, 0)];
+        let mut stack = vec![(taken(0, &mut buffers)?, 0, 0)];
         while let Some((listing, cut, start)) = stack.last_mut() {
             match listing.cuts.get(*cut) {
                 Some(&(end, child)) => {
                     fingerprint.add_records(&listing.records[*start..end]);
                     (*cut, *start) = (*cut + 1, end);
-                    let below = self.take(child, &mut buffers);
+                    let below = taken(child, &mut buffers)?;
                     stack.push((below, 0, 0));
                 }
                 None => {
@@ -240,6 +373,8 @@ impl Walk<'_> {
                 }
             }
         }
+        self.keep_left_out(buffers);
+        Ok(())
     }
 
     /// The listing of directory `id`: done ahead, or listed now by the
@@ -271,8 +406,15 @@ impl Walk<'_> {
                 // Never to come (see `helper_gone`): a record no tree has,
                 // so the fingerprint cannot match by mistake.
                 None if state.helper_gone => {
-                    let mut gone = Listing::default();
+                    let mut gone = Listing::new(&Job {
+                        id,
+                        parent: None,
+                        path: PathBuf::new(),
+                        record: Vec::new(),
+                        stat: EntryStat::default(),
+                    });
                     write_unreadable(&mut gone.records, b"\0");
+                    gone.gone = true;
                     return gone;
                 }
                 None => state = self.wait(state, CALLER),
@@ -289,7 +431,8 @@ impl Walk<'_> {
             let mut state = self.state();
             let job = loop {
                 if state.done {
-                    return;
+                    drop(state);
+                    return self.keep_left_out(buffers);
                 }
                 match (state.ahead < AHEAD).then(|| state.pending.pop()).flatten() {
                     Some(job) => break job,
@@ -309,20 +452,15 @@ impl Walk<'_> {
     /// Lists the directory of `job` and queues its subdirectories; `me` is
     /// the calling thread.
     fn list(&self, job: Job, buffers: &mut Buffers, me: usize) -> Listing {
-        let mut listing = Listing {
-            weight: 1,
-            ..Listing::default()
-        };
+        let mut listing = Listing::new(&job);
         let mut below = Vec::new();
         match self.read(&job, buffers, &mut listing, &mut below) {
             Ok(()) => {}
-            Err(_) => {
+            Err(e) => {
                 // As the full walk records a directory it cannot read,
                 // whatever it read of it.
-                listing = Listing {
-                    weight: 1,
-                    ..Listing::default()
-                };
+                listing = Listing::new(&job);
+                listing.children = Err(reason_for(&e.into()));
                 below.clear();
                 write_unreadable(&mut listing.records, &job.record);
             }
@@ -376,14 +514,14 @@ impl Walk<'_> {
         for &(start, end, ino) in found.iter() {
             let with_nul = &names[start..end];
             let name = &with_nul[..with_nul.len() - 1];
-            let stat = rustix::fs::statat(&*dir, c_name(with_nul), AtFlags::SYMLINK_NOFOLLOW).ok();
-            let entry = stat.as_ref().map(entry_stat);
+            let stat = rustix::fs::statat(&*dir, c_name(with_nul), AtFlags::SYMLINK_NOFOLLOW)
+                .map(|stat| EntryStat::from(&stat));
             let candidate = Found {
                 dir: &job.path,
                 name: OsStr::from_bytes(name),
                 path: OnceCell::new(),
-                stat: stat.as_ref(),
-                is_dir: entry.as_ref().is_some_and(EntryStat::is_dir),
+                stat: stat.as_ref().ok(),
+                is_dir: stat.as_ref().is_ok_and(EntryStat::is_dir),
                 ino,
                 depth: 1,
             };
@@ -392,7 +530,15 @@ impl Walk<'_> {
             }
             join(record, &job.record, name);
             listing.weight += 1;
-            let Some(entry) = entry else {
+            if self.entries
+                && let Ok(children) = &mut listing.children
+            {
+                children.push(Listed {
+                    name: OsStr::from_bytes(name).to_os_string(),
+                    stat: stat.map_err(|e| reason_for(&e.into())),
+                });
+            }
+            let Ok(entry) = stat else {
                 write_unreadable(&mut listing.records, record);
                 continue;
             };
@@ -410,6 +556,7 @@ impl Walk<'_> {
                     parent: Some((Arc::clone(&dir), with_nul.to_vec())),
                     path: candidate.path().to_path_buf(),
                     record: record.clone(),
+                    stat: entry,
                 });
             }
         }
@@ -433,32 +580,13 @@ fn join(out: &mut Vec<u8>, dir: &[u8], name: &[u8]) {
     out.extend_from_slice(name);
 }
 
-/// What the fingerprint keeps of a `stat`; the field types differ from one
-/// architecture to another, the values do not.
-#[allow(clippy::unnecessary_cast)]
-fn entry_stat(stat: &Stat) -> EntryStat {
-    EntryStat {
-        mode: stat.st_mode as u32,
-        uid: stat.st_uid as u32,
-        gid: stat.st_gid as u32,
-        size: stat.st_size as u64,
-        mtime: stat.st_mtime as i64,
-        mtime_nsec: stat.st_mtime_nsec as i64,
-        rdev: stat.st_rdev as u64,
-        ctime: stat.st_ctime as i64,
-        ctime_nsec: stat.st_ctime_nsec as i64,
-        nlink: stat.st_nlink as u64,
-        ino: stat.st_ino as u64,
-    }
-}
-
 /// An entry of a listed directory, for the exclusion rules; its path is
 /// made only if a rule asks for it.
 struct Found<'a> {
     dir: &'a Path,
     name: &'a OsStr,
     path: OnceCell<PathBuf>,
-    stat: Option<&'a Stat>,
+    stat: Option<&'a EntryStat>,
     is_dir: bool,
     ino: u64,
     depth: usize,
@@ -481,11 +609,10 @@ impl Candidate for Found<'_> {
         self.is_dir
     }
     fn is_file(&self) -> bool {
-        self.stat.is_some_and(|s| entry_stat(s).is_file())
+        self.stat.is_some_and(EntryStat::is_file)
     }
-    #[allow(clippy::unnecessary_cast)]
     fn size_and_device(&self) -> Option<(u64, u64)> {
-        self.stat.map(|s| (s.st_size as u64, s.st_dev as u64))
+        self.stat.map(|s| (s.size, s.dev))
     }
 }
 
@@ -606,6 +733,167 @@ pub(super) mod tests {
         );
         fs::set_permissions(root.join("shut"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(also.join("shut"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A directory's entries as a visitor saw them, or why it could not.
+    type Entries = Result<Vec<(OsString, Option<EntryStat>)>, String>;
+
+    /// What a visitor saw: each directory's path and entries, in order.
+    #[derive(Default)]
+    struct Seen {
+        directories: Vec<(PathBuf, Entries)>,
+        /// Sleep at the first directory, so that the other thread lists
+        /// as far ahead as it may.
+        slow: bool,
+    }
+
+    impl Visitor for Seen {
+        fn directory(
+            &mut self,
+            relative: &Path,
+            _: &EntryStat,
+            children: Result<&[Listed], &str>,
+        ) -> io::Result<()> {
+            if std::mem::take(&mut self.slow) {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            let children = children
+                .map(|c| {
+                    c.iter()
+                        .map(|c| (c.name.clone(), c.stat.clone().ok()))
+                        .collect()
+                })
+                .map_err(str::to_string);
+            self.directories.push((relative.to_path_buf(), children));
+            Ok(())
+        }
+    }
+
+    impl Seen {
+        /// Every path the visits name, in the full walk's order: each
+        /// directory's entries, each followed by its own entries if it
+        /// was visited as a directory.
+        fn paths(&self) -> Vec<(PathBuf, Option<EntryStat>)> {
+            let by_path: HashMap<_, _> = self
+                .directories
+                .iter()
+                .map(|(path, children)| (path.clone(), children))
+                .collect();
+            fn add(
+                dir: &Path,
+                by_path: &HashMap<PathBuf, &Entries>,
+                out: &mut Vec<(PathBuf, Option<EntryStat>)>,
+            ) {
+                match by_path.get(dir) {
+                    Some(Ok(children)) => {
+                        for (name, stat) in children.iter() {
+                            let path = dir.join(name);
+                            out.push((path.clone(), *stat));
+                            add(&path, by_path, out);
+                        }
+                    }
+                    // As the full walk names a directory it cannot read.
+                    Some(Err(_)) => out.push((dir.to_path_buf(), None)),
+                    None => {}
+                }
+            }
+            let mut out = Vec::new();
+            add(Path::new(""), &by_path, &mut out);
+            out
+        }
+    }
+
+    /// The walk in order visits every directory the full walk meets, in
+    /// its order, with the same entries and metadata, and gives its
+    /// fingerprint and what its rules left out; also when the other
+    /// thread lists far ahead of a slow visitor.
+    #[test]
+    fn the_walk_in_order_visits_what_the_full_walk_meets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        every_kind(&root);
+        let plain = Exclusions::for_source(&root, &[]);
+        let rules = ExcludeRules {
+            patterns: vec![
+                ExcludePattern::parse("*.tmp").unwrap(),
+                ExcludePattern::parse("/skip").unwrap(),
+            ],
+            caches: true,
+            ..ExcludeRules::default()
+        };
+        let ruled = Exclusions::for_source(&root, &[root.join("d1.y")])
+            .with_rules(&rules, &root, &[])
+            .unwrap();
+        let never = AtomicBool::new(false);
+        for exclude in [&plain, &ruled] {
+            for slow in [false, true] {
+                let mut seen = Seen {
+                    slow,
+                    ..Seen::default()
+                };
+                let (fingerprint, left_out) =
+                    walk_in_order(&root, exclude, &never, &mut seen).unwrap();
+                let (expected, _) = tree::fingerprint_walk(&root, exclude, LeftOut::default());
+                assert_eq!(fingerprint, expected);
+                let mut walked = tree::walked_paths(&root, exclude);
+                assert_eq!(walked.remove(0).0, Path::new(""), "the root comes first");
+                assert_eq!(seen.paths(), walked);
+                assert_eq!(seen.directories[0].0, Path::new(""));
+                if std::ptr::eq(exclude, &ruled) {
+                    assert_eq!(left_out.excluded, 3, "x.tmp, skip and cache/data");
+                    assert_eq!(left_out.builtin, [root.join("d1.y")]);
+                } else {
+                    assert_eq!((left_out.excluded, left_out.builtin.len()), (0, 0));
+                }
+            }
+        }
+        // An abort stops it.
+        let abort = AtomicBool::new(true);
+        let error = walk_in_order(&root, &plain, &abort, &mut Seen::default()).unwrap_err();
+        assert!(AbortRequested::is(&error), "{error}");
+        // A file is not a tree to walk.
+        assert!(walk_in_order(&root.join("a"), &plain, &never, &mut Seen::default()).is_err());
+        fs::set_permissions(root.join("shut"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A directory swapped for a symlink after its parent was listed is
+    /// not entered: it is opened relative to its parent, without
+    /// following a symlink.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_not_entered() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/f"), "f").unwrap();
+        let plain = Exclusions::for_source(&root, &[]);
+        let walk = Walk::new(&root, &plain, true);
+        let parent = Arc::new(
+            rustix::fs::open(&root, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap(),
+        );
+        let job = |name: &str| Job {
+            id: 1,
+            parent: Some((Arc::clone(&parent), format!("{name}\0").into_bytes())),
+            path: root.join(name),
+            record: name.as_bytes().to_vec(),
+            stat: EntryStat::default(),
+        };
+        let mut buffers = Buffers::default();
+        let listing = walk.list(job("d"), &mut buffers, CALLER);
+        let names: Vec<_> = listing
+            .children
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["f"]);
+        fs::rename(root.join("d"), dir.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join("d")).unwrap();
+        let listing = walk.list(job("d"), &mut buffers, CALLER);
+        assert!(listing.children.is_err(), "a symlink is not listed");
+        assert!(
+            listing.records.ends_with(b"!"),
+            "and is recorded unreadable"
+        );
     }
 
     #[test]

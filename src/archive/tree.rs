@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::fs::{Metadata, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tar::{Builder, EntryType, Header, HeaderMode};
+use tar::{Builder, EntryType, Header};
 use walkdir::{DirEntryExt, WalkDir};
 
-use super::fingerprint::Fingerprint;
+use super::fingerprint::{self, EntryStat, Fingerprint};
 use super::owners::OwnerNames;
 use super::pax::{PaxRecords, set_name_lossy};
 use super::reader::{AbortRequested, ExactSizeReader};
@@ -674,6 +674,25 @@ pub(super) fn fingerprint_sources_walked(sources: &[(&Path, &Exclusions)]) -> St
     fingerprint.finish()
 }
 
+/// Every path the full walk meets under `source`, relative to it, in its
+/// order, with its metadata (`None`: unreadable): what `scan`'s walk in
+/// order must visit.
+#[cfg(test)]
+pub(super) fn walked_paths(
+    source: &Path,
+    exclude: &Exclusions,
+) -> Vec<(PathBuf, Option<EntryStat>)> {
+    let left_out = std::cell::RefCell::new(LeftOut::default());
+    walk(source, exclude, &left_out)
+        .map(|step| match step {
+            Step::Entry {
+                relative, metadata, ..
+            } => (relative, Some(EntryStat::from(&metadata))),
+            Step::Unreadable { relative, .. } => (relative, None),
+        })
+        .collect()
+}
+
 /// The fingerprint of the tree under `source`, from metadata alone. What
 /// cannot be read is part of it, so this never fails. `if-changed` takes
 /// the same value from the two-thread walk of `scan`.
@@ -762,7 +781,7 @@ pub fn append_tree<W: TarSink>(
                     let entry = Entry {
                         path: &path,
                         name: &name,
-                        metadata: &metadata,
+                        metadata: &EntryStat::from(&metadata),
                         target,
                         dumpdir: None,
                     };
@@ -785,7 +804,7 @@ pub fn append_tree<W: TarSink>(
 pub(super) struct Entry<'a> {
     pub path: &'a Path,
     pub name: &'a Path,
-    pub metadata: &'a Metadata,
+    pub metadata: &'a EntryStat,
     pub target: Option<io::Result<PathBuf>>,
     /// A directory's `GNU.dumpdir` record, in an incremental archive.
     pub dumpdir: Option<&'a [u8]>,
@@ -821,7 +840,7 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
         entry: Entry<'_>,
         report: &mut ArchiveReport,
     ) -> io::Result<()> {
-        let kind = entry.metadata.file_type();
+        let kind = entry.metadata;
         if kind.is_socket() {
             report.sockets_ignored += 1;
             return Ok(());
@@ -878,10 +897,10 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
     /// first. Returns whether it wrote one.
     fn append_hard_link(&mut self, entry: &Entry<'_>) -> io::Result<bool> {
         let m = entry.metadata;
-        if m.is_dir() || m.nlink() < 2 {
+        if m.is_dir() || m.nlink < 2 {
             return Ok(false);
         }
-        let Some(first) = self.links.get(&(m.dev(), m.ino())).cloned() else {
+        let Some(first) = self.links.get(&(m.dev, m.ino)).cloned() else {
             return Ok(false);
         };
         let mut header = header_for(m);
@@ -895,9 +914,9 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
         Ok(true)
     }
 
-    fn remember_links(&mut self, m: &Metadata, name: &Path) {
-        if !m.is_dir() && m.nlink() > 1 {
-            self.links.insert((m.dev(), m.ino()), name.to_path_buf());
+    fn remember_links(&mut self, m: &EntryStat, name: &Path) {
+        if !m.is_dir() && m.nlink > 1 {
+            self.links.insert((m.dev, m.ino), name.to_path_buf());
         }
     }
 
@@ -930,7 +949,8 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
             });
             return Ok(());
         }
-        let mut header = header_for(&metadata);
+        let stat = EntryStat::from(&metadata);
+        let mut header = header_for(&stat);
         let holder = xattrs::Holder::File(&file);
         let segments = sparse::data_segments(&file, metadata.len(), metadata.blocks());
         // GNU tar's order: the sparse records first, then the others.
@@ -941,7 +961,7 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
                 records.add_str("GNU.sparse.minor", "0");
                 records.add("GNU.sparse.name", name.as_os_str().as_bytes());
                 records.add_str("GNU.sparse.realsize", &metadata.len().to_string());
-                records.append(self.records_for(&mut header, (path, holder), &metadata, report));
+                records.append(self.records_for(&mut header, (path, holder), &stat, report));
                 let stored = sparse::stored_size(&segments);
                 set_size(&mut header, stored, &mut records);
                 // The name GNU tar gives the entry itself; readers that do not
@@ -962,7 +982,7 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
                 })
             }
             None => {
-                records.append(self.records_for(&mut header, (path, holder), &metadata, report));
+                records.append(self.records_for(&mut header, (path, holder), &stat, report));
                 set_size(&mut header, metadata.len(), &mut records);
                 set_path(&mut header, name, &mut records);
                 report.bytes_read += metadata.len();
@@ -970,7 +990,7 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
                     .1
             }
         };
-        self.remember_links(&metadata, name);
+        self.remember_links(&stat, name);
         report.entries += 1;
         report.files += 1;
         if let Some(reason) = problem {
@@ -1024,7 +1044,7 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
         &mut self,
         header: &mut Header,
         (path, holder): (&Path, xattrs::Holder<'_>),
-        metadata: &Metadata,
+        metadata: &EntryStat,
         report: &mut ArchiveReport,
     ) -> PaxRecords {
         let mut records = PaxRecords::default();
@@ -1045,18 +1065,18 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
     fn add_owner_and_time(
         &mut self,
         header: &mut Header,
-        metadata: &Metadata,
+        metadata: &EntryStat,
         records: &mut PaxRecords,
     ) {
         set_owner_names(header, metadata, &mut self.names, records);
         const OCTAL_ID_MAX: u32 = 0o7777777;
-        if metadata.uid() > OCTAL_ID_MAX {
-            records.add_str("uid", &metadata.uid().to_string());
+        if metadata.uid > OCTAL_ID_MAX {
+            records.add_str("uid", &metadata.uid.to_string());
         }
-        if metadata.gid() > OCTAL_ID_MAX {
-            records.add_str("gid", &metadata.gid().to_string());
+        if metadata.gid > OCTAL_ID_MAX {
+            records.add_str("gid", &metadata.gid.to_string());
         }
-        let (seconds, nanoseconds) = (metadata.mtime(), metadata.mtime_nsec());
+        let (seconds, nanoseconds) = (metadata.mtime, metadata.mtime_nsec);
         if nanoseconds != 0 || !(0..=0o77777777777).contains(&seconds) {
             records.add_time("mtime", seconds, nanoseconds);
         }
@@ -1065,16 +1085,16 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
 
 fn set_owner_names(
     header: &mut Header,
-    metadata: &Metadata,
+    metadata: &EntryStat,
     names: &mut OwnerNames,
     records: &mut PaxRecords,
 ) {
-    if let Some(user) = names.user(metadata.uid())
+    if let Some(user) = names.user(metadata.uid)
         && header.set_username(user).is_err()
     {
         records.add_str("uname", user);
     }
-    if let Some(group) = names.group(metadata.gid())
+    if let Some(group) = names.group(metadata.gid)
         && header.set_groupname(group).is_err()
     {
         records.add_str("gname", group);
@@ -1119,26 +1139,39 @@ fn sparse_header_name(name: &Path) -> PathBuf {
 /// A ustar header (the POSIX format GNU tar writes with `--format=posix`)
 /// with the entry's type, mode, ids, size and whole-second mtime; owner
 /// names and PAX records are the writer's.
-fn header_for(metadata: &Metadata) -> Header {
+/// A ustar header as the tar crate's `HeaderMode::Complete` fills one from
+/// `std`'s metadata, byte for byte (whole mode, owner ids, mtime in
+/// seconds, the entry type, device numbers 0), with no size but a regular
+/// file's.
+fn header_for(metadata: &EntryStat) -> Header {
     let mut header = Header::new_ustar();
-    header.set_metadata_in_mode(metadata, HeaderMode::Complete);
-    if !metadata.is_file() {
-        header.set_size(0);
-    }
-    if metadata.file_type().is_symlink() {
-        header.set_entry_type(EntryType::Symlink);
-    }
+    header.set_mtime(metadata.mtime as u64);
+    header.set_uid(u64::from(metadata.uid));
+    header.set_gid(u64::from(metadata.gid));
+    header.set_mode(metadata.mode);
+    header.set_size(if metadata.is_file() { metadata.size } else { 0 });
+    header.set_entry_type(match fingerprint::kind_letter(metadata.mode) {
+        Some(b'f') => EntryType::Regular,
+        Some(b'l') => EntryType::Symlink,
+        Some(b'c') => EntryType::Char,
+        Some(b'b') => EntryType::Block,
+        Some(b'd') => EntryType::Directory,
+        Some(b'p') => EntryType::Fifo,
+        _ => EntryType::new(b' '),
+    });
+    // Written as zeros, not left empty: a ustar header always has them.
+    let zeroed = header.set_device_major(0).and(header.set_device_minor(0));
+    debug_assert!(zeroed.is_ok(), "a ustar header has device fields");
     header
 }
 
 /// A character or block device's numbers, which the tar crate leaves at
 /// 0,0: without them a restored `/dev`-like tree holds the wrong devices.
-fn set_device_numbers(header: &mut Header, metadata: &Metadata) -> Result<(), String> {
-    let kind = metadata.file_type();
-    if !kind.is_char_device() && !kind.is_block_device() {
+fn set_device_numbers(header: &mut Header, metadata: &EntryStat) -> Result<(), String> {
+    if !metadata.is_device() {
         return Ok(());
     }
-    let rdev = metadata.rdev();
+    let rdev = metadata.rdev;
     let too_large = || format!("device number {rdev:#x} does not fit a tar header");
     // The header's fields hold seven octal digits.
     let field = |n: u64| u32::try_from(n).ok().filter(|&n| n <= 0o7777777);

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 
 use super::fingerprint::EntryStat;
 use super::reader::AbortRequested;
-use super::scan::{Listed, Visitor, walk_in_order};
+use super::scan::{Directory, Listed, Visitor, walk_in_order};
 use super::tree::{self, Entry, EntryWriter};
 use super::writer::{HashingWriter, TarSink};
 use super::{ArchiveError, ArchiveJob, ArchiveReport, Skipped};
@@ -126,8 +126,8 @@ fn append_incremental<W: TarSink>(
         writer: &mut writer,
         report,
     };
-    let (fingerprint, left_out) =
-        walk_in_order(job.source, job.exclude, job.watch.abort, &mut walk)?;
+    let walked = (job.watch.abort, job.xattrs);
+    let (fingerprint, left_out) = walk_in_order(job.source, job.exclude, walked, &mut walk)?;
     let written = walk.state.finish()?;
     let state = File::open(chain.state_path)?;
     append_stored_files(&mut writer, job, &base, state, report)?;
@@ -153,12 +153,13 @@ impl<W: TarSink> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
     /// Stores the directory's header and dumpdir and records its block of
     /// the file state; a directory that cannot be read is stored without a
     /// dumpdir, so that restoring deletes nothing from it.
-    fn directory(
-        &mut self,
-        relative: &Path,
-        metadata: &EntryStat,
-        children: Result<&[Listed], &str>,
-    ) -> io::Result<()> {
+    fn directory(&mut self, directory: Directory<'_>) -> io::Result<()> {
+        let Directory {
+            relative,
+            stat: metadata,
+            children,
+            attributes,
+        } = directory;
         let path = self.job.source.join(relative);
         let name = self.base.join(relative);
         let dumpdir = match children {
@@ -177,6 +178,7 @@ impl<W: TarSink> Visitor for IncrementalWalk<'_, '_, '_, '_, '_, W> {
             metadata,
             target: None,
             dumpdir: dumpdir.as_deref(),
+            attributes,
         };
         self.writer.append_entry(entry, self.report)
     }
@@ -293,6 +295,7 @@ fn append_stored_files<W: TarSink>(
                 target: tree::link_target(&path, &metadata),
                 metadata: &EntryStat::from(&metadata),
                 dumpdir: None,
+                attributes: None,
             };
             writer.append_entry(entry, report)?;
         }

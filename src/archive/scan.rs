@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +33,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use super::fingerprint::{EntryStat, Fingerprint, write_entry, write_unreadable};
 use super::reader::AbortRequested;
 use super::tree::{Candidate, Exclusions, LeftOut, base_name, keeps_entry, reason_for};
+use super::xattrs::{self, Attributes};
 
 /// Entries listed ahead of the hashing beyond which the other thread waits:
 /// a few MiB of records whatever the tree's size.
@@ -93,28 +94,37 @@ pub(super) struct Listed {
     pub stat: Result<EntryStat, String>,
 }
 
+/// A directory as [`walk_in_order`] gives it to its visitor.
+pub(super) struct Directory<'l> {
+    /// Its path relative to the source (the root is `""`).
+    pub relative: &'l Path,
+    /// Its own metadata.
+    pub stat: &'l EntryStat,
+    /// The entries the walk keeps, sorted by name, or why it cannot be
+    /// read.
+    pub children: Result<&'l [Listed], &'l str>,
+    /// Its extended attributes, when the walk was asked for them, read
+    /// through the descriptor it was listed with.
+    pub attributes: Option<&'l io::Result<Attributes>>,
+}
+
 /// What [`walk_in_order`] does with each directory.
 pub(super) trait Visitor {
-    /// Each directory, the root first (as `""`), in the full walk's order
-    /// (depth first, names sorted): its own metadata, and the entries the
-    /// walk keeps, sorted by name, or why it cannot be read.
-    fn directory(
-        &mut self,
-        relative: &Path,
-        stat: &EntryStat,
-        children: Result<&[Listed], &str>,
-    ) -> io::Result<()>;
+    /// Each directory, the root first, in the full walk's order (depth
+    /// first, names sorted).
+    fn directory(&mut self, directory: Directory<'_>) -> io::Result<()>;
 }
 
 /// Walks the directory `source` (followed if it is a symlink) in the full
 /// walk's order on both cores, as the `if-changed` walk does, handing each
-/// directory to `visitor`. Returns the tree's fingerprint, record for
-/// record the full walk's, and what the rules left out. Stops with
-/// [`AbortRequested`] once `abort` is set.
+/// directory to `visitor`, with its extended attributes if `attributes`.
+/// Returns the tree's fingerprint, record for record the full walk's, and
+/// what the rules left out. Stops with [`AbortRequested`] once `abort` is
+/// set.
 pub(super) fn walk_in_order(
     source: &Path,
     exclude: &Exclusions,
-    abort: &AtomicBool,
+    (abort, attributes): (&AtomicBool, bool),
     visitor: &mut impl Visitor,
 ) -> io::Result<(String, LeftOut)> {
     exclude.start_walk();
@@ -126,7 +136,8 @@ pub(super) fn walk_in_order(
     let mut record = Vec::new();
     write_entry(&mut record, b"", &stat, None);
     fingerprint.add_records(&record);
-    let walk = Walk::new(source, exclude, true);
+    let mut walk = Walk::new(source, exclude, true);
+    walk.attributes = attributes;
     walk.start(Vec::new(), stat);
     std::thread::scope(|scope| {
         let stop = StopOnDrop(&walk);
@@ -138,9 +149,12 @@ pub(super) fn walk_in_order(
             if listing.gone {
                 return Err(io::Error::other("the directory listing thread stopped"));
             }
-            let relative = Path::new(OsStr::from_bytes(&listing.record));
-            let children = listing.children.as_deref().map_err(String::as_str);
-            visitor.directory(relative, &listing.stat, children)
+            visitor.directory(Directory {
+                relative: Path::new(OsStr::from_bytes(&listing.record)),
+                stat: &listing.stat,
+                children: listing.children.as_deref().map_err(String::as_str),
+                attributes: listing.attributes.as_ref(),
+            })
         })
     })?;
     let left_out = walk
@@ -178,6 +192,8 @@ struct Listing {
     /// Its entries for a visitor (none when only fingerprinting), or why
     /// it cannot be read.
     children: Result<Vec<Listed>, String>,
+    /// Its extended attributes, when asked for.
+    attributes: Option<io::Result<Attributes>>,
     /// It never came: the other thread ended while listing it.
     gone: bool,
 }
@@ -191,6 +207,7 @@ impl Listing {
             record: job.record.clone(),
             stat: job.stat,
             children: Ok(Vec::new()),
+            attributes: None,
             gone: false,
         }
     }
@@ -218,6 +235,8 @@ struct Walk<'a> {
     exclude: &'a Exclusions,
     /// List entries for a visitor, not only their records.
     entries: bool,
+    /// Read each directory's extended attributes for the visitor.
+    attributes: bool,
     state: Mutex<State>,
     changed: Condvar,
     next_id: AtomicUsize,
@@ -234,6 +253,9 @@ struct Buffers {
     found: Vec<(usize, usize, u64)>,
     record: Vec<u8>,
     left_out: RefCell<LeftOut>,
+    /// For extended attributes (see [`xattrs::read_open`]); empty until
+    /// they are asked for.
+    scratch: Vec<u8>,
 }
 
 impl Default for Buffers {
@@ -244,6 +266,7 @@ impl Default for Buffers {
             found: Vec::new(),
             record: Vec::new(),
             left_out: RefCell::default(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -277,6 +300,7 @@ impl<'a> Walk<'a> {
             source,
             exclude,
             entries,
+            attributes: false,
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             next_id: AtomicUsize::new(1),
@@ -498,7 +522,12 @@ impl Walk<'_> {
             found,
             record,
             left_out,
+            scratch,
         } = buffers;
+        if self.attributes {
+            scratch.resize(xattrs::SCRATCH, 0);
+            listing.attributes = Some(xattrs::read_open(dir.as_fd(), scratch));
+        }
         names.clear();
         found.clear();
         let mut entries = RawDir::new(&*dir, dirents);
@@ -745,19 +774,24 @@ pub(super) mod tests {
         /// Sleep at the first directory, so that the other thread lists
         /// as far ahead as it may.
         slow: bool,
+        /// The directories with extended attributes, and theirs.
+        attributes: Vec<(PathBuf, Attributes)>,
     }
 
     impl Visitor for Seen {
-        fn directory(
-            &mut self,
-            relative: &Path,
-            _: &EntryStat,
-            children: Result<&[Listed], &str>,
-        ) -> io::Result<()> {
+        fn directory(&mut self, directory: Directory<'_>) -> io::Result<()> {
             if std::mem::take(&mut self.slow) {
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
-            let children = children
+            let relative = directory.relative;
+            if let Some(Ok(attributes)) = directory.attributes
+                && !attributes.is_empty()
+            {
+                self.attributes
+                    .push((relative.to_path_buf(), attributes.clone()));
+            }
+            let children = directory
+                .children
                 .map(|c| {
                     c.iter()
                         .map(|c| (c.name.clone(), c.stat.clone().ok()))
@@ -832,7 +866,7 @@ pub(super) mod tests {
                     ..Seen::default()
                 };
                 let (fingerprint, left_out) =
-                    walk_in_order(&root, exclude, &never, &mut seen).unwrap();
+                    walk_in_order(&root, exclude, (&never, false), &mut seen).unwrap();
                 let (expected, _) = tree::fingerprint_walk(&root, exclude, LeftOut::default());
                 assert_eq!(fingerprint, expected);
                 let mut walked = tree::walked_paths(&root, exclude);
@@ -847,12 +881,30 @@ pub(super) mod tests {
                 }
             }
         }
+        // Extended attributes, when asked for, are read with the listing.
+        xattr::set(root.join("d1"), "user.k", b"v").unwrap();
+        let mut seen = Seen::default();
+        walk_in_order(&root, &plain, (&never, true), &mut seen).unwrap();
+        let value = (OsString::from("user.k"), b"v".to_vec());
+        assert_eq!(seen.attributes, [(PathBuf::from("d1"), vec![value])]);
+        let mut seen = Seen::default();
+        walk_in_order(&root, &plain, (&never, false), &mut seen).unwrap();
+        assert!(seen.attributes.is_empty());
         // An abort stops it.
         let abort = AtomicBool::new(true);
-        let error = walk_in_order(&root, &plain, &abort, &mut Seen::default()).unwrap_err();
+        let error =
+            walk_in_order(&root, &plain, (&abort, false), &mut Seen::default()).unwrap_err();
         assert!(AbortRequested::is(&error), "{error}");
         // A file is not a tree to walk.
-        assert!(walk_in_order(&root.join("a"), &plain, &never, &mut Seen::default()).is_err());
+        assert!(
+            walk_in_order(
+                &root.join("a"),
+                &plain,
+                (&never, false),
+                &mut Seen::default()
+            )
+            .is_err()
+        );
         fs::set_permissions(root.join("shut"), fs::Permissions::from_mode(0o755)).unwrap();
     }
 

@@ -784,6 +784,7 @@ pub fn append_tree<W: TarSink>(
                         metadata: &EntryStat::from(&metadata),
                         target,
                         dumpdir: None,
+                        attributes: None,
                     };
                     writer.append_entry(entry, report)?;
                 }
@@ -808,6 +809,9 @@ pub(super) struct Entry<'a> {
     pub target: Option<io::Result<PathBuf>>,
     /// A directory's `GNU.dumpdir` record, in an incremental archive.
     pub dumpdir: Option<&'a [u8]>,
+    /// Its extended attributes, if a walk read them already (through its
+    /// open descriptor); else they are read by its path.
+    pub attributes: Option<&'a io::Result<xattrs::Attributes>>,
 }
 
 /// Writes entries as `tar --format=posix --xattrs --acls --sparse` would:
@@ -860,7 +864,10 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
             });
             return Ok(());
         }
-        let holder = xattrs::Holder::Path(entry.path);
+        let holder = match entry.attributes {
+            Some(read) => xattrs::Holder::Read(read),
+            None => xattrs::Holder::Path(entry.path),
+        };
         let mut records =
             self.records_for(&mut header, (entry.path, holder), entry.metadata, report);
         if let Some(dumpdir) = entry.dumpdir {

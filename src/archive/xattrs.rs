@@ -9,7 +9,10 @@
 //! archive walk has open); symlinks are never followed. Restore turns
 //! the text back into the kernel's form with [`acl_value`].
 
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::owners::{OwnerIds, OwnerNames};
@@ -19,26 +22,77 @@ pub const ACL_ACCESS: &str = "system.posix_acl_access";
 pub const ACL_DEFAULT: &str = "system.posix_acl_default";
 
 /// Whose attributes to read: an entry by its path (never followed), or a
-/// file already open, without resolving its path again.
+/// file already open, without resolving its path again; or attributes
+/// already read (by [`read_open`]), or why they could not be.
 #[derive(Clone, Copy)]
 pub enum Holder<'a> {
     Path(&'a Path),
     File(&'a std::fs::File),
+    Read(&'a io::Result<Attributes>),
+}
+
+/// An entry's extended attributes, names and values, sorted by name.
+pub type Attributes = Vec<(OsString, Vec<u8>)>;
+
+/// The largest attribute list and value Linux has (`XATTR_LIST_MAX`,
+/// `XATTR_SIZE_MAX`): the size of [`read_open`]'s scratch buffer.
+pub const SCRATCH: usize = 64 * 1024;
+
+/// The attributes of an open file or directory (`flistxattr`,
+/// `fgetxattr`), read into `scratch` (at least [`SCRATCH`] bytes, reused
+/// from entry to entry) by a walk that holds its descriptor; none on a
+/// file system without them.
+pub fn read_open(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Attributes> {
+    let listed = match rustix::fs::flistxattr(fd, &mut *scratch) {
+        Ok(listed) => listed,
+        Err(e) if is_unsupported(&e.into()) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let names: Vec<OsString> = scratch[..listed]
+        .split(|&b| b == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| OsStr::from_bytes(name).to_os_string())
+        .collect();
+    let mut attributes = Vec::with_capacity(names.len());
+    for name in names {
+        match rustix::fs::fgetxattr(fd, name.as_os_str(), &mut *scratch) {
+            Ok(length) => attributes.push((name, scratch[..length].to_vec())),
+            Err(rustix::io::Errno::NODATA) => {} // removed since the list
+            Err(e) => return Err(e.into()),
+        }
+    }
+    attributes.sort();
+    Ok(attributes)
 }
 
 impl Holder<'_> {
-    fn list(self) -> io::Result<xattr::XAttrs> {
-        match self {
+    /// Its attributes, sorted by name.
+    fn read(self) -> io::Result<Attributes> {
+        let listed = match self {
             Holder::Path(path) => xattr::list(path),
             Holder::File(file) => xattr::FileExt::list_xattr(file),
+            Holder::Read(Ok(attributes)) => return Ok(attributes.clone()),
+            Holder::Read(Err(e)) => return Err(io::Error::new(e.kind(), e.to_string())),
+        };
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut attributes = Vec::new();
+        for name in listed {
+            let value = match self {
+                Holder::Path(path) => xattr::get(path, &name),
+                Holder::File(file) => xattr::FileExt::get_xattr(file, &name),
+                Holder::Read(_) => Ok(None),
+            };
+            // `None`: removed since the list.
+            if let Some(value) = value? {
+                attributes.push((name, value));
+            }
         }
-    }
-
-    fn get(self, name: &std::ffi::OsStr) -> io::Result<Option<Vec<u8>>> {
-        match self {
-            Holder::Path(path) => xattr::get(path, name),
-            Holder::File(file) => xattr::FileExt::get_xattr(file, name),
-        }
+        attributes.sort();
+        Ok(attributes)
     }
 }
 
@@ -50,18 +104,8 @@ pub fn add_records(
     names: &mut OwnerNames,
     records: &mut PaxRecords,
 ) -> io::Result<()> {
-    let listed = match holder.list() {
-        Ok(listed) => listed,
-        Err(e) if is_unsupported(&e) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let mut attributes: Vec<_> = listed.collect();
-    attributes.sort();
     let mut acls = Vec::new();
-    for name in attributes {
-        let Some(value) = holder.get(&name)? else {
-            continue; // removed since the list
-        };
+    for (name, value) in holder.read()? {
         let Some(text) = name.to_str() else {
             continue; // not representable in a PAX key; GNU tar skips it too
         };

@@ -49,6 +49,11 @@ const END: u32 = u32::MAX;
 /// The longest name or path a file state may hold: longer means damage.
 const MAX_PATH: usize = 1 << 16;
 
+/// Paths of entries to store that a run keeps in memory for its second
+/// pass (a few MiB at most); a run that stores more reads them back from
+/// its file state instead, so memory stays bounded whatever the tree.
+const STORED_IN_MEMORY: usize = 16 * 1024;
+
 /// `<archive>.files`: the file state written beside an archive of a chain.
 pub fn state_path(archive: &Path) -> PathBuf {
     let mut name = archive.file_name().unwrap_or_default().to_os_string();
@@ -82,9 +87,19 @@ pub fn write_incremental(
     file: File,
     chain: ChainInput<'_>,
 ) -> Result<(ArchiveReport, StateWritten), ArchiveError> {
+    write_keeping(job, file, chain, STORED_IN_MEMORY)
+}
+
+/// [`write_incremental`], keeping up to `in_memory` paths to store.
+fn write_keeping(
+    job: &ArchiveJob<'_>,
+    file: File,
+    chain: ChainInput<'_>,
+    in_memory: usize,
+) -> Result<(ArchiveReport, StateWritten), ArchiveError> {
     let mut written = None;
     let report = super::write_with(job, file, |builder, report| {
-        written = Some(append_incremental(builder, job, chain, report)?);
+        written = Some(append_incremental(builder, job, chain, report, in_memory)?);
         Ok(())
     })?;
     let written = written.ok_or_else(|| ArchiveError::Write {
@@ -108,6 +123,7 @@ fn append_incremental<W: TarSink>(
     job: &ArchiveJob<'_>,
     chain: ChainInput<'_>,
     report: &mut ArchiveReport,
+    in_memory: usize,
 ) -> io::Result<StateWritten> {
     let base = tree::base_name(job.source);
     let mut writer = EntryWriter::new(builder, job);
@@ -123,14 +139,25 @@ fn append_incremental<W: TarSink>(
         parent,
         forced: chain.forced,
         state,
+        stored: Some(Vec::new()),
+        in_memory,
         writer: &mut writer,
         report,
     };
     let walked = (job.watch.abort, job.xattrs);
     let (fingerprint, left_out) = walk_in_order(job.source, job.exclude, walked, &mut walk)?;
     let written = walk.state.finish()?;
-    let state = File::open(chain.state_path)?;
-    append_stored_files(&mut writer, job, &base, state, report)?;
+    match walk.stored {
+        Some(stored) => {
+            for relative in stored {
+                append_stored(&mut writer, job, (&base, &relative), report)?;
+            }
+        }
+        None => {
+            let state = File::open(chain.state_path)?;
+            append_stored_files(&mut writer, job, &base, state, report)?;
+        }
+    }
     report.fingerprint = fingerprint;
     report.left_out = left_out.builtin;
     report.excluded = left_out.excluded;
@@ -145,6 +172,11 @@ struct IncrementalWalk<'j, 'a, 'b, 'w, 'x, W: TarSink> {
     parent: Option<StateReader>,
     forced: &'j HashSet<PathBuf>,
     state: StateWriter,
+    /// The paths the second pass stores, while they are few (up to
+    /// `in_memory`, [`STORED_IN_MEMORY`] but in a test); past that, `None`, and the second pass reads
+    /// them back from the new file state.
+    stored: Option<Vec<PathBuf>>,
+    in_memory: usize,
     writer: &'j mut EntryWriter<'b, 'w, W>,
     report: &'x mut ArchiveReport,
 }
@@ -239,6 +271,13 @@ impl<W: TarSink> IncrementalWalk<'_, '_, '_, '_, '_, W> {
             {
                 b'N'
             } else {
+                if let Some(stored) = &mut self.stored {
+                    if stored.len() < self.in_memory {
+                        stored.push(relative.join(&record.name));
+                    } else {
+                        self.stored = None;
+                    }
+                }
                 b'Y'
             };
             add_to_dumpdir(&mut dumpdir, &record);
@@ -269,38 +308,48 @@ fn append_stored_files<W: TarSink>(
     let mut reader = StateReader::from_file(state)?;
     while let Some((relative, records)) = reader.next_block()? {
         for record in records.iter().filter(|r| r.flag == b'Y') {
-            if job.watch.abort.load(AtomicOrdering::Relaxed) {
-                return Err(AbortRequested::error());
-            }
-            let relative = relative.join(&record.name);
-            let path = job.source.join(&relative);
-            let metadata = match path.symlink_metadata() {
-                Ok(metadata) if !metadata.is_dir() => metadata,
-                Ok(_) => {
-                    report.skipped.push(Skipped {
-                        path,
-                        reason: "changed type while the backup ran".to_string(),
-                    });
-                    continue;
-                }
-                Err(e) => {
-                    report.skipped.push(tree::skipped(&path, &e));
-                    continue;
-                }
-            };
-            let name = base.join(&relative);
-            let entry = Entry {
-                path: &path,
-                name: &name,
-                target: tree::link_target(&path, &metadata),
-                metadata: &EntryStat::from(&metadata),
-                dumpdir: None,
-                attributes: None,
-            };
-            writer.append_entry(entry, report)?;
+            append_stored(writer, job, (base, &relative.join(&record.name)), report)?;
         }
     }
     Ok(())
+}
+
+/// Stores the entry at `relative` (a path the first pass flagged `Y`),
+/// read from the source again, under `base`.
+fn append_stored<W: TarSink>(
+    writer: &mut EntryWriter<'_, '_, W>,
+    job: &ArchiveJob<'_>,
+    (base, relative): (&Path, &Path),
+    report: &mut ArchiveReport,
+) -> io::Result<()> {
+    if job.watch.abort.load(AtomicOrdering::Relaxed) {
+        return Err(AbortRequested::error());
+    }
+    let path = job.source.join(relative);
+    let metadata = match path.symlink_metadata() {
+        Ok(metadata) if !metadata.is_dir() => metadata,
+        Ok(_) => {
+            report.skipped.push(Skipped {
+                path,
+                reason: "changed type while the backup ran".to_string(),
+            });
+            return Ok(());
+        }
+        Err(e) => {
+            report.skipped.push(tree::skipped(&path, &e));
+            return Ok(());
+        }
+    };
+    let name = base.join(relative);
+    let entry = Entry {
+        path: &path,
+        name: &name,
+        target: tree::link_target(&path, &metadata),
+        metadata: &EntryStat::from(&metadata),
+        dumpdir: None,
+        attributes: None,
+    };
+    writer.append_entry(entry, report)
 }
 
 /// One entry of a directory in a file state.
@@ -533,6 +582,66 @@ mod tests {
         assert_eq!(reader.block(Path::new("b")), None);
         assert_eq!(reader.block(Path::new("c")), Some(vec![a]));
         assert_eq!(reader.block(Path::new("d")), None);
+    }
+
+    /// The second pass stores the same entries, in the same order, from
+    /// the paths it kept in memory and from the file state read back.
+    #[test]
+    fn stored_paths_kept_in_memory_or_read_back_give_the_same_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src");
+        for d in ["a/b", "a/c", "d"] {
+            std::fs::create_dir_all(source.join(d)).unwrap();
+            for f in ["1", "2", "3"] {
+                std::fs::write(source.join(d).join(f), d).unwrap();
+            }
+        }
+        let exclude = tree::Exclusions::for_source(&source, &[]);
+        let abort = std::sync::atomic::AtomicBool::new(false);
+        let write = |name: &str, parent: Option<&Path>, in_memory: usize| {
+            let destination = dir.path().join(name);
+            let state_path = dir.path().join(format!("{name}.files"));
+            let job = ArchiveJob {
+                source: &source,
+                destination: &destination,
+                format: crate::model::Format::Tar,
+                level: None,
+                exclude: &exclude,
+                also: &[],
+                xattrs: true,
+                watch: tree::Watch {
+                    abort: &abort,
+                    progress: None,
+                },
+                encrypt_to: &[],
+            };
+            let chain = ChainInput {
+                parent_state: parent,
+                forced: &HashSet::new(),
+                state: File::create(&state_path).unwrap(),
+                state_path: &state_path,
+            };
+            let file = File::create(&destination).unwrap();
+            let (report, _) = write_keeping(&job, file, chain, in_memory).unwrap();
+            (std::fs::read(&destination).unwrap(), report.files)
+        };
+        let full = dir.path().join("full.files");
+        let (kept, files) = write("full", None, usize::MAX);
+        assert_eq!(files, 9);
+        // A level 0 stores every file: read back, from the first.
+        let (read_back, files) = write("full-read-back", None, 3);
+        assert!(read_back == kept, "level 0: the archives differ");
+        assert_eq!(files, 9);
+        for f in ["a/b/2", "a/c/1", "a/c/3", "d/3"] {
+            std::fs::write(source.join(f), "changed").unwrap();
+        }
+        std::fs::write(source.join("a/new"), "new").unwrap();
+        for (in_memory, name) in [(usize::MAX, "kept"), (2, "partly"), (0, "read-back")] {
+            let (archive, files) = write(name, Some(&full), in_memory);
+            assert_eq!(files, 5, "{name}");
+            let (expected, _) = write("expected", Some(&full), usize::MAX);
+            assert!(archive == expected, "{name}: the archives differ");
+        }
     }
 
     #[test]

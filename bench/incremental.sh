@@ -10,7 +10,9 @@
 #   bench/incremental.sh [TREE]
 #
 # TREE defaults to /tmp/bench/many. The binary is $BACKUPCTL, by default
-# target/release/backupctl. $ROUNDS rounds (default 5). Prints, as median
+# target/release/backupctl. $ROUNDS rounds (default 5). $FORMAT is the
+# schedule's format (default tar; tar.zst, tar.gz). RESTORES=0 leaves the
+# two restores out. Prints, as median
 # and best of the rounds: the full run's and the first incremental's wall
 # time, their ratio and their archive sizes; the two restores and their
 # ratio; the peak memory (`/usr/bin/time -v`) of each kind of run.
@@ -55,6 +57,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$here/target}
 bin=${BACKUPCTL:-$target_dir/release/backupctl}
 rounds=${ROUNDS:-5}
+format=${FORMAT:-tar}
+restores=${RESTORES:-1}
 tree=$(cd "${1:-/tmp/bench/many}" && pwd)
 [[ -x $bin ]] || { echo "no binary at $bin: run cargo build --release" >&2; exit 1; }
 
@@ -100,7 +104,7 @@ for round in $(seq 1 "$rounds"); do
     mkdir -p "$home"
     cp -a "$tree" "$scratch/src"
     touch "$home/backup_schedules.txt"
-    "$bin" --home "$home" create "$scratch/src;04:00;s;incremental,full-every=100,keep-last=100" 2>/dev/null
+    "$bin" --home "$home" create "$scratch/src;04:00;s;incremental,full-every=100,keep-last=100,format=$format" 2>/dev/null
     timed_run "$home" full
     full+=("$run_seconds") full_size+=("$run_size") full_peak+=("$run_peak")
     level0=$run_archive
@@ -114,6 +118,7 @@ for round in $(seq 1 "$rounds"); do
         fi
     done
     level6=$run_archive
+    ((restores)) || continue
     sync
     # Which restore goes first alternates: the filesystem makes the first
     # one after the previous round's deletions pay for them.
@@ -140,16 +145,18 @@ show() { # LABEL UNIT VALUES…
     printf '%-34s median %10.3f  best %10.3f %s\n' "$label" \
         "$(printf '%s\n' "$@" | median)" "$(printf '%s\n' "$@" | best)" "$unit"
 }
-printf 'tree %s (%s files, 1 %% = %s changed per step), %s rounds, load %s\n' \
-    "$tree" "$files" "$((files / 100))" "$rounds" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'tree %s (%s files, 1 %% = %s changed per step), .%s, %s rounds, load %s\n' \
+    "$tree" "$files" "$((files / 100))" "$format" "$rounds" "$(cut -d' ' -f1-3 /proc/loadavg)"
 show 'full run (level 0)' s "${full[@]}"
 show 'incremental run (1 % changed)' s "${incr[@]}"
 show 'time ratio (incremental / full)' '' "${ratio[@]}"
 show 'full archive' MiB "$(printf '%s\n' "${full_size[@]}" | awk '{ print $1 / 1048576 }')"
 show 'incremental archive' MiB "$(printf '%s\n' "${incr_size[@]}" | awk '{ print $1 / 1048576 }')"
 show 'size ratio (incremental / full)' '' "${size_ratio[@]}"
-show 'restore full alone' s "${restore_full[@]}"
-show 'restore full + 6 incrementals' s "${restore_chain[@]}"
-show 'restore ratio (chain / full)' '' "${restore_ratio[@]}"
+if ((restores)); then
+    show 'restore full alone' s "${restore_full[@]}"
+    show 'restore full + 6 incrementals' s "${restore_chain[@]}"
+    show 'restore ratio (chain / full)' '' "${restore_ratio[@]}"
+fi
 show 'peak memory, full run' MiB "$(printf '%s\n' "${full_peak[@]}" | awk '{ print $1 / 1024 }')"
 show 'peak memory, incremental run' MiB "$(printf '%s\n' "${incr_peak[@]}" | awk '{ print $1 / 1024 }')"

@@ -9,7 +9,8 @@
 #   bench/restore.sh [TREE...]
 #
 # TREEs default to /tmp/bench/small (~4k files) and /tmp/bench/many (~46k
-# files), built by corpus.sh. The binary is $BACKUPCTL, by default
+# files), built by corpus.sh. $FORMATS chooses the formats (default
+# "tar tar.zst"). The binary is $BACKUPCTL, by default
 # $CARGO_TARGET_DIR/release/backupctl (`cargo build --release`). With
 # $BASELINE set to another build (say, main's), it runs in the same
 # alternation and a second table pairs ours against it. Needs free space
@@ -50,7 +51,7 @@ printf '%-6s %6s %-7s %8s %8s %8s %8s %7s %7s\n' \
 for tree in "${trees[@]}"; do
     name=$(basename "$tree")
     files=$(find "$tree" | wc -l)
-    for ext in tar tar.zst; do
+    for ext in ${FORMATS:-tar tar.zst}; do
         schedule=$name-${ext/./-}
         "$bin" --home "$home" create "$tree;04:00;$schedule;format=$ext" 2>/dev/null
         "$bin" --home "$home" run "$schedule" >/dev/null

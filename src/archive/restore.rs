@@ -40,8 +40,8 @@
 //!    `O_PATH|O_NOFOLLOW` descriptor of the node just made, refused unless
 //!    it is still that kind of node with one link; for directories last,
 //!    through a descriptor opened beneath the destination again, so a
-//!    read-only directory can still be filled. Devices are made by root only, reported and skipped
-//!    otherwise.
+//!    read-only directory can still be filled. Devices are made by root
+//!    only, reported and skipped otherwise.
 //!
 //! So nothing is created, changed or removed outside the destination, and
 //! never through a symlink, even when a directory of it is swapped for a

@@ -9,12 +9,36 @@
 #   bench/restore.sh [TREE...]
 #
 # TREEs default to /tmp/bench/small (~4k files) and /tmp/bench/many (~46k
-# files), built by corpus.sh. The binary is $BACKUPCTL, by default
+# files), built by corpus.sh. $FORMATS chooses the formats (default
+# "tar tar.zst"). The binary is $BACKUPCTL, by default
 # $CARGO_TARGET_DIR/release/backupctl (`cargo build --release`). With
 # $BASELINE set to another build (say, main's), it runs in the same
 # alternation and a second table pairs ours against it. Needs free space
 # for 3 x $REPEAT copies of the largest tree. Numbers depend on the machine
 # and its load.
+#
+# Figures (2-core machine shared with other builds, load 0.5 to 1.6; ext4
+# without a journal, where creating files just after a big tree was deleted
+# is much slower, so single runs of the same command vary 2x to 5x), best /
+# median, restore / `tar xf` and restore / main's build (BASELINE) before a
+# plain .tar was checked with seeks and copied with copy_file_range:
+#   FORMATS=tar REPEAT=7 bench/restore.sh /tmp/bench/many   (46k files), 4 runs
+#     vs tar xf: 1.22x / 1.12x, 1.29x / 0.99x (REPEAT=9), 1.25x / 1.11x, 1.35x / 1.26x
+#     vs main:   1.01x / 1.17x, 0.89x / 0.93x,            0.94x / 0.79x, 0.67x / 0.87x
+#     (tar xf itself: best 1.7 to 2.0 s, medians 2.7 to 11 s)
+#   TMPDIR=/dev/shm FORMATS=tar REPEAT=7 ... /tmp/bench/many   (tmpfs: little noise)
+#     tar 1.091 / 1.119 s, ours 1.578 / 1.624 s: 1.45x / 1.45x; vs main 0.93x / 0.94x
+#   TMPDIR=/dev/shm FORMATS=tar.zst REPEAT=5 ... /tmp/bench/many
+#     vs tar --zstd -xf 1.11x / 1.13x; vs main 0.92x / 0.89x
+#     (on disk, 5 rounds: 1.03x / 1.00x, vs main 1.81x / 1.26x, tar itself
+#     5.6 to 14 s: the disk's noise, the .tar.zst path is unchanged but for
+#     the checks' map)
+#   REPEAT=7 bench/restore.sh /tmp/bench/small   (4k files)
+#     .tar 1.13x / 1.03x, vs main 0.96x / 0.98x; .tar.zst 1.30x / 0.94x, vs main 0.95x / 0.94x
+# What is left is mostly the SHA-256 of the 610 MiB archive, which must
+# match the manifest before anything is written: 0.45 to 0.50 s on one core
+# (`openssl dgst -sha256` takes 0.45 s), the whole of the first pass; the
+# second pass takes about what `tar xf` takes (on tmpfs about 1.1 s).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,7 +74,7 @@ printf '%-6s %6s %-7s %8s %8s %8s %8s %7s %7s\n' \
 for tree in "${trees[@]}"; do
     name=$(basename "$tree")
     files=$(find "$tree" | wc -l)
-    for ext in tar tar.zst; do
+    for ext in ${FORMATS:-tar tar.zst}; do
         schedule=$name-${ext/./-}
         "$bin" --home "$home" create "$tree;04:00;$schedule;format=$ext" 2>/dev/null
         "$bin" --home "$home" run "$schedule" >/dev/null

@@ -494,6 +494,92 @@ fn restore_refuses_an_archive_that_does_not_match_its_manifest() {
     assert!(!env.path("out").exists());
 }
 
+/// A plain `.tar` is checked with seeks over its files' data: the bytes
+/// passed over are hashed all the same, and an archive that ends inside an
+/// entry is refused as before, both before anything is written.
+#[test]
+fn restore_refuses_damage_in_the_data_it_seeks_over() {
+    let env = TestEnv::new();
+    let big = "0123456789".repeat(10_000);
+    env.tree(
+        &[],
+        &[
+            ("src/first", "first\n"),
+            ("src/big", &big),
+            ("src/last", "last\n"),
+        ],
+    );
+    let data_of_big = |bytes: &[u8]| {
+        bytes
+            .windows(1000)
+            .position(|w| w == &big.as_bytes()[..1000])
+            .expect("the data of src/big")
+    };
+    // A byte of src/big's data flipped: the manifest's SHA-256 tells.
+    let sealed = "docs_20250101_020000.tar";
+    archive_with_manifest(&env, sealed, "docs");
+    let path = env.path("backups").join(sealed);
+    let mut bytes = fs::read(&path).unwrap();
+    let at = data_of_big(&bytes) + 50_000;
+    bytes[at] ^= 0x55;
+    fs::write(&path, &bytes).unwrap();
+    env.manager(["restore", sealed, "--to", "out"])
+        .status(1)
+        .stderr_pattern("backup_manager: [..]does not match its manifest (SHA-256 is [..]\n")
+        .run();
+    assert!(!env.path("out").exists());
+    // Cut inside src/big's data, without a manifest: nothing to compare,
+    // and the end of src/big is never read, only sought.
+    let cut = "docs_20250102_020000.tar";
+    gnu_tar(&env, cut);
+    let path = env.path("backups").join(cut);
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..data_of_big(&bytes) + 50_000]).unwrap();
+    env.manager(["restore", cut, "--to", "out"])
+        .status(1)
+        .stderr(format!(
+            "backup_manager: cannot read archive {}: the archive is cut short: it ends inside an entry\n",
+            env.path("backups").join(cut).display()
+        ))
+        .run();
+    assert!(!env.path("out").exists());
+}
+
+/// The files of a plain `.tar` are copied by the kernel from the archive
+/// file; onto another filesystem (tmpfs) it cannot, and they are read and
+/// written instead, the same bytes.
+#[test]
+fn a_plain_tar_restores_onto_another_filesystem() {
+    let env = TestEnv::new();
+    make_source(&env);
+    env.write("src/big", "0123456789".repeat(50_000));
+    let name = "docs_20250101_020000.tar";
+    archive_with_manifest(&env, name, "docs");
+    let shm = tempfile::Builder::new()
+        .prefix("backupctl-test")
+        .tempdir_in("/dev/shm");
+    let Ok(shm) = shm else {
+        eprintln!("no /dev/shm: restore onto another filesystem not tried");
+        return;
+    };
+    if fs::metadata(shm.path()).unwrap().dev() == fs::metadata(env.home()).unwrap().dev() {
+        eprintln!("/dev/shm is the home's filesystem: restore onto another not tried");
+        return;
+    }
+    let out = shm.path().join("out");
+    env.manager([
+        "restore".as_ref(),
+        name.as_ref(),
+        "--to".as_ref(),
+        out.as_os_str(),
+    ])
+    .stdout_contains("/out/src/big\n")
+    .run();
+    same_tree(env.path("src"), out.join("src"))
+        .with_mtimes()
+        .assert_same();
+}
+
 /// Writes a tar with Python's tarfile, which writes what it is told.
 fn python_tar(env: &TestEnv, name: &str, entries: &str) {
     let script = format!(

@@ -11,7 +11,7 @@
 //! such as old GNU sparse headers), so the tap can only add information.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
 use super::pax::parse_records;
@@ -218,6 +218,42 @@ impl<R: Read> Read for PaxTap<R> {
     }
 }
 
+/// Seeking over entry data, as `tar::Archive::entries_with_seek` does to
+/// skip what it was not asked to read: the tap follows a forward seek
+/// within the data (and padding) of the entry it is in, the only seek the
+/// tar crate makes. Any other seek means the tar crate and the tap read the
+/// blocks differently, and is refused rather than leave a PAX record behind
+/// unseen.
+impl<R: Read + Seek> Seek for PaxTap<BufReader<R>> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let (by, offset) = match pos {
+            SeekFrom::Current(offset) => (u64::try_from(offset).ok(), offset),
+            _ => (None, 0),
+        };
+        let follows = match (&self.state, by) {
+            (State::Lost, Some(_)) | (_, Some(0)) => true,
+            (State::Skip { left }, Some(by)) => by <= *left,
+            _ => false,
+        };
+        let Some(by) = by.filter(|_| follows) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the archive's blocks do not follow one another as its headers say",
+            ));
+        };
+        // Within what is buffered, no system call is made.
+        self.inner.seek_relative(offset)?;
+        self.position += by;
+        if let State::Skip { left } = &mut self.state {
+            *left -= by;
+            if *left == 0 {
+                self.state = Self::new_header();
+            }
+        }
+        Ok(self.position)
+    }
+}
+
 /// The PAX records of `entry`: from the tap when it followed the stream to
 /// it, else from the tar crate (records it cannot read are left out).
 pub fn entry_records<R: Read>(
@@ -298,5 +334,73 @@ mod tests {
                 "reads of {chunk} bytes"
             );
         }
+    }
+
+    #[test]
+    fn records_reach_the_entries_after_data_sought_over() {
+        let bytes = archive();
+        let tap = PaxTap::new(io::BufReader::with_capacity(512, io::Cursor::new(&bytes)));
+        let seen = tap.seen();
+        let mut archive = tar::Archive::new(tap);
+        let mut found = Vec::new();
+        for entry in archive.entries_with_seek().unwrap() {
+            let mut entry = entry.unwrap();
+            let records = entry_records(&mut entry, &seen).unwrap();
+            found.push((entry.path().unwrap().display().to_string(), records.len()));
+        }
+        let found: Vec<_> = found.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+        assert_eq!(found, [("a", 2), ("b", 0), ("c", 0)]);
+
+        // Records after a 700-byte entry sought over, in a reader whose
+        // buffer holds less than the data.
+        let mut builder = tar::Builder::new(Vec::new());
+        for name in ["big", "marked"] {
+            if name == "marked" {
+                let mut records = PaxRecords::default();
+                records.add("SCHILY.xattr.user.x", b"1\n2");
+                records.append_to(&mut builder, name.as_ref(), 0).unwrap();
+            }
+            let mut header = tar::Header::new_ustar();
+            header.set_size(700);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, vec![b'z'; 700].as_slice())
+                .unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        let tap = PaxTap::new(io::BufReader::with_capacity(512, io::Cursor::new(&bytes)));
+        let seen = tap.seen();
+        let mut archive = tar::Archive::new(tap);
+        let mut entries = archive.entries_with_seek().unwrap();
+        let first = entries.next().unwrap().unwrap();
+        assert_eq!(first.path().unwrap().to_str(), Some("big"));
+        drop(first);
+        let mut marked = entries.next().unwrap().unwrap();
+        assert_eq!(
+            entry_records(&mut marked, &seen).unwrap(),
+            [(b"SCHILY.xattr.user.x".to_vec(), b"1\n2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_seek_the_tap_cannot_follow_is_refused() {
+        let bytes = archive();
+        let mut tap = PaxTap::new(io::BufReader::new(io::Cursor::new(&bytes)));
+        // In a header: nothing to seek over.
+        assert_eq!(
+            tap.seek(SeekFrom::Current(1)).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert!(tap.seek(SeekFrom::Start(0)).is_err());
+        // Into an entry's data, then past its end into the next header.
+        let mut header = [0u8; 512];
+        tap.read_exact(&mut header).unwrap(); // the `x` header of "a"
+        let mut pax = vec![0u8; 512];
+        tap.read_exact(&mut pax).unwrap();
+        tap.read_exact(&mut header).unwrap(); // "a", 3 bytes padded to 512
+        assert_eq!(tap.stream_position().unwrap(), 1536);
+        assert!(tap.seek(SeekFrom::Current(513)).is_err());
+        assert_eq!(tap.seek(SeekFrom::Current(512)).unwrap(), 2048);
     }
 }

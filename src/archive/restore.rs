@@ -15,7 +15,10 @@
 //!    written): no parent may be a symlink or a non-directory, and without
 //!    `force` nothing may exist at the path (an existing directory for a
 //!    directory entry is fine). The archive is hashed on the way and, when it
-//!    has a manifest, must match it.
+//!    has a manifest, must match it. A local archive is hashed on a second
+//!    thread, every byte of it; a plain `.tar` is then checked with seeks
+//!    over its files' data (only a sparse file's map is read), and a seek
+//!    past the end of the file is refused as an archive cut short.
 //! 2. **Extraction**, where the kernel enforces what validation saw, whatever
 //!    another user changes in the destination meanwhile. The destination is
 //!    opened once (`O_DIRECTORY|O_NOFOLLOW`); each entry's directory is opened
@@ -29,15 +32,16 @@
 //!    or symlink in the way. Both passes read one open descriptor of the
 //!    archive (`Input::pinned`), so what is written is what was checked even
 //!    if another file takes the archive's name in between; its entries are
-//!    checked again as they come all the same. Owners, modes, nanosecond
-//!    mtimes, xattrs and ACLs are restored as GNU tar `-xp` does
-//!    (`restore_meta`): for a file through the descriptor it was written
-//!    with; for a symlink, FIFO or device through an `O_PATH|O_NOFOLLOW`
-//!    descriptor of the node just made, refused unless it is still that
-//!    kind of node with one link; for directories last, through a descriptor
-//!    opened beneath the destination again, so a read-only directory can
-//!    still be filled. Devices are made by root only, reported and skipped
-//!    otherwise.
+//!    checked again as they come all the same. The files of a plain `.tar`
+//!    are copied from that descriptor by the kernel (`copy_file_range`).
+//!    Owners, modes, nanosecond mtimes, xattrs and ACLs are restored as GNU
+//!    tar `-xp` does (`restore_meta`): for a file through the descriptor it
+//!    was written with; for a symlink, FIFO or device through an
+//!    `O_PATH|O_NOFOLLOW` descriptor of the node just made, refused unless
+//!    it is still that kind of node with one link; for directories last,
+//!    through a descriptor opened beneath the destination again, so a
+//!    read-only directory can still be filled. Devices are made by root
+//!    only, reported and skipped otherwise.
 //!
 //! So nothing is created, changed or removed outside the destination, and
 //! never through a symlink, even when a directory of it is swapped for a
@@ -68,10 +72,11 @@
 //!
 //! Restoring again with `--force` once the cause is gone completes it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,12 +88,12 @@ use tar::EntryType;
 use super::beneath::{BeneathError, DirStack, Root};
 
 use super::manifest::Match;
-use super::pax_tap::{PaxTap, Records, entry_records};
+use super::pax_tap::{PaxRecordsSeen, PaxTap, Records, entry_records};
 use super::read_ahead::ReadAhead;
 use super::restore_meta::{EntryMetadata, MetadataWriter, Node, Unrestored};
 use super::selection::Selection;
 use super::sparse_restore;
-use super::stored::{self, Input};
+use super::stored::{self, Input, cut_short};
 use super::verify::{HashingReader, decompressed, format_of};
 use crate::model::Format;
 use sha2::Digest;
@@ -379,6 +384,10 @@ fn validate(
 /// Pass 1's reading of the entries (see [`validate`]): every entry checked,
 /// the selection's paths found, free space for what will be written. With
 /// `hash`, the stored bytes are hashed on the way: their SHA-256 and size.
+/// Without, a plain `.tar` is read with seeks over the entries' data, which
+/// the checks do not need (a sparse file's map excepted): the hashing
+/// thread reads every byte, and a seek past the end of the file is refused
+/// as an archive cut short.
 fn check_entries(
     job: &RestoreJob<'_>,
     format: Format,
@@ -387,11 +396,23 @@ fn check_entries(
     plaintext: &mut sha2::Sha256,
     links: &mut Links,
 ) -> Result<Option<(String, u64)>, RestoreError> {
-    // Entries outside the selection: sizes of files (a link may need one),
-    // and every path with whether it is a directory (for PATHs and
-    // patterns that match nothing).
-    let mut unchosen_sizes: HashMap<PathBuf, u64> = HashMap::new();
-    let mut entries_seen: Vec<(PathBuf, bool)> = Vec::new();
+    let seekable = match format {
+        Format::Tar if !hash => job
+            .input
+            .positional(job.archive)
+            .map_err(|e| read_error(job.archive, e))?,
+        _ => None,
+    };
+    if let Some(file) = seekable {
+        let reader = PaxTap::new(io::BufReader::new(file));
+        let seen = reader.seen();
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| read_error(job.archive, e))?;
+        check_each(job, entries, &seen, fresh, links)?;
+        return Ok(None);
+    }
     let file = open_archive(job)?;
     let (mut hashing, mut unhashed) = if hash {
         (Some(HashingReader::new(file)), None)
@@ -411,56 +432,9 @@ fn check_entries(
         let reader = PaxTap::new(reader);
         let seen = reader.seen();
         let mut archive = tar::Archive::new(reader);
-        let mut checker = Checker::new(job, fresh);
-        let mut needed: u64 = 0;
-        for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
-            let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-            let records =
-                entry_records(&mut entry, &seen).map_err(|e| read_error(job.archive, e))?;
-            let checked = checker.check(&mut entry, &records)?;
-            if let Some(Checked { relative, item }) = &checked {
-                let size = entry.size();
-                if let Item::Sparse { realsize } = item {
-                    sparse_restore::read_map(&mut entry, *realsize, size)
-                        .map_err(|e| read_error(job.archive, e))?
-                        .map_err(|why| checker.hostile(relative, why))?;
-                }
-                let is_dir = matches!(item, Item::Dir);
-                let is_file = matches!(item, Item::File | Item::Sparse { .. });
-                if let Item::HardLink(target) = item {
-                    links.targets.insert(target.clone());
-                }
-                if !job.selection.is_everything() {
-                    entries_seen.push((relative.clone(), is_dir));
-                }
-                if job.selection.selects(relative, is_dir) {
-                    checker.check_destination(relative, item)?;
-                    if is_file {
-                        needed = needed.saturating_add(size);
-                    }
-                    if let Item::HardLink(target) = item
-                        && let Some(size) = unchosen_sizes.remove(target)
-                    {
-                        checker.check_destination(target, &Item::File)?;
-                        needed = needed.saturating_add(size);
-                        links.outside_selection.insert(target.clone());
-                    }
-                } else if is_file {
-                    unchosen_sizes.insert(relative.clone(), size);
-                }
-            }
-            io::copy(&mut entry, &mut io::sink()).map_err(|e| read_error(job.archive, e))?;
-        }
-        let missing = job
-            .selection
-            .unmatched(entries_seen.iter().map(|(p, d)| (p.as_path(), *d)));
-        if !missing.is_empty() {
-            return Err(RestoreError::NotInArchive {
-                archive: job.archive.to_path_buf(),
-                missing,
-            });
-        }
-        check_free_space(job.destination, needed)?;
+        let entries = archive.entries().map_err(|e| read_error(job.archive, e))?;
+        check_each(job, entries, &seen, fresh, links)?;
+        // The end-of-archive blocks and the compressed stream's trailer.
         io::copy(&mut archive.into_inner(), &mut io::sink())
             .map_err(|e| read_error(job.archive, e))?;
     }
@@ -470,28 +444,94 @@ fn check_entries(
         .map_err(|e| read_error(job.archive, e))
 }
 
-/// The SHA-256 and size of `file`, read with `pread` from its start (the
-/// caller's reads of the same descriptor are not disturbed); ends early
-/// once `stop` is set.
-fn hash_positionally(file: &File, stop: &AtomicBool) -> io::Result<(String, u64)> {
-    struct Positional<'a> {
-        file: &'a File,
-        at: u64,
-        stop: &'a AtomicBool,
-    }
-    impl Read for Positional<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            use std::os::unix::fs::FileExt;
-            if self.stop.load(Ordering::Relaxed) {
-                return Err(io::Error::other("restore refused"));
+/// Checks each of `entries` (see [`check_entries`]); the tar crate skips
+/// the data left unread, reading it or seeking over it.
+fn check_each<R: Read>(
+    job: &RestoreJob<'_>,
+    entries: tar::Entries<'_, R>,
+    seen: &PaxRecordsSeen,
+    fresh: bool,
+    links: &mut Links,
+) -> Result<(), RestoreError> {
+    // Entries outside the selection: sizes of files (a link may need one),
+    // and every path with whether it is a directory (for PATHs and
+    // patterns that match nothing).
+    let mut unchosen_sizes: HashMap<PathBuf, u64> = HashMap::new();
+    let mut entries_seen: Vec<(PathBuf, bool)> = Vec::new();
+    let mut checker = Checker::new(job, fresh);
+    let mut needed: u64 = 0;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
+        let records = entry_records(&mut entry, seen).map_err(|e| read_error(job.archive, e))?;
+        let Some(Checked { relative, item }) = checker.check(&mut entry, &records)? else {
+            continue;
+        };
+        let size = entry.size();
+        if let Item::Sparse { realsize } = item {
+            sparse_restore::read_map(&mut entry, realsize, size)
+                .map_err(|e| read_error(job.archive, e))?
+                .map_err(|why| checker.hostile(&relative, why))?;
+        }
+        let is_dir = matches!(item, Item::Dir);
+        let is_file = matches!(item, Item::File | Item::Sparse { .. });
+        if let Item::HardLink(target) = &item {
+            links.targets.insert(target.clone());
+        }
+        if !job.selection.is_everything() {
+            entries_seen.push((relative.clone(), is_dir));
+        }
+        if job.selection.selects(&relative, is_dir) {
+            checker.check_destination(&relative, &item)?;
+            if is_file {
+                needed = needed.saturating_add(size);
             }
-            let n = self.file.read_at(buf, self.at)?;
-            self.at += n as u64;
-            Ok(n)
+            if let Item::HardLink(target) = &item
+                && let Some(size) = unchosen_sizes.remove(target)
+            {
+                checker.check_destination(target, &Item::File)?;
+                needed = needed.saturating_add(size);
+                links.outside_selection.insert(target.clone());
+            }
+        } else if is_file {
+            unchosen_sizes.insert(relative, size);
         }
     }
-    let positional = Positional { file, at: 0, stop };
-    HashingReader::new(io::BufReader::with_capacity(1 << 20, positional)).finish()
+    let missing = job
+        .selection
+        .unmatched(entries_seen.iter().map(|(p, d)| (p.as_path(), *d)));
+    if !missing.is_empty() {
+        return Err(RestoreError::NotInArchive {
+            archive: job.archive.to_path_buf(),
+            missing,
+        });
+    }
+    check_free_space(job.destination, needed)
+}
+
+/// The SHA-256 and size of `file`, read with `pread` from its start (the
+/// caller's reads of the same descriptor are not disturbed); ends early
+/// once `stop` is set. Each read is hashed where it lands, in a buffer
+/// that stays in the core's cache.
+fn hash_positionally(file: &File, stop: &AtomicBool) -> io::Result<(String, u64)> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    let mut at = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("restore refused"));
+        }
+        match file.read_at(&mut buffer, at) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buffer[..n]);
+                at += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((crate::primitives::hex(&hasher.finalize()), at))
 }
 
 /// Refuses a restore whose files need more bytes than the filesystem of
@@ -559,6 +599,16 @@ enum Item {
     Device(&'static str),
 }
 
+/// What an entry, or a parent of one, makes at its path (see [`Checker`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Made {
+    Dir,
+    File,
+    Symlink,
+    /// A hard link, FIFO or device: nothing can lie under it either.
+    Other,
+}
+
 /// A checked entry: where it goes, relative to the destination.
 struct Checked {
     relative: PathBuf,
@@ -568,10 +618,10 @@ struct Checked {
 /// The checks of both passes. Paths are relative to the destination.
 struct Checker<'a> {
     job: &'a RestoreJob<'a>,
-    dirs: HashSet<PathBuf>,
-    files: HashSet<PathBuf>,
-    others: HashSet<PathBuf>,
-    symlinks: HashSet<PathBuf>,
+    /// Every path the entries so far make, with what they make there
+    /// (directories for their parents too): one kind per path, and a
+    /// directory's parents are directories.
+    made: HashMap<PathBuf, Made>,
     /// Directories of the destination (relative) seen to be real
     /// directories by validation's `lstat`: each is looked at once, not
     /// once per entry below it (46,000 entries made 800,000 `lstat`s).
@@ -587,10 +637,7 @@ impl<'a> Checker<'a> {
         Self {
             job,
             fresh,
-            dirs: HashSet::new(),
-            files: HashSet::new(),
-            others: HashSet::new(),
-            symlinks: HashSet::new(),
+            made: HashMap::new(),
             verified: HashSet::new(),
         }
     }
@@ -640,17 +687,30 @@ impl<'a> Checker<'a> {
             Some(_) => return Err(self.hostile(&raw, "is sparse but not a file")),
             None => self.item(entry, &raw)?,
         };
-        self.check_archive_paths(&raw, &relative, &item)?;
-        let set = match item {
-            Item::Dir => &mut self.dirs,
-            Item::File | Item::Sparse { .. } => &mut self.files,
-            Item::Symlink(_) => &mut self.symlinks,
-            Item::HardLink(_) | Item::Fifo | Item::Device(_) => &mut self.others,
+        let parents_made = self.check_archive_paths(&raw, &relative)?;
+        let made = match item {
+            Item::Dir => Made::Dir,
+            Item::File | Item::Sparse { .. } => Made::File,
+            Item::Symlink(_) => Made::Symlink,
+            Item::HardLink(_) | Item::Fifo | Item::Device(_) => Made::Other,
         };
-        set.insert(relative.clone());
-        // Parents are created as directories even without entries of their own.
-        for parent in relative.ancestors().skip(1) {
-            self.dirs.insert(parent.to_path_buf());
+        match self.made.entry(relative.clone()) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(made);
+            }
+            // A directory may repeat.
+            Entry::Occupied(seen) if (*seen.get(), made) == (Made::Dir, Made::Dir) => {}
+            Entry::Occupied(_) => return Err(self.hostile(&raw, "appears twice in the archive")),
+        }
+        // Parents are created as directories even without entries of their
+        // own; the walk up ends at the first one made already.
+        if !parents_made {
+            for parent in relative.ancestors().skip(1) {
+                if self.made.contains_key(parent) {
+                    break;
+                }
+                self.made.insert(parent.to_path_buf(), Made::Dir);
+            }
         }
         Ok(Some(Checked { relative, item }))
     }
@@ -672,7 +732,7 @@ impl<'a> Checker<'a> {
                 let target = link_name()?;
                 let target = safe_relative(&target)
                     .map_err(|why| self.hostile(raw, format!("is a hard link that {why}")))?;
-                if !self.files.contains(&target) {
+                if self.made.get(&target) != Some(&Made::File) {
                     return Err(self.hostile(
                         raw,
                         "is a hard link to something that is not a file restored before it",
@@ -689,42 +749,36 @@ impl<'a> Checker<'a> {
         })
     }
 
-    /// Against the entries before it: no path under a symlink or a file, no
-    /// path twice (a directory may repeat).
-    fn check_archive_paths(
-        &self,
-        raw: &Path,
-        relative: &Path,
-        item: &Item,
-    ) -> Result<(), RestoreError> {
-        for ancestor in relative.ancestors().skip(1) {
-            if self.symlinks.contains(ancestor) {
-                return Err(self.hostile(
-                    raw,
-                    format!(
-                        "goes through the symlink {} that the archive creates",
-                        ancestor.display()
-                    ),
-                ));
-            }
-            if self.files.contains(ancestor) || self.others.contains(ancestor) {
-                return Err(self.hostile(
-                    raw,
-                    format!(
-                        "lies under {}, which is not a directory",
-                        ancestor.display()
-                    ),
-                ));
+    /// Against the entries before it: no path under a symlink or a file.
+    /// Whether its parent is made already (as a directory, then).
+    fn check_archive_paths(&self, raw: &Path, relative: &Path) -> Result<bool, RestoreError> {
+        for (up, ancestor) in relative.ancestors().skip(1).enumerate() {
+            match self.made.get(ancestor) {
+                None => {}
+                // A directory's parents are directories: none is a symlink
+                // or a file.
+                Some(Made::Dir) => return Ok(up == 0),
+                Some(Made::Symlink) => {
+                    return Err(self.hostile(
+                        raw,
+                        format!(
+                            "goes through the symlink {} that the archive creates",
+                            ancestor.display()
+                        ),
+                    ));
+                }
+                Some(Made::File | Made::Other) => {
+                    return Err(self.hostile(
+                        raw,
+                        format!(
+                            "lies under {}, which is not a directory",
+                            ancestor.display()
+                        ),
+                    ));
+                }
             }
         }
-        let seen = self.files.contains(relative)
-            || self.symlinks.contains(relative)
-            || self.others.contains(relative)
-            || (self.dirs.contains(relative) && !matches!(item, Item::Dir));
-        if seen {
-            return Err(self.hostile(raw, "appears twice in the archive"));
-        }
-        Ok(())
+        Ok(false)
     }
 
     /// Against the destination as it is: parents must be real directories,
@@ -802,7 +856,25 @@ fn extract(
     links: &Links,
     on_restored: &mut dyn FnMut(&Path),
 ) -> Result<RestoreReport, RestoreError> {
-    let root = Root::open(job.destination)?;
+    let seekable = match (format, job.input.pinned) {
+        (Format::Tar, Some(pinned)) => job
+            .input
+            .positional(job.archive)
+            .map_err(|e| read_error(job.archive, e))?
+            .map(|file| (file, pinned)),
+        _ => None,
+    };
+    if let Some((file, pinned)) = seekable {
+        // Files are copied from the archive by the kernel; the tar crate
+        // seeks over their data.
+        let reader = PaxTap::new(io::BufReader::new(file));
+        let seen = reader.seen();
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| read_error(job.archive, e))?;
+        return extract_each(job, fresh, links, on_restored, entries, &seen, Some(pinned));
+    }
     let mut plaintext = sha2::Sha256::new();
     let reader: Box<dyn Read + '_> = if job.input.stream.is_none()
         && !stored::is_encrypted(job.archive)
@@ -826,6 +898,27 @@ fn extract(
     let reader = PaxTap::new(reader);
     let seen = reader.seen();
     let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| read_error(job.archive, e))?;
+    extract_each(job, fresh, links, on_restored, entries, &seen, None)
+}
+
+/// Writes each of `entries` (see [`extract`]). With `source`, the archive
+/// file of a plain `.tar`, a file's content is copied from its position
+/// there rather than read through the tar crate.
+fn extract_each<R: Read>(
+    job: &RestoreJob<'_>,
+    fresh: bool,
+    links: &Links,
+    on_restored: &mut dyn FnMut(&Path),
+    entries: tar::Entries<'_, R>,
+    seen: &PaxRecordsSeen,
+    source: Option<&File>,
+) -> Result<RestoreReport, RestoreError> {
+    let mut source = source.map(|file| Source {
+        file,
+        kernel_copies: true,
+    });
+    let root = Root::open(job.destination)?;
     let mut checker = Checker::new(job, fresh);
     let mut metadata = MetadataWriter::new(job.numeric_owner);
     let mut report = RestoreReport {
@@ -848,9 +941,9 @@ fn extract(
         }
     };
     let mut buffer = vec![0u8; 1 << 20];
-    for entry in archive.entries().map_err(|e| read_error(job.archive, e))? {
+    for entry in entries {
         let mut entry = entry.map_err(|e| read_error(job.archive, e))?;
-        let records = entry_records(&mut entry, &seen).map_err(|e| read_error(job.archive, e))?;
+        let records = entry_records(&mut entry, seen).map_err(|e| read_error(job.archive, e))?;
         let Some(checked) = checker.check(&mut entry, &records)? else {
             continue;
         };
@@ -895,7 +988,14 @@ fn extract(
                             job.archive,
                         )?
                     }
-                    _ => written.file(&mut entry, &mut buffer, job.archive)?,
+                    // Old GNU sparse entries are expanded by the tar crate.
+                    _ => match &mut source {
+                        Some(source) if entry.header().entry_type() != EntryType::GNUSparse => {
+                            let at = entry.raw_file_position();
+                            written.file_at(source, at, entry.size(), &mut buffer, job.archive)?
+                        }
+                        _ => written.file(&mut entry, &mut buffer, job.archive)?,
+                    },
                 };
                 if links.targets.contains(relative) {
                     let st = rustix::fs::fstat(&file).map_err(|e| written.error(e))?;
@@ -994,6 +1094,13 @@ fn device_numbers(header: &tar::Header) -> (u32, u32) {
 /// What restore said of a node it had just made and finds changed.
 const REPLACED: &str = "it was replaced by something else during the restore";
 
+/// The archive file a plain `.tar`'s files are copied from.
+struct Source<'a> {
+    file: &'a File,
+    /// No `copy_file_range` failed so far.
+    kernel_copies: bool,
+}
+
 /// Writes one entry: `name` in the open directory `dir`; `path` names it
 /// in messages.
 struct Writer<'a> {
@@ -1075,6 +1182,48 @@ impl Writer<'_> {
         Ok(file)
     }
 
+    /// A file whose content is the `len` bytes of `source` at `offset`,
+    /// copied by the kernel (`copy_file_range`: no read into memory and
+    /// write back), or read and written where it cannot (an old kernel,
+    /// another filesystem: not tried again once it failed).
+    fn file_at(
+        &self,
+        source: &mut Source<'_>,
+        offset: u64,
+        len: u64,
+        buffer: &mut [u8],
+        archive: &Path,
+    ) -> Result<File, RestoreError> {
+        let mut file = self.new_file()?;
+        let (mut at, mut left) = (offset, len);
+        while left > 0 {
+            let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+            let copied = if source.kernel_copies {
+                rustix::fs::copy_file_range(source.file, Some(&mut at), &file, None, chunk)
+            } else {
+                Err(Errno::XDEV)
+            };
+            match copied {
+                Ok(0) => return Err(read_error(archive, cut_short())),
+                Ok(n) => left -= n as u64,
+                Err(_) => {
+                    // Read and written instead, where a failure says
+                    // which side it is on.
+                    source.kernel_copies = false;
+                    let mut rest = stored::Positional::new(source.file)
+                        .and_then(|mut rest| rest.seek(io::SeekFrom::Start(at)).map(|_| rest))
+                        .map_err(|e| read_error(archive, e))?
+                        .take(left);
+                    if self.copy(&mut rest, &mut file, buffer, archive)? != left {
+                        return Err(read_error(archive, cut_short()));
+                    }
+                    left = 0;
+                }
+            }
+        }
+        Ok(file)
+    }
+
     /// Copies `content` to the end of `file` in writes of `buffer`'s size
     /// (a 12 KiB file is one write, not two); how many bytes.
     fn copy<R: Read>(
@@ -1125,17 +1274,14 @@ impl Writer<'_> {
         buffer: &mut [u8],
         archive: &Path,
     ) -> Result<File, RestoreError> {
-        use std::io::{Seek, SeekFrom};
+        use std::io::SeekFrom;
         let mut file = self.new_file()?;
         for &(offset, length) in segments {
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| self.error(e))?;
             let copied = self.copy(&mut content.take(length), &mut file, buffer, archive)?;
             if copied != length {
-                return Err(read_error(
-                    archive,
-                    io::Error::from(io::ErrorKind::UnexpectedEof),
-                ));
+                return Err(read_error(archive, cut_short()));
             }
         }
         file.set_len(realsize).map_err(|e| self.error(e))?;

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -57,6 +58,18 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// The pinned file of an unencrypted local archive, to be read with
+    /// seeks (`None` for a stream, an encrypted archive or a file not
+    /// pinned: those are read through).
+    pub fn positional(&self, archive: &Path) -> io::Result<Option<Positional<'a>>> {
+        match self.pinned {
+            Some(file) if self.stream.is_none() && !is_encrypted(archive) => {
+                Positional::new(file).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The archive's manifest: the stream's, or the one beside the file.
     pub fn manifest(&self, archive: &Path) -> io::Result<Manifest> {
         match self.stream {
@@ -101,6 +114,58 @@ pub fn is_encrypted(archive: &Path) -> bool {
         .file_name()
         .and_then(|name| name.to_str())
         .is_some_and(is_encrypted_name)
+}
+
+/// A pinned archive file read with `pread` from a position of its own, so
+/// that several readers of the one descriptor do not disturb each other. It
+/// seeks within the file only: a seek past its end means the archive ends
+/// inside an entry, and is refused as an archive cut short.
+pub struct Positional<'a> {
+    file: &'a File,
+    at: u64,
+    /// The file's size when it was opened.
+    len: u64,
+}
+
+impl<'a> Positional<'a> {
+    /// `file` from its start.
+    pub fn new(file: &'a File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(Self { file, at: 0, len })
+    }
+}
+
+impl Read for Positional<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Positional<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let target = match pos {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::Current(by) => self.at.checked_add_signed(by),
+            SeekFrom::End(by) => self.len.checked_add_signed(by),
+        };
+        match target {
+            Some(at) if at <= self.len => {
+                self.at = at;
+                Ok(at)
+            }
+            _ => Err(cut_short()),
+        }
+    }
+}
+
+/// The archive ends before an entry's data does.
+pub fn cut_short() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the archive is cut short: it ends inside an entry",
+    )
 }
 
 /// Hashes what is read through into a hasher the caller keeps.

@@ -39,18 +39,23 @@
 # symlink's path only), the exclusion rules' paths only when a rule needs
 # them.
 #
-# Is 0.1x of a full run reachable here? Not on this machine, honestly. The
-# full run of /tmp/bench/many takes 1.2-1.5 s when the machine is quiet
-# (its disk is fast), so 0.1x is 0.12-0.15 s; `find -printf` alone over
-# the same tree takes 0.20 s, and `perf` of an incremental run puts 24 % in
-# the per-entry fstatat, 10 % in getdents64, 15 % in opening and closing
-# directories: the walk is at its floor but for the second open of each
-# directory (through /proc/self/fd, which std's ReadDir needs to give
-# DirEntry::metadata relative to the directory; the if-changed walk, which
-# needs no std Metadata, opens each directory once). What remains above the
-# walk is the parent's file state (zstd in and out, ~5 %) and the archive
-# of the changed files. `find` alone is 0.13-0.17x of a quiet full run;
-# an incremental run of ours, ~0.43 s, is ~0.3x of one.
+# Is 0.1x of a full run reachable here? Not for plain .tar on this
+# machine. Before the incremental walk moved onto scan.rs's two threads
+# (opening each directory once, relative to its parent, and reading a
+# directory's xattrs through that descriptor), it opened each directory
+# twice (by path, then through /proc/self/fd for std's metadata) and an
+# incremental run was ~0.3x of a full one. After, load 1.3-1.7, 3 rounds:
+#   .tar      full median 0.954 s best 0.889; incremental median 0.196 s
+#             best 0.158; ratio median 0.206 best 0.177 (another run:
+#             0.163 / 0.162); size ratio 0.030; restore chain / full
+#             1.154 median; peak 24.2 / 17.6 MiB
+#   .tar.zst  (FORMAT=tar.zst, load 4.4) full 3.385 s, incremental
+#             0.341 s: ratio median 0.101 best 0.100; size ratio 0.016
+# An incremental run of the unchanged tree, 9 runs alternated with the
+# build before: median 0.260 s -> 0.140 s. `find -printf` over the same
+# tree takes 0.19 s and the scan alone (if-changed) 0.09 s: a full .tar
+# run at 550-650 MiB/s is ~1 s here, so 0.1x is below any walk of the
+# tree's metadata; on a slower disk, or with compression, the ratio falls.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)

@@ -404,13 +404,9 @@ fn check_entries(
         _ => None,
     };
     if let Some(file) = seekable {
-        let reader = PaxTap::new(io::BufReader::new(file));
-        let seen = reader.seen();
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive
-            .entries_with_seek()
-            .map_err(|e| read_error(job.archive, e))?;
-        check_each(job, entries, &seen, fresh, links)?;
+        seeking(job, file, |entries, seen| {
+            check_each(job, entries, seen, fresh, links)
+        })?;
         return Ok(None);
     }
     let file = open_archive(job)?;
@@ -506,6 +502,26 @@ fn check_each<R: Read>(
         });
     }
     check_free_space(job.destination, needed)
+}
+
+/// The entries of a local plain `.tar`, read with seeks over their data
+/// through a [`PaxTap`] that follows the seeks, handed to `each` with what
+/// the tap saw.
+fn seeking<'a, T>(
+    job: &RestoreJob<'_>,
+    file: stored::Positional<'a>,
+    each: impl FnOnce(
+        tar::Entries<'_, PaxTap<io::BufReader<stored::Positional<'a>>>>,
+        &PaxRecordsSeen,
+    ) -> Result<T, RestoreError>,
+) -> Result<T, RestoreError> {
+    let reader = PaxTap::new(io::BufReader::new(file));
+    let seen = reader.seen();
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| read_error(job.archive, e))?;
+    each(entries, &seen)
 }
 
 /// The SHA-256 and size of `file`, read with `pread` from its start (the
@@ -867,13 +883,9 @@ fn extract(
     if let Some((file, pinned)) = seekable {
         // Files are copied from the archive by the kernel; the tar crate
         // seeks over their data.
-        let reader = PaxTap::new(io::BufReader::new(file));
-        let seen = reader.seen();
-        let mut archive = tar::Archive::new(reader);
-        let entries = archive
-            .entries_with_seek()
-            .map_err(|e| read_error(job.archive, e))?;
-        return extract_each(job, fresh, links, on_restored, entries, &seen, Some(pinned));
+        return seeking(job, file, |entries, seen| {
+            extract_each(job, fresh, links, on_restored, entries, seen, Some(pinned))
+        });
     }
     let mut plaintext = sha2::Sha256::new();
     let reader: Box<dyn Read + '_> = if job.input.stream.is_none()

@@ -48,6 +48,8 @@ pub(super) struct EntryStat {
     pub nlink: u64,
     pub ino: u64,
     pub dev: u64,
+    /// 512-byte blocks allocated (not in the fingerprint).
+    pub blocks: u64,
 }
 
 impl From<&Metadata> for EntryStat {
@@ -65,6 +67,7 @@ impl From<&Metadata> for EntryStat {
             nlink: metadata.nlink(),
             ino: metadata.ino(),
             dev: metadata.dev(),
+            blocks: metadata.blocks(),
         }
     }
 }
@@ -87,6 +90,7 @@ impl From<&rustix::fs::Stat> for EntryStat {
             nlink: stat.st_nlink as u64,
             ino: stat.st_ino as u64,
             dev: stat.st_dev as u64,
+            blocks: stat.st_blocks as u64,
         }
     }
 }
@@ -130,12 +134,12 @@ impl Fingerprint {
     }
 
     /// One entry: `relative` to the source root (empty for the root itself).
-    pub fn add_entry(&mut self, relative: &Path, metadata: &Metadata, link_target: Option<&Path>) {
+    pub fn add_entry(&mut self, relative: &Path, stat: &EntryStat, link_target: Option<&Path>) {
         self.record.clear();
         write_entry(
             &mut self.record,
             relative.as_os_str().as_bytes(),
-            &EntryStat::from(metadata),
+            stat,
             link_target.map(|t| t.as_os_str().as_bytes()),
         );
         self.hasher.update(&self.record);

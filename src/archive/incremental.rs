@@ -341,11 +341,12 @@ fn append_stored<W: TarSink>(
         }
     };
     let name = base.join(relative);
+    let metadata = EntryStat::from(&metadata);
     let entry = Entry {
         path: &path,
         name: &name,
         target: tree::link_target(&path, &metadata),
-        metadata: &EntryStat::from(&metadata),
+        metadata: &metadata,
         dumpdir: None,
         attributes: None,
     };

@@ -529,25 +529,25 @@ fn seeking<'a, T>(
 /// once `stop` is set. Each read is hashed where it lands, in a buffer
 /// that stays in the core's cache.
 fn hash_positionally(file: &File, stop: &AtomicBool) -> io::Result<(String, u64)> {
-    use std::os::unix::fs::FileExt;
     let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0u8; 256 << 10];
-    let mut at = 0u64;
+    let mut reader = stored::Positional::new(file)?;
+    let mut size = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(io::Error::other("restore refused"));
         }
-        match file.read_at(&mut buffer, at) {
+        match reader.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buffer[..n]);
-                at += n as u64;
+                size += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok((crate::primitives::hex(&hasher.finalize()), at))
+    Ok((crate::primitives::hex(&hasher.finalize()), size))
 }
 
 /// Refuses a restore whose files need more bytes than the filesystem of

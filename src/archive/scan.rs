@@ -199,13 +199,15 @@ struct Listing {
 }
 
 impl Listing {
-    fn new(job: &Job) -> Self {
+    /// Empty, for a directory of this metadata; its path in the records is
+    /// set once it is listed.
+    fn new(stat: EntryStat) -> Self {
         Self {
             records: Vec::new(),
             cuts: Vec::new(),
             weight: 1,
-            record: job.record.clone(),
-            stat: job.stat,
+            record: Vec::new(),
+            stat,
             children: Ok(Vec::new()),
             attributes: None,
             gone: false,
@@ -430,13 +432,7 @@ impl Walk<'_> {
                 // Never to come (see `helper_gone`): a record no tree has,
                 // so the fingerprint cannot match by mistake.
                 None if state.helper_gone => {
-                    let mut gone = Listing::new(&Job {
-                        id,
-                        parent: None,
-                        path: PathBuf::new(),
-                        record: Vec::new(),
-                        stat: EntryStat::default(),
-                    });
+                    let mut gone = Listing::new(EntryStat::default());
                     write_unreadable(&mut gone.records, b"\0");
                     gone.gone = true;
                     return gone;
@@ -476,19 +472,20 @@ impl Walk<'_> {
     /// Lists the directory of `job` and queues its subdirectories; `me` is
     /// the calling thread.
     fn list(&self, job: Job, buffers: &mut Buffers, me: usize) -> Listing {
-        let mut listing = Listing::new(&job);
+        let mut listing = Listing::new(job.stat);
         let mut below = Vec::new();
         match self.read(&job, buffers, &mut listing, &mut below) {
             Ok(()) => {}
             Err(e) => {
                 // As the full walk records a directory it cannot read,
                 // whatever it read of it.
-                listing = Listing::new(&job);
+                listing = Listing::new(job.stat);
                 listing.children = Err(reason_for(&e.into()));
                 below.clear();
                 write_unreadable(&mut listing.records, &job.record);
             }
         }
+        listing.record = job.record;
         if !below.is_empty() {
             let mut state = self.state();
             state.pending.extend(below.into_iter().rev());
@@ -525,7 +522,6 @@ impl Walk<'_> {
             scratch,
         } = buffers;
         if self.attributes {
-            scratch.resize(xattrs::SCRATCH, 0);
             listing.attributes = Some(xattrs::read_open(dir.as_fd(), scratch));
         }
         names.clear();

@@ -6,7 +6,7 @@
 //! which must give the same value (its test holds it to this one's).
 
 use std::collections::HashMap;
-use std::fs::{Metadata, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -39,7 +39,7 @@ enum Step {
     Entry {
         path: PathBuf,
         relative: PathBuf,
-        metadata: Metadata,
+        metadata: EntryStat,
         target: Option<io::Result<PathBuf>>,
     },
     Unreadable {
@@ -562,7 +562,7 @@ fn walk<'a>(
                 } else {
                     entry.path().symlink_metadata()
                 };
-                match metadata {
+                match metadata.map(|metadata| EntryStat::from(&metadata)) {
                     Ok(metadata) => Step::Entry {
                         relative: relative_of(entry.path()),
                         target: link_target(entry.path(), &metadata),
@@ -622,11 +622,8 @@ pub(super) fn keeps_entry(
 }
 
 /// A symlink's target, read once for both the fingerprint and the archive.
-pub(super) fn link_target(path: &Path, metadata: &Metadata) -> Option<io::Result<PathBuf>> {
-    metadata
-        .file_type()
-        .is_symlink()
-        .then(|| std::fs::read_link(path))
+pub(super) fn link_target(path: &Path, metadata: &EntryStat) -> Option<io::Result<PathBuf>> {
+    metadata.is_symlink().then(|| std::fs::read_link(path))
 }
 
 /// Adds what the fingerprint keeps of one step; the archive and the
@@ -687,7 +684,7 @@ pub(super) fn walked_paths(
         .map(|step| match step {
             Step::Entry {
                 relative, metadata, ..
-            } => (relative, Some(EntryStat::from(&metadata))),
+            } => (relative, Some(metadata)),
             Step::Unreadable { relative, .. } => (relative, None),
         })
         .collect()
@@ -721,7 +718,7 @@ pub fn tree_bytes(source: &Path, exclude: &Exclusions) -> u64 {
     walk(source, exclude, &left_out)
         .map(|step| match step {
             Step::Entry { metadata, .. } if metadata.is_file() => {
-                metadata.len().min(metadata.blocks().saturating_mul(512))
+                metadata.size.min(metadata.blocks.saturating_mul(512))
             }
             _ => 0,
         })
@@ -781,7 +778,7 @@ pub fn append_tree<W: TarSink>(
                     let entry = Entry {
                         path: &path,
                         name: &name,
-                        metadata: &EntryStat::from(&metadata),
+                        metadata: &metadata,
                         target,
                         dumpdir: None,
                         attributes: None,
@@ -823,6 +820,8 @@ pub(super) struct EntryWriter<'b, 'w, W: TarSink> {
     /// Record extended attributes and ACLs.
     xattrs: bool,
     names: OwnerNames,
+    /// For reading extended attributes (see `xattrs::read_open`).
+    scratch: Vec<u8>,
     /// The archive name of each file with several links already stored, by
     /// device and inode: later links become hard-link entries naming it.
     links: HashMap<(u64, u64), PathBuf>,
@@ -835,6 +834,7 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
             watch: job.watch,
             xattrs: job.xattrs,
             names: OwnerNames::default(),
+            scratch: Vec::new(),
             links: HashMap::new(),
         }
     }
@@ -1057,7 +1057,8 @@ impl<'b, 'w, W: TarSink> EntryWriter<'b, 'w, W> {
         let mut records = PaxRecords::default();
         self.add_owner_and_time(header, metadata, &mut records);
         if self.xattrs
-            && let Err(e) = xattrs::add_records(holder, &mut self.names, &mut records)
+            && let Err(e) =
+                xattrs::add_records((holder, &mut self.scratch), &mut self.names, &mut records)
         {
             report.skipped.push(Skipped {
                 path: path.to_path_buf(),

@@ -4,14 +4,16 @@
 //! `SCHILY.acl.default` (`user::rw-\nuser:alice:r--\n…`, names where the id
 //! has one), which is what GNU tar restores ACLs from.
 //!
-//! The `xattr` crate (already built as the tar crate's dependency) makes the
-//! `llistxattr`/`lgetxattr` calls (`flistxattr`/`fgetxattr` on a file the
-//! archive walk has open); symlinks are never followed. Restore turns
+//! By path, the `xattr` crate (already built as the tar crate's dependency)
+//! makes the `llistxattr`/`lgetxattr` calls; on a file or directory a walk
+//! has open, `rustix`'s `flistxattr`/`fgetxattr` read into one scratch
+//! buffer as large as Linux allows, so the list takes one call and no size
+//! query. Symlinks are never followed. Restore turns
 //! the text back into the kernel's form with [`acl_value`].
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -36,14 +38,17 @@ pub type Attributes = Vec<(OsString, Vec<u8>)>;
 
 /// The largest attribute list and value Linux has (`XATTR_LIST_MAX`,
 /// `XATTR_SIZE_MAX`): the size of [`read_open`]'s scratch buffer.
-pub const SCRATCH: usize = 64 * 1024;
+const SCRATCH: usize = 64 * 1024;
 
 /// The attributes of an open file or directory (`flistxattr`,
-/// `fgetxattr`), read into `scratch` (at least [`SCRATCH`] bytes, reused
-/// from entry to entry) by a walk that holds its descriptor; none on a
-/// file system without them.
-pub fn read_open(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Attributes> {
-    let listed = match rustix::fs::flistxattr(fd, &mut *scratch) {
+/// `fgetxattr`: one call for the list, whatever its size), read into
+/// `scratch` (grown to the largest list or value Linux allows, and reused
+/// from entry to entry by the caller); none on a file system without them.
+pub fn read_open(fd: BorrowedFd<'_>, scratch: &mut Vec<u8>) -> io::Result<Attributes> {
+    if scratch.len() < SCRATCH {
+        scratch.resize(SCRATCH, 0);
+    }
+    let listed = match rustix::fs::flistxattr(fd, &mut scratch[..]) {
         Ok(listed) => listed,
         Err(e) if is_unsupported(&e.into()) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
@@ -55,7 +60,7 @@ pub fn read_open(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Attribute
         .collect();
     let mut attributes = Vec::with_capacity(names.len());
     for name in names {
-        match rustix::fs::fgetxattr(fd, name.as_os_str(), &mut *scratch) {
+        match rustix::fs::fgetxattr(fd, name.as_os_str(), &mut scratch[..]) {
             Ok(length) => attributes.push((name, scratch[..length].to_vec())),
             Err(rustix::io::Errno::NODATA) => {} // removed since the list
             Err(e) => return Err(e.into()),
@@ -66,46 +71,46 @@ pub fn read_open(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Attribute
 }
 
 impl Holder<'_> {
-    /// Its attributes, sorted by name.
-    fn read(self) -> io::Result<Attributes> {
-        let listed = match self {
-            Holder::Path(path) => xattr::list(path),
-            Holder::File(file) => xattr::FileExt::list_xattr(file),
-            Holder::Read(Ok(attributes)) => return Ok(attributes.clone()),
-            Holder::Read(Err(e)) => return Err(io::Error::new(e.kind(), e.to_string())),
-        };
-        let listed = match listed {
-            Ok(listed) => listed,
-            Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut attributes = Vec::new();
-        for name in listed {
-            let value = match self {
-                Holder::Path(path) => xattr::get(path, &name),
-                Holder::File(file) => xattr::FileExt::get_xattr(file, &name),
-                Holder::Read(_) => Ok(None),
-            };
-            // `None`: removed since the list.
-            if let Some(value) = value? {
-                attributes.push((name, value));
-            }
+    /// Its attributes, sorted by name; `scratch` as [`read_open`] takes it.
+    fn read(self, scratch: &mut Vec<u8>) -> io::Result<Attributes> {
+        match self {
+            Holder::Path(path) => read_path(path),
+            Holder::File(file) => read_open(file.as_fd(), scratch),
+            Holder::Read(Ok(attributes)) => Ok(attributes.clone()),
+            Holder::Read(Err(e)) => Err(io::Error::new(e.kind(), e.to_string())),
         }
-        attributes.sort();
-        Ok(attributes)
     }
+}
+
+/// The attributes of the entry at `path`, never followed (`llistxattr`,
+/// `lgetxattr`).
+fn read_path(path: &Path) -> io::Result<Attributes> {
+    let listed = match xattr::list(path) {
+        Ok(listed) => listed,
+        Err(e) if is_unsupported(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut attributes = Vec::new();
+    for name in listed {
+        // `None`: removed since the list.
+        if let Some(value) = xattr::get(path, &name)? {
+            attributes.push((name, value));
+        }
+    }
+    attributes.sort();
+    Ok(attributes)
 }
 
 /// Adds the attributes of `holder` to `records`. A file system without
 /// extended attributes has none; another failure is returned, for the
 /// report, and the entry is archived without them.
 pub fn add_records(
-    holder: Holder<'_>,
+    (holder, scratch): (Holder<'_>, &mut Vec<u8>),
     names: &mut OwnerNames,
     records: &mut PaxRecords,
 ) -> io::Result<()> {
     let mut acls = Vec::new();
-    for (name, value) in holder.read()? {
+    for (name, value) in holder.read(scratch)? {
         let Some(text) = name.to_str() else {
             continue; // not representable in a PAX key; GNU tar skips it too
         };
